@@ -1,0 +1,96 @@
+//! AWS settings from the provider block, turned into SDK clients only when a resource
+//! first needs one: configurations that use only health gates make no AWS call and need
+//! no credentials.
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use tokio::sync::OnceCell;
+
+/// What the provider block says about AWS; everything left out comes from the standard
+/// chain (environment, shared config and credentials files, instance metadata).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AwsSettings {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub max_retries: Option<u32>,
+    pub elbv2_endpoint: Option<String>,
+    pub assume_role: Option<AssumeRole>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssumeRole {
+    pub role_arn: String,
+    pub session_name: Option<String>,
+    pub external_id: Option<String>,
+}
+
+/// The SDK configuration, loaded once per provider process on first use.
+#[derive(Default)]
+pub struct Aws {
+    settings: std::sync::OnceLock<AwsSettings>,
+    sdk: OnceCell<SdkConfig>,
+    elbv2: OnceCell<aws_sdk_elasticloadbalancingv2::Client>,
+}
+
+impl Aws {
+    /// Records the provider block's settings; ConfigureProvider calls this once.
+    pub fn configure(&self, settings: AwsSettings) {
+        let _ = self.settings.set(settings);
+    }
+
+    fn settings(&self) -> AwsSettings {
+        self.settings.get().cloned().unwrap_or_default()
+    }
+
+    async fn sdk_config(&self) -> &SdkConfig {
+        self.sdk
+            .get_or_init(|| load_sdk_config(self.settings()))
+            .await
+    }
+
+    /// The ELBv2 client, honouring `endpoints.elbv2`.
+    pub async fn elbv2(&self) -> &aws_sdk_elasticloadbalancingv2::Client {
+        self.elbv2
+            .get_or_init(|| async {
+                let mut config =
+                    aws_sdk_elasticloadbalancingv2::config::Builder::from(self.sdk_config().await);
+                if let Some(url) = self.settings().elbv2_endpoint {
+                    config = config.endpoint_url(url);
+                }
+                aws_sdk_elasticloadbalancingv2::Client::from_conf(config.build())
+            })
+            .await
+    }
+}
+
+async fn load_sdk_config(settings: AwsSettings) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = &settings.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(profile) = &settings.profile {
+        loader = loader.profile_name(profile);
+    }
+    let retries = settings.max_retries.unwrap_or(DEFAULT_MAX_RETRIES);
+    loader = loader.retry_config(RetryConfig::standard().with_max_attempts(retries + 1));
+    let base = loader.load().await;
+    let Some(role) = settings.assume_role else {
+        return base;
+    };
+    let mut provider = aws_config::sts::AssumeRoleProvider::builder(role.role_arn).session_name(
+        role.session_name
+            .unwrap_or_else(|| "terraform-provider-immutable".into()),
+    );
+    if let Some(external_id) = role.external_id {
+        provider = provider.external_id(external_id);
+    }
+    let credentials = provider.configure(&base).build().await;
+    base.into_builder()
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
+        )
+        .build()
+}
+
+/// Retries of throttled or failed AWS calls when the provider block does not say.
+pub const DEFAULT_MAX_RETRIES: u32 = 10;

@@ -1,0 +1,15 @@
+//! terraform-provider-immutable: immutable, health-gated blue/green releases as
+//! Terraform resources.
+//!
+//! The tree follows the layers: [`plugin`] is go-plugin's handshake, listener and
+//! AutoMTLS; [`tfplugin`] is Terraform's protocol (values, schemas, planning, the gRPC
+//! services); [`provider`] and the resource modules are the product, written against
+//! [`tfplugin::resource`] as plain Rust.
+
+pub mod aws;
+pub mod duration;
+pub mod logging;
+pub mod plugin;
+pub mod provider;
+pub mod tfplugin;
+pub mod validators;

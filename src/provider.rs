@@ -1,0 +1,166 @@
+//! The `immutable` provider: its configuration block and the resources it offers.
+
+use std::sync::Arc;
+
+use crate::aws::{AssumeRole, Aws, AwsSettings, DEFAULT_MAX_RETRIES};
+use crate::tfplugin::diagnostics::Diagnostics;
+use crate::tfplugin::resource::{Ctx, DataSource, Provider, Resource};
+use crate::tfplugin::schema::{Attribute, Block, Nesting, Schema};
+use crate::tfplugin::value::Value;
+use crate::validators;
+
+/// State shared by the provider and its resources for the life of the process.
+#[derive(Default)]
+pub struct Shared {
+    pub aws: Aws,
+}
+
+#[derive(Default)]
+pub struct ImmutableProvider {
+    shared: Arc<Shared>,
+}
+
+fn schema() -> Schema {
+    Schema::new(
+        Block::new(
+            "Settings for the AWS APIs the provider calls. All are optional: credentials and \
+             region come from the standard AWS chain, and a configuration that only uses \
+             `immutable_health_gate` needs no AWS settings and makes no AWS call.",
+        )
+        .attribute(
+            Attribute::string("region")
+                .optional()
+                .description("AWS region of the load balancers, e.g. `us-west-2`. Defaults to the standard chain (`AWS_REGION`, the profile's region).")
+                .validate(validators::aws_region),
+        )
+        .attribute(
+            Attribute::string("profile")
+                .optional()
+                .description("Named profile from the shared AWS config and credentials files."),
+        )
+        .attribute(
+            Attribute::number("max_retries")
+                .optional()
+                .description(&format!(
+                    "How many times a throttled or failed AWS call is retried, with exponential backoff and jitter. Defaults to {DEFAULT_MAX_RETRIES}."
+                ))
+                .validate(validators::int_in_range(0, 100)),
+        )
+        .block(
+            "endpoints",
+            Nesting::Single,
+            Block::new("Custom service endpoints, for VPC endpoints, LocalStack or moto.").attribute(
+                Attribute::string("elbv2")
+                    .optional()
+                    .description("URL of the Elastic Load Balancing v2 API, e.g. `http://127.0.0.1:5055`.")
+                    .validate(validators::http_url),
+            ),
+        )
+        .block(
+            "assume_role",
+            Nesting::Single,
+            Block::new("An IAM role to assume for every AWS call.")
+                .attribute(
+                    Attribute::string("role_arn")
+                        .required()
+                        .description("ARN of the role, e.g. `arn:aws:iam::123456789012:role/deployer`.")
+                        .validate(validators::iam_role_arn),
+                )
+                .attribute(
+                    Attribute::string("session_name")
+                        .optional()
+                        .description("Session name shown in CloudTrail. Defaults to `terraform-provider-immutable`."),
+                )
+                .attribute(
+                    Attribute::string("external_id")
+                        .optional()
+                        .sensitive()
+                        .description("External ID the role's trust policy requires."),
+                ),
+        ),
+    )
+}
+
+/// Reads the provider block into AWS settings.
+fn aws_settings(config: &Value) -> AwsSettings {
+    let string = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+    let nested = |block: &str, attr: &str| string(config.get(block).and_then(|b| b.get(attr)));
+    let assume_role = nested("assume_role", "role_arn").map(|role_arn| AssumeRole {
+        role_arn,
+        session_name: nested("assume_role", "session_name"),
+        external_id: nested("assume_role", "external_id"),
+    });
+    AwsSettings {
+        region: string(config.get("region")),
+        profile: string(config.get("profile")),
+        max_retries: config
+            .get("max_retries")
+            .and_then(Value::as_i64)
+            .map(|n| n as u32),
+        elbv2_endpoint: nested("endpoints", "elbv2"),
+        assume_role,
+    }
+}
+
+#[tonic::async_trait]
+impl Provider for ImmutableProvider {
+    fn type_name(&self) -> &'static str {
+        "immutable"
+    }
+
+    fn schema(&self) -> Schema {
+        schema()
+    }
+
+    async fn configure(&self, _ctx: &Ctx, config: &Value, diags: &mut Diagnostics) {
+        if config.contains_unknown() {
+            diags.error(
+                "Provider configuration is not known yet",
+                "The provider block refers to values that are known only after apply. Give it values known at plan time.",
+            );
+            return;
+        }
+        self.shared.aws.configure(aws_settings(config));
+    }
+
+    fn resources(&self) -> Vec<Arc<dyn Resource>> {
+        Vec::new()
+    }
+
+    fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_block_becomes_aws_settings() {
+        let config = Value::Object(
+            [
+                ("region".to_string(), Value::from("eu-west-1")),
+                ("profile".to_string(), Value::Null),
+                ("max_retries".to_string(), Value::from(3i64)),
+                (
+                    "endpoints".to_string(),
+                    Value::Object(
+                        [("elbv2".to_string(), Value::from("http://127.0.0.1:5055"))].into(),
+                    ),
+                ),
+                ("assume_role".to_string(), Value::Null),
+            ]
+            .into(),
+        );
+        let settings = aws_settings(&config);
+        assert_eq!(settings.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(settings.profile, None);
+        assert_eq!(settings.max_retries, Some(3));
+        assert_eq!(
+            settings.elbv2_endpoint.as_deref(),
+            Some("http://127.0.0.1:5055")
+        );
+        assert_eq!(settings.assume_role, None);
+    }
+}

@@ -1,0 +1,85 @@
+//! What a provider, a resource and a data source are to the protocol layer: plain Rust
+//! traits over decoded values, testable without gRPC.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::diagnostics::Diagnostics;
+use super::schema::Schema;
+use super::value::Value;
+
+/// What every operation gets besides its values.
+#[derive(Clone)]
+pub struct Ctx {
+    /// Cancelled when Terraform sends StopProvider (Ctrl-C): long waits must end soon
+    /// after, leaving things in a safe state and saying they were interrupted.
+    pub stop: CancellationToken,
+}
+
+#[tonic::async_trait]
+pub trait Provider: Send + Sync {
+    /// The provider's type name, the prefix of its resource type names.
+    fn type_name(&self) -> &'static str;
+    fn schema(&self) -> Schema;
+    /// Checks across the provider block's attributes, beyond each attribute's validators.
+    fn validate(&self, _config: &Value, _diags: &mut Diagnostics) {}
+    async fn configure(&self, ctx: &Ctx, config: &Value, diags: &mut Diagnostics);
+    fn resources(&self) -> Vec<Arc<dyn Resource>>;
+    fn data_sources(&self) -> Vec<Arc<dyn DataSource>>;
+}
+
+/// A managed resource. States are objects of the schema's type; `Value::Null` means
+/// "does not exist".
+#[tonic::async_trait]
+pub trait Resource: Send + Sync {
+    fn type_name(&self) -> &'static str;
+    fn schema(&self) -> Schema;
+
+    /// Checks across attributes, beyond each attribute's own validators. Values may be
+    /// unknown at this point.
+    fn validate(&self, _config: &Value, _diags: &mut Diagnostics) {}
+
+    /// Adjusts a create or update plan after the schema's defaults and plan modifiers.
+    /// `prior` is null on create.
+    async fn modify_plan(
+        &self,
+        _ctx: &Ctx,
+        _prior: &Value,
+        _config: &Value,
+        _planned: &mut Value,
+        _diags: &mut Diagnostics,
+    ) {
+    }
+
+    /// Creates the object; returns its state, or null when nothing was created.
+    async fn create(&self, ctx: &Ctx, planned: &Value, diags: &mut Diagnostics) -> Value;
+
+    /// Refreshes a state; null when the object is gone.
+    async fn read(&self, ctx: &Ctx, state: &Value, diags: &mut Diagnostics) -> Value;
+
+    /// Updates in place; returns the new state, which must tell the truth even when the
+    /// update failed part way.
+    async fn update(
+        &self,
+        ctx: &Ctx,
+        prior: &Value,
+        planned: &Value,
+        diags: &mut Diagnostics,
+    ) -> Value;
+
+    async fn delete(&self, ctx: &Ctx, prior: &Value, diags: &mut Diagnostics);
+
+    /// Builds a state from an import ID; `None` when the resource offers no import.
+    async fn import(&self, _ctx: &Ctx, _id: &str, _diags: &mut Diagnostics) -> Option<Value> {
+        None
+    }
+}
+
+#[tonic::async_trait]
+pub trait DataSource: Send + Sync {
+    fn type_name(&self) -> &'static str;
+    fn schema(&self) -> Schema;
+    fn validate(&self, _config: &Value, _diags: &mut Diagnostics) {}
+    async fn read(&self, ctx: &Ctx, config: &Value, diags: &mut Diagnostics) -> Value;
+}

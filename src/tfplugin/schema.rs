@@ -1,0 +1,301 @@
+//! Schemas, declared beside each resource's logic: attributes with their types, flags,
+//! descriptions, defaults, validators and plan modifiers, in the manner of
+//! terraform-plugin-framework. The protocol layer turns them into Terraform's wire schema
+//! and runs the validators and plan modifiers, so resources only hold what is their own.
+
+use std::sync::Arc;
+
+use super::diagnostics::{AttributePath, Diagnostics};
+use super::value::{Type, Value};
+
+/// One resource's, data source's or provider's schema.
+#[derive(Clone)]
+pub struct Schema {
+    /// Bumped when the stored state's shape changes (see UpgradeResourceState).
+    pub version: i64,
+    pub block: Block,
+}
+
+#[derive(Clone, Default)]
+pub struct Block {
+    /// Markdown; also the source of the generated docs.
+    pub description: String,
+    pub attributes: Vec<Attribute>,
+    pub blocks: Vec<NestedBlock>,
+}
+
+/// How a nested block repeats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nesting {
+    /// At most one, an object (null when absent).
+    Single,
+    List,
+}
+
+#[derive(Clone)]
+pub struct NestedBlock {
+    pub name: String,
+    pub nesting: Nesting,
+    pub block: Block,
+    pub max_items: i64,
+}
+
+/// A reusable step of planning, run for one attribute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanModifier {
+    /// A change of this attribute replaces the resource.
+    RequiresReplace,
+    /// A computed value that does not change once known keeps its prior value instead
+    /// of being planned as unknown.
+    UseStateForUnknown,
+}
+
+/// Checks one known, non-null value; the error says what would be valid.
+pub type Check = Arc<dyn Fn(&Value) -> Result<(), String> + Send + Sync>;
+
+#[derive(Clone)]
+pub struct Attribute {
+    pub name: String,
+    pub ty: Type,
+    pub description: String,
+    pub required: bool,
+    pub optional: bool,
+    pub computed: bool,
+    pub sensitive: bool,
+    /// Planned when the configuration leaves the attribute out.
+    pub default: Option<Value>,
+    pub plan_modifiers: Vec<PlanModifier>,
+    pub validators: Vec<Check>,
+}
+
+impl Attribute {
+    pub fn new(name: &str, ty: Type) -> Self {
+        Self {
+            name: name.to_string(),
+            ty,
+            description: String::new(),
+            required: false,
+            optional: false,
+            computed: false,
+            sensitive: false,
+            default: None,
+            plan_modifiers: Vec::new(),
+            validators: Vec::new(),
+        }
+    }
+
+    pub fn string(name: &str) -> Self {
+        Self::new(name, Type::String)
+    }
+
+    pub fn number(name: &str) -> Self {
+        Self::new(name, Type::Number)
+    }
+
+    pub fn bool(name: &str) -> Self {
+        Self::new(name, Type::Bool)
+    }
+
+    pub fn string_map(name: &str) -> Self {
+        Self::new(name, Type::map(Type::String))
+    }
+
+    pub fn required(mut self) -> Self {
+        self.required = true;
+        self
+    }
+
+    pub fn optional(mut self) -> Self {
+        self.optional = true;
+        self
+    }
+
+    pub fn computed(mut self) -> Self {
+        self.computed = true;
+        self
+    }
+
+    pub fn sensitive(mut self) -> Self {
+        self.sensitive = true;
+        self
+    }
+
+    /// Markdown text shown in docs and by language servers.
+    pub fn description(mut self, text: &str) -> Self {
+        self.description = text.to_string();
+        self
+    }
+
+    /// An optional attribute whose value, when left out, is planned as `value`.
+    pub fn default(mut self, value: impl Into<Value>) -> Self {
+        self.optional = true;
+        self.computed = true;
+        self.default = Some(value.into());
+        self
+    }
+
+    pub fn requires_replace(mut self) -> Self {
+        self.plan_modifiers.push(PlanModifier::RequiresReplace);
+        self
+    }
+
+    pub fn use_state_for_unknown(mut self) -> Self {
+        self.plan_modifiers.push(PlanModifier::UseStateForUnknown);
+        self
+    }
+
+    pub fn validate(
+        mut self,
+        check: impl Fn(&Value) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.validators.push(Arc::new(check));
+        self
+    }
+
+    pub fn has(&self, modifier: PlanModifier) -> bool {
+        self.plan_modifiers.contains(&modifier)
+    }
+}
+
+impl Block {
+    pub fn new(description: &str) -> Self {
+        Self {
+            description: description.to_string(),
+            ..Self::default()
+        }
+    }
+
+    pub fn attribute(mut self, attribute: Attribute) -> Self {
+        self.attributes.push(attribute);
+        self
+    }
+
+    pub fn block(mut self, name: &str, nesting: Nesting, block: Block) -> Self {
+        let max_items = if nesting == Nesting::Single { 1 } else { 0 };
+        self.blocks.push(NestedBlock {
+            name: name.to_string(),
+            nesting,
+            block,
+            max_items,
+        });
+        self
+    }
+
+    /// The type of the object a block's values form, as Terraform implies it.
+    pub fn value_type(&self) -> Type {
+        let attrs = self
+            .attributes
+            .iter()
+            .map(|a| (a.name.clone(), a.ty.clone()));
+        let blocks = self.blocks.iter().map(|b| {
+            let object = b.block.value_type();
+            let ty = match b.nesting {
+                Nesting::Single => object,
+                Nesting::List => Type::list(object),
+            };
+            (b.name.clone(), ty)
+        });
+        Type::object(attrs.chain(blocks))
+    }
+
+    /// Runs every attribute's validators over a configuration, skipping values that are
+    /// null or not yet known (they are checked again once known, at apply).
+    pub fn run_validators(&self, config: &Value, path: &AttributePath, diags: &mut Diagnostics) {
+        for attribute in &self.attributes {
+            let Some(value) = config.get(&attribute.name) else {
+                continue;
+            };
+            if value.is_null() || value.contains_unknown() {
+                continue;
+            }
+            for check in &attribute.validators {
+                if let Err(message) = check(value) {
+                    let at = path.then_attr(&attribute.name);
+                    diags.attribute_error(at.clone(), format!("Invalid value for {at}"), message);
+                }
+            }
+        }
+        for nested in &self.blocks {
+            let Some(value) = config.get(&nested.name) else {
+                continue;
+            };
+            let at = path.then_attr(&nested.name);
+            match (nested.nesting, value) {
+                (Nesting::Single, Value::Object(_)) => {
+                    nested.block.run_validators(value, &at, diags)
+                }
+                (Nesting::List, Value::List(items)) => {
+                    for (i, item) in items.iter().enumerate() {
+                        nested.block.run_validators(item, &at.then_index(i), diags);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Schema {
+    pub fn new(block: Block) -> Self {
+        Self { version: 0, block }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> Block {
+        let positive = |v: &Value| match v.as_i64() {
+            Some(n) if n > 0 => Ok(()),
+            _ => Err("must be a whole number greater than 0".to_string()),
+        };
+        Block::new("root")
+            .attribute(Attribute::number("count").optional().validate(positive))
+            .block(
+                "check",
+                Nesting::List,
+                Block::new("a check")
+                    .attribute(Attribute::number("threshold").optional().validate(positive)),
+            )
+    }
+
+    #[test]
+    fn implied_type_covers_attributes_and_blocks() {
+        let ty = schema().value_type();
+        let expected = Type::object([
+            ("count", Type::Number),
+            (
+                "check",
+                Type::list(Type::object([("threshold", Type::Number)])),
+            ),
+        ]);
+        assert_eq!(ty, expected);
+    }
+
+    #[test]
+    fn validators_report_the_attribute_path_and_skip_unknowns() {
+        let config = Value::Object(
+            [
+                ("count".to_string(), Value::from(0i64)),
+                (
+                    "check".to_string(),
+                    Value::List(vec![
+                        Value::Object([("threshold".to_string(), Value::Unknown)].into()),
+                        Value::Object([("threshold".to_string(), Value::from(-1i64))].into()),
+                    ]),
+                ),
+            ]
+            .into(),
+        );
+        let mut diags = Diagnostics::default();
+        schema().run_validators(&config, &AttributePath::default(), &mut diags);
+        let paths: Vec<String> = diags
+            .0
+            .iter()
+            .map(|d| d.attribute.clone().unwrap().to_string())
+            .collect();
+        assert_eq!(paths, ["count", "check[1].threshold"]);
+        assert!(diags.0[0].detail.contains("greater than 0"));
+    }
+}

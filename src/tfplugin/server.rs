@@ -1,0 +1,473 @@
+//! The protocol-neutral provider server: decodes Terraform's values with the schemas,
+//! runs validation and schema-driven planning, and calls the resources. The gRPC
+//! services for protocols 5 and 6 are thin translations over these functions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::diagnostics::{AttributePath, Diagnostics};
+use super::plan::plan_from_schema;
+use super::resource::{Ctx, DataSource, Provider, Resource};
+use super::schema::Schema;
+use super::value::{self, Type, Value};
+
+/// A value as Terraform sends it: msgpack, or JSON from older callers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dv {
+    pub msgpack: Vec<u8>,
+    pub json: Vec<u8>,
+}
+
+/// The outcome of PlanResourceChange.
+pub struct Planned {
+    pub planned: Option<Dv>,
+    pub requires_replace: Vec<AttributePath>,
+    pub private: Vec<u8>,
+    pub diags: Diagnostics,
+}
+
+/// A registered resource or data source with its schema, computed once.
+struct Entry<T: ?Sized> {
+    imp: Arc<T>,
+    schema: Schema,
+    ty: Type,
+}
+
+impl<T: ?Sized> Entry<T> {
+    fn new(imp: Arc<T>, schema: Schema) -> Self {
+        let ty = schema.block.value_type();
+        Self { imp, schema, ty }
+    }
+}
+
+pub struct Server {
+    provider: Entry<dyn Provider>,
+    resources: BTreeMap<String, Entry<dyn Resource>>,
+    data_sources: BTreeMap<String, Entry<dyn DataSource>>,
+    stop: CancellationToken,
+}
+
+impl Server {
+    pub fn new(provider: Arc<dyn Provider>) -> Self {
+        let resources = provider
+            .resources()
+            .into_iter()
+            .map(|r| (r.type_name().to_string(), Entry::new(r.clone(), r.schema())))
+            .collect();
+        let data_sources = provider
+            .data_sources()
+            .into_iter()
+            .map(|d| (d.type_name().to_string(), Entry::new(d.clone(), d.schema())))
+            .collect();
+        let schema = provider.schema();
+        Self {
+            provider: Entry::new(provider, schema),
+            resources,
+            data_sources,
+            stop: CancellationToken::new(),
+        }
+    }
+
+    fn ctx(&self) -> Ctx {
+        Ctx {
+            stop: self.stop.clone(),
+        }
+    }
+
+    pub fn provider_schema(&self) -> &Schema {
+        &self.provider.schema
+    }
+
+    pub fn resource_schemas(&self) -> impl Iterator<Item = (&str, &Schema)> {
+        self.resources.iter().map(|(k, e)| (k.as_str(), &e.schema))
+    }
+
+    pub fn data_source_schemas(&self) -> impl Iterator<Item = (&str, &Schema)> {
+        self.data_sources
+            .iter()
+            .map(|(k, e)| (k.as_str(), &e.schema))
+    }
+
+    /// StopProvider: every operation in flight sees its `Ctx::stop` cancelled.
+    pub fn stop(&self) {
+        tracing::info!("Terraform asked the provider to stop (interrupt)");
+        self.stop.cancel();
+    }
+
+    pub fn validate_provider_config(&self, config: Option<Dv>) -> Diagnostics {
+        let mut diags = Diagnostics::default();
+        if let Some(config) = decode(
+            config,
+            &self.provider.ty,
+            "provider configuration",
+            &mut diags,
+        ) {
+            validate(&self.provider.schema, &config, &mut diags);
+            if !diags.has_errors() {
+                self.provider.imp.validate(&config, &mut diags);
+            }
+        }
+        diags
+    }
+
+    pub async fn configure_provider(&self, config: Option<Dv>) -> Diagnostics {
+        let mut diags = Diagnostics::default();
+        if let Some(config) = decode(
+            config,
+            &self.provider.ty,
+            "provider configuration",
+            &mut diags,
+        ) {
+            self.provider
+                .imp
+                .configure(&self.ctx(), &config, &mut diags)
+                .await;
+        }
+        diags
+    }
+
+    pub fn validate_resource_config(&self, type_name: &str, config: Option<Dv>) -> Diagnostics {
+        let mut diags = Diagnostics::default();
+        let Some(entry) = self.resource(type_name, &mut diags) else {
+            return diags;
+        };
+        if let Some(config) = decode(config, &entry.ty, "configuration", &mut diags) {
+            validate(&entry.schema, &config, &mut diags);
+            if !diags.has_errors() {
+                entry.imp.validate(&config, &mut diags);
+            }
+        }
+        diags
+    }
+
+    pub fn validate_data_resource_config(
+        &self,
+        type_name: &str,
+        config: Option<Dv>,
+    ) -> Diagnostics {
+        let mut diags = Diagnostics::default();
+        let Some(entry) = self.data_source(type_name, &mut diags) else {
+            return diags;
+        };
+        if let Some(config) = decode(config, &entry.ty, "configuration", &mut diags) {
+            validate(&entry.schema, &config, &mut diags);
+            if !diags.has_errors() {
+                entry.imp.validate(&config, &mut diags);
+            }
+        }
+        diags
+    }
+
+    /// Reads a stored state written by this or an earlier version of the provider.
+    /// Attributes that no longer exist are dropped; new ones start as null.
+    pub fn upgrade_resource_state(
+        &self,
+        type_name: &str,
+        version: i64,
+        json: &[u8],
+    ) -> (Option<Dv>, Diagnostics) {
+        let mut diags = Diagnostics::default();
+        let Some(entry) = self.resource(type_name, &mut diags) else {
+            return (None, diags);
+        };
+        if version > entry.schema.version {
+            diags.error(
+                "State written by a newer provider",
+                format!(
+                    "The state of this {type_name} has schema version {version}, but this provider \
+                     knows only up to version {}. Upgrade the provider.",
+                    entry.schema.version
+                ),
+            );
+            return (None, diags);
+        }
+        let state = serde_json::from_slice::<serde_json::Value>(json)
+            .map_err(|e| e.to_string())
+            .and_then(|mut raw| {
+                prune_unknown_attributes(&mut raw, &entry.ty);
+                value::decode_json(raw.to_string().as_bytes(), &entry.ty).map_err(|e| e.to_string())
+            });
+        match state {
+            Ok(state) => (encode(&state, &entry.ty, &mut diags), diags),
+            Err(e) => {
+                diags.error(
+                    "Stored state could not be read",
+                    format!("The {type_name} state is not valid: {e}"),
+                );
+                (None, diags)
+            }
+        }
+    }
+
+    pub async fn read_resource(
+        &self,
+        type_name: &str,
+        current: Option<Dv>,
+        private: Vec<u8>,
+    ) -> (Option<Dv>, Vec<u8>, Diagnostics) {
+        let mut diags = Diagnostics::default();
+        let Some(entry) = self.resource(type_name, &mut diags) else {
+            return (None, private, diags);
+        };
+        let Some(state) = decode(current, &entry.ty, "current state", &mut diags) else {
+            return (None, private, diags);
+        };
+        let new_state = if state.is_null() {
+            Value::Null
+        } else {
+            entry.imp.read(&self.ctx(), &state, &mut diags).await
+        };
+        (
+            encode_result(&new_state, &entry.ty, &mut diags),
+            private,
+            diags,
+        )
+    }
+
+    pub async fn plan_resource_change(
+        &self,
+        type_name: &str,
+        prior: Option<Dv>,
+        proposed: Option<Dv>,
+        config: Option<Dv>,
+        private: Vec<u8>,
+    ) -> Planned {
+        let mut diags = Diagnostics::default();
+        let mut planned = Planned {
+            planned: None,
+            requires_replace: Vec::new(),
+            private,
+            diags: Diagnostics::default(),
+        };
+        let Some(entry) = self.resource(type_name, &mut diags) else {
+            planned.diags = diags;
+            return planned;
+        };
+        let (Some(prior), Some(proposed), Some(config)) = (
+            decode(prior, &entry.ty, "prior state", &mut diags),
+            decode(proposed, &entry.ty, "proposed new state", &mut diags),
+            decode(config, &entry.ty, "configuration", &mut diags),
+        ) else {
+            planned.diags = diags;
+            return planned;
+        };
+        // Destroy plans have nothing to decide.
+        if proposed.is_null() {
+            planned.planned = encode(&Value::Null, &entry.ty, &mut diags);
+            planned.diags = diags;
+            return planned;
+        }
+        let mut plan = plan_from_schema(&entry.schema.block, &prior, &config, proposed);
+        entry
+            .imp
+            .modify_plan(&self.ctx(), &prior, &config, &mut plan.planned, &mut diags)
+            .await;
+        planned.planned = encode(&plan.planned, &entry.ty, &mut diags);
+        planned.requires_replace = plan.requires_replace;
+        planned.diags = diags;
+        planned
+    }
+
+    pub async fn apply_resource_change(
+        &self,
+        type_name: &str,
+        prior: Option<Dv>,
+        planned: Option<Dv>,
+        private: Vec<u8>,
+    ) -> (Option<Dv>, Vec<u8>, Diagnostics) {
+        let mut diags = Diagnostics::default();
+        let Some(entry) = self.resource(type_name, &mut diags) else {
+            return (None, private, diags);
+        };
+        let (Some(prior), Some(planned)) = (
+            decode(prior, &entry.ty, "prior state", &mut diags),
+            decode(planned, &entry.ty, "planned state", &mut diags),
+        ) else {
+            return (None, private, diags);
+        };
+        let ctx = self.ctx();
+        let new_state = match (prior.is_null(), planned.is_null()) {
+            (_, true) => {
+                entry.imp.delete(&ctx, &prior, &mut diags).await;
+                // A failed delete keeps the object in state, as it still exists.
+                if diags.has_errors() {
+                    prior
+                } else {
+                    Value::Null
+                }
+            }
+            (true, false) => entry.imp.create(&ctx, &planned, &mut diags).await,
+            (false, false) => entry.imp.update(&ctx, &prior, &planned, &mut diags).await,
+        };
+        (
+            encode_result(&new_state, &entry.ty, &mut diags),
+            private,
+            diags,
+        )
+    }
+
+    pub async fn import_resource_state(
+        &self,
+        type_name: &str,
+        id: &str,
+    ) -> (Option<Dv>, Diagnostics) {
+        let mut diags = Diagnostics::default();
+        let Some(entry) = self.resource(type_name, &mut diags) else {
+            return (None, diags);
+        };
+        match entry.imp.import(&self.ctx(), id, &mut diags).await {
+            Some(state) => (encode_result(&state, &entry.ty, &mut diags), diags),
+            None if diags.has_errors() => (None, diags),
+            None => {
+                diags.error(
+                    "Import not supported",
+                    format!("{type_name} cannot be imported; see its documentation for why."),
+                );
+                (None, diags)
+            }
+        }
+    }
+
+    pub async fn read_data_source(
+        &self,
+        type_name: &str,
+        config: Option<Dv>,
+    ) -> (Option<Dv>, Diagnostics) {
+        let mut diags = Diagnostics::default();
+        let Some(entry) = self.data_source(type_name, &mut diags) else {
+            return (None, diags);
+        };
+        let Some(config) = decode(config, &entry.ty, "configuration", &mut diags) else {
+            return (None, diags);
+        };
+        let state = entry.imp.read(&self.ctx(), &config, &mut diags).await;
+        (encode_result(&state, &entry.ty, &mut diags), diags)
+    }
+
+    fn resource(&self, type_name: &str, diags: &mut Diagnostics) -> Option<&Entry<dyn Resource>> {
+        let entry = self.resources.get(type_name);
+        if entry.is_none() {
+            diags.error(
+                "Unknown resource type",
+                format!("This provider has no resource type {type_name:?}."),
+            );
+        }
+        entry
+    }
+
+    fn data_source(
+        &self,
+        type_name: &str,
+        diags: &mut Diagnostics,
+    ) -> Option<&Entry<dyn DataSource>> {
+        let entry = self.data_sources.get(type_name);
+        if entry.is_none() {
+            diags.error(
+                "Unknown data source",
+                format!("This provider has no data source {type_name:?}."),
+            );
+        }
+        entry
+    }
+}
+
+/// Runs the schema's validators and reports them at the attribute they concern.
+fn validate(schema: &Schema, config: &Value, diags: &mut Diagnostics) {
+    schema
+        .block
+        .run_validators(config, &AttributePath::default(), diags);
+}
+
+/// Decodes a value Terraform sent; an absent value is null. Errors become diagnostics.
+fn decode(dv: Option<Dv>, ty: &Type, what: &str, diags: &mut Diagnostics) -> Option<Value> {
+    let Some(dv) = dv else {
+        return Some(Value::Null);
+    };
+    let decoded = if !dv.msgpack.is_empty() {
+        value::decode_msgpack(&dv.msgpack, ty)
+    } else if !dv.json.is_empty() {
+        value::decode_json(&dv.json, ty)
+    } else {
+        Ok(Value::Null)
+    };
+    match decoded {
+        Ok(value) => Some(value),
+        Err(e) => {
+            diags.attribute_error(
+                AttributePath(e.path.clone()),
+                format!("Malformed {what}"),
+                format!("Terraform sent a {what} this provider cannot decode: {e}"),
+            );
+            None
+        }
+    }
+}
+
+fn encode(value: &Value, ty: &Type, diags: &mut Diagnostics) -> Option<Dv> {
+    match value::encode_msgpack(value, ty) {
+        Ok(msgpack) => Some(Dv {
+            msgpack,
+            json: Vec::new(),
+        }),
+        Err(e) => {
+            diags.error(
+                "Provider bug: value does not match its schema",
+                e.to_string(),
+            );
+            None
+        }
+    }
+}
+
+/// Encodes the result of an apply, read or import, which must be wholly known.
+fn encode_result(value: &Value, ty: &Type, diags: &mut Diagnostics) -> Option<Dv> {
+    if value.contains_unknown() {
+        diags.error(
+            "Provider bug: unknown value after apply",
+            "The provider returned a state with unknown values. Please report this.",
+        );
+        return None;
+    }
+    encode(value, ty, diags)
+}
+
+/// Drops object attributes the type does not have, recursively, so that states written
+/// with an attribute that has since been removed still load.
+fn prune_unknown_attributes(raw: &mut serde_json::Value, ty: &Type) {
+    match (raw, ty) {
+        (serde_json::Value::Object(map), Type::Object { attrs, .. }) => {
+            map.retain(|k, _| attrs.contains_key(k));
+            for (k, v) in map.iter_mut() {
+                prune_unknown_attributes(v, &attrs[k]);
+            }
+        }
+        (serde_json::Value::Array(items), Type::List(elem) | Type::Set(elem)) => {
+            items
+                .iter_mut()
+                .for_each(|v| prune_unknown_attributes(v, elem));
+        }
+        (serde_json::Value::Object(map), Type::Map(elem)) => {
+            map.values_mut()
+                .for_each(|v| prune_unknown_attributes(v, elem));
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruning_drops_removed_attributes_at_every_level() {
+        let ty = Type::object([
+            ("a", Type::String),
+            ("nested", Type::list(Type::object([("b", Type::Number)]))),
+        ]);
+        let mut raw = serde_json::json!({"a": "x", "gone": 1, "nested": [{"b": 1, "old": true}]});
+        prune_unknown_attributes(&mut raw, &ty);
+        assert_eq!(raw, serde_json::json!({"a": "x", "nested": [{"b": 1}]}));
+    }
+}

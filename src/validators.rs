@@ -1,0 +1,115 @@
+//! Reusable attribute checks, attached to schema attributes with `Attribute::validate`.
+//! Each returns a message that says what would be valid.
+
+use crate::tfplugin::value::Value;
+
+fn string(value: &Value) -> &str {
+    value.as_str().unwrap_or_default()
+}
+
+pub fn http_url(value: &Value) -> Result<(), String> {
+    let url = string(value);
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        _ => Err(format!(
+            "{url:?} is not an http:// or https:// URL with a host, e.g. \"https://app.example.com/health\""
+        )),
+    }
+}
+
+pub fn duration(value: &Value) -> Result<(), String> {
+    crate::duration::parse(string(value)).map(|_| ())
+}
+
+pub fn int_in_range(min: i64, max: i64) -> impl Fn(&Value) -> Result<(), String> + Send + Sync {
+    move |value| match value.as_i64() {
+        Some(n) if (min..=max).contains(&n) => Ok(()),
+        _ => Err(format!("must be a whole number from {min} to {max}")),
+    }
+}
+
+pub fn one_of(
+    allowed: &'static [&'static str],
+) -> impl Fn(&Value) -> Result<(), String> + Send + Sync {
+    move |value| {
+        let v = string(value);
+        if allowed.contains(&v) {
+            Ok(())
+        } else {
+            let list: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
+            Err(format!("{v:?} is not one of {}", list.join(", ")))
+        }
+    }
+}
+
+pub fn aws_region(value: &Value) -> Result<(), String> {
+    let region = string(value);
+    let parts: Vec<&str> = region.split('-').collect();
+    let ok = parts.len() >= 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{region:?} is not an AWS region name, e.g. \"us-west-2\""
+        ))
+    }
+}
+
+pub fn iam_role_arn(value: &Value) -> Result<(), String> {
+    let arn = string(value);
+    let fields: Vec<&str> = arn.splitn(6, ':').collect();
+    if fields.len() == 6
+        && fields[0] == "arn"
+        && fields[2] == "iam"
+        && fields[4].len() == 12
+        && fields[5].starts_with("role/")
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "{arn:?} is not an IAM role ARN, e.g. \"arn:aws:iam::123456789012:role/deployer\""
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_must_be_http_with_a_host() {
+        assert!(http_url(&"http://127.0.0.1:8080/health".into()).is_ok());
+        assert!(http_url(&"https://app.example.com".into()).is_ok());
+        assert!(http_url(&"ftp://x".into()).is_err());
+        assert!(http_url(&"http://".into()).is_err());
+        assert!(http_url(&"not a url".into()).is_err());
+    }
+
+    #[test]
+    fn regions_and_role_arns() {
+        assert!(aws_region(&"us-west-2".into()).is_ok());
+        assert!(aws_region(&"us-gov-east-1".into()).is_ok());
+        assert!(aws_region(&"US-WEST-2".into()).is_err());
+        assert!(aws_region(&"uswest".into()).is_err());
+        assert!(iam_role_arn(&"arn:aws:iam::123456789012:role/deployer".into()).is_ok());
+        assert!(iam_role_arn(&"arn:aws:iam::123:role/x".into()).is_err());
+    }
+
+    #[test]
+    fn ranges_and_choices() {
+        let r = int_in_range(0, 10);
+        assert!(r(&Value::from(10i64)).is_ok());
+        assert!(r(&Value::from(11i64)).unwrap_err().contains("0 to 10"));
+        let m = one_of(&["GET", "HEAD"]);
+        assert!(m(&"GET".into()).is_ok());
+        assert!(m(&"PUT".into()).unwrap_err().contains("\"GET\", \"HEAD\""));
+    }
+}
