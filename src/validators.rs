@@ -80,6 +80,22 @@ pub fn iam_role_arn(value: &Value) -> Result<(), String> {
     }
 }
 
+pub fn regex(value: &Value) -> Result<(), String> {
+    regex::Regex::new(string(value))
+        .map(|_| ())
+        .map_err(|e| format!("not a valid regular expression: {e}"))
+}
+
+/// One or more PEM certificates.
+pub fn pem_certificates(value: &Value) -> Result<(), String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(string(value).as_bytes()).collect();
+    match certs {
+        Ok(certs) if !certs.is_empty() => Ok(()),
+        _ => Err("must hold one or more PEM certificates (-----BEGIN CERTIFICATE----- ...)".to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +117,13 @@ mod tests {
         assert!(aws_region(&"uswest".into()).is_err());
         assert!(iam_role_arn(&"arn:aws:iam::123456789012:role/deployer".into()).is_ok());
         assert!(iam_role_arn(&"arn:aws:iam::123:role/x".into()).is_err());
+    }
+
+    #[test]
+    fn regexes_and_certificates() {
+        assert!(regex(&"^ok$".into()).is_ok());
+        assert!(regex(&"(".into()).unwrap_err().contains("regular expression"));
+        assert!(pem_certificates(&"nope".into()).is_err());
     }
 
     #[test]

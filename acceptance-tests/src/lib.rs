@@ -1,1 +1,10 @@
+//! A terraform-plugin-testing-style harness for this provider: real Terraform CLIs driven
+//! through steps of config, plan checks, state checks and import verification, against
+//! moto (ELBv2 on loopback) and real HTTP apps on loopback.
 
+pub mod checks;
+pub mod terraform;
+pub mod workspace;
+pub mod elb;
+pub mod moto;
+pub mod app;

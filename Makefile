@@ -1,0 +1,32 @@
+# The commands README gives. `make test` is what CI runs (.ci/run).
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+
+# Terraform CLIs (PATH, then .tools/) and moto, as installed by scripts/tools.sh.
+TOOLS_ENV = eval "$$(bash scripts/tools.sh env)"
+
+.PHONY: tools build lint test unit acceptance
+
+tools:
+	@bash scripts/tools.sh install
+
+build:
+	cargo build --workspace --all-targets --locked
+
+lint: tools
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+	@$(TOOLS_ENV); tf="$${TF_ACC_TERRAFORM_PATHS%%:*}"; \
+	  echo "$$tf fmt -check -recursive examples/"; "$$tf" fmt -check -recursive examples/
+
+# Unit tests, then the acceptance suite against every Terraform CLI found, moto and
+# real HTTP apps on loopback.
+test: tools lint build
+	@$(TOOLS_ENV); TF_ACC=1 cargo nextest run --workspace --locked --no-fail-fast
+
+unit: build
+	cargo nextest run --workspace --locked
+
+acceptance: tools build
+	@$(TOOLS_ENV); TF_ACC=1 cargo nextest run -p acceptance-tests --locked --no-fail-fast

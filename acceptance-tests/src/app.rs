@@ -1,0 +1,703 @@
+//! A controllable HTTP app on loopback, standing in for a release ("blue", "green") whose
+//! health the provider gates on.
+//!
+//! It is a real server (HTTP/1.1 with keep-alive, optionally TLS from a CA made at
+//! start), so the probes exercise real sockets: connection reuse, refused connections,
+//! timeouts and certificate checks behave as they do against a real fleet.
+//!
+//! The server runs on a thread of its own with its own runtime. That keeps it answering
+//! whatever the test's runtime is doing, and lets [`TestApp::set`] be synchronous and
+//! exact: when `set(Behavior::Down)` returns, the port refuses connections.
+//!
+//! Every path answers the same, except `POST /_control/behavior`, which switches the
+//! behaviour from outside the process (see `src/bin/test-app.rs`); the body is parsed by
+//! [`Behavior`]'s `FromStr`.
+
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+/// The path that switches behaviour over HTTP.
+pub const CONTROL_PATH: &str = "/_control/behavior";
+
+/// How the app answers from now on. Switch with [`TestApp::set`] at any time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Behavior {
+    /// 200 with `{"version":..,"status":"ok"}`.
+    Healthy,
+    /// This status with `"status":"failing"`.
+    Failing(u16),
+    /// 200, after this delay.
+    Slow(Duration),
+    /// Per request, in a cycle: `healthy` answers 200, then `failing` answer 503.
+    Flapping { healthy: u32, failing: u32 },
+    /// The port refuses connections: the listener is closed and open connections are
+    /// dropped. Switching to anything else binds the same port again.
+    Down,
+    /// 503 (`"status":"starting"`) until this long after the switch, then 200.
+    HealthyAfter(Duration),
+    /// 302 to this location.
+    Redirect(String),
+}
+
+/// The control syntax: `healthy`, `failing 503`, `slow 3s`, `flapping 2 1`, `down`,
+/// `healthy-after 10s`, `redirect http://elsewhere/`.
+impl FromStr for Behavior {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let duration = |w: &str| humantime::parse_duration(w).map_err(|e| format!("{w:?}: {e}"));
+        let number = |w: &str| w.parse::<u32>().map_err(|e| format!("{w:?}: {e}"));
+        match words.as_slice() {
+            ["healthy"] => Ok(Behavior::Healthy),
+            ["failing", status] => match status.parse::<u16>() {
+                Ok(s) if (100..=599).contains(&s) => Ok(Behavior::Failing(s)),
+                _ => Err(format!("{status:?} is not an HTTP status from 100 to 599")),
+            },
+            ["slow", delay] => Ok(Behavior::Slow(duration(delay)?)),
+            ["flapping", healthy, failing] => Ok(Behavior::Flapping {
+                healthy: number(healthy)?,
+                failing: number(failing)?,
+            }),
+            ["down"] => Ok(Behavior::Down),
+            ["healthy-after", delay] => Ok(Behavior::HealthyAfter(duration(delay)?)),
+            ["redirect", location] => Ok(Behavior::Redirect(location.to_string())),
+            _ => Err(format!(
+                "{text:?} is not a behaviour: use healthy, failing 503, slow 3s, flapping 2 1, \
+                 down, healthy-after 10s or redirect URL"
+            )),
+        }
+    }
+}
+
+/// A running app. Dropping it stops the server and closes its ports.
+pub struct TestApp {
+    shared: Arc<Shared>,
+    scheme: &'static str,
+    port: u16,
+    control_port: Option<u16>,
+    /// Dropped to tell the server thread to stop.
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestApp {
+    /// Plain HTTP on `127.0.0.1`, on a free port.
+    pub async fn start(version: &str) -> TestApp {
+        Self::start_on(version, 0, None)
+            .await
+            .expect("binding a loopback port")
+    }
+
+    /// HTTPS on `127.0.0.1`, on a free port, with a certificate for `127.0.0.1` and
+    /// `localhost` signed by a CA made for this app; returns that CA's PEM.
+    pub async fn start_tls(version: &str) -> (TestApp, String) {
+        let (config, ca_pem) = tls::server_config();
+        let app = Self::launch(version, 0, None, Some(TlsAcceptor::from(config)))
+            .await
+            .expect("binding a loopback port");
+        (app, ca_pem)
+    }
+
+    /// Plain HTTP on a given port (0 = any free one), with an optional control port
+    /// that answers only [`CONTROL_PATH`] and stays open while the app is
+    /// [`Behavior::Down`].
+    pub async fn start_on(
+        version: &str,
+        port: u16,
+        control_port: Option<u16>,
+    ) -> std::io::Result<TestApp> {
+        Self::launch(version, port, control_port, None).await
+    }
+
+    async fn launch(
+        version: &str,
+        port: u16,
+        control_port: Option<u16>,
+        tls: Option<TlsAcceptor>,
+    ) -> std::io::Result<TestApp> {
+        let app_listener = bind(port).await?;
+        let port = app_listener.local_addr()?.port();
+        let control_listener = match control_port {
+            Some(p) => Some(bind(p).await?),
+            None => None,
+        };
+        let control_port = match &control_listener {
+            Some(l) => Some(l.local_addr()?.port()),
+            None => None,
+        };
+        let shared = Arc::new(Shared::new(version));
+        let (stop, stopped) = oneshot::channel();
+        // Listeners move to the server's runtime as std sockets.
+        let app_listener = app_listener.into_std()?;
+        let control_listener = control_listener.map(|l| l.into_std()).transpose()?;
+        let server = Server {
+            shared: shared.clone(),
+            port,
+            tls: tls.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("test-app-{version}"))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("test app runtime");
+                runtime.block_on(server.run(app_listener, control_listener, stopped));
+            })?;
+        Ok(TestApp {
+            shared,
+            scheme: if tls.is_some() { "https" } else { "http" },
+            port,
+            control_port,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// E.g. `http://127.0.0.1:41234`, without a trailing slash.
+    pub fn url(&self) -> String {
+        format!("{}://127.0.0.1:{}", self.scheme, self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The control port, when one was asked for.
+    pub fn control_port(&self) -> Option<u16> {
+        self.control_port
+    }
+
+    /// Switches behaviour. Returns once it is in force: after `set(Behavior::Down)` the
+    /// port refuses connections, after switching back it accepts them again.
+    pub fn set(&self, behavior: Behavior) {
+        let up = self.shared.apply(behavior);
+        self.shared.wait_listening(up);
+    }
+
+    /// Requests answered so far, control requests aside.
+    pub fn requests(&self) -> u64 {
+        self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted so far on the app port: with keep-alive, fewer than
+    /// [`requests`](Self::requests).
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// The headers of the last request, names in lower case, in arrival order.
+    pub fn last_headers(&self) -> Vec<(String, String)> {
+        self.shared.last_headers.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            // The server thread ends its runtime, and with it every connection, at once.
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn bind(port: u16) -> std::io::Result<TcpListener> {
+    TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await
+}
+
+/// What the app's handle and its server thread share.
+struct Shared {
+    version: String,
+    state: Mutex<State>,
+    requests: AtomicU64,
+    connections: AtomicU64,
+    last_headers: Mutex<Vec<(String, String)>>,
+    /// Whether the app port should be open; the server thread follows it.
+    want_listening: watch::Sender<bool>,
+    /// Whether it is open, for `set` to wait on.
+    listening: Mutex<bool>,
+    listening_changed: Condvar,
+}
+
+struct State {
+    behavior: Behavior,
+    since: Instant,
+    /// Requests received since the switch, for `Flapping`'s cycle.
+    received: u64,
+}
+
+/// What one request gets.
+struct Reply {
+    delay: Duration,
+    status: u16,
+    word: &'static str,
+    location: Option<String>,
+}
+
+impl Reply {
+    fn new(status: u16, word: &'static str) -> Self {
+        Reply {
+            delay: Duration::ZERO,
+            status,
+            word,
+            location: None,
+        }
+    }
+}
+
+impl Shared {
+    fn new(version: &str) -> Self {
+        Shared {
+            version: version.to_string(),
+            state: Mutex::new(State {
+                behavior: Behavior::Healthy,
+                since: Instant::now(),
+                received: 0,
+            }),
+            requests: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            last_headers: Mutex::new(Vec::new()),
+            want_listening: watch::Sender::new(true),
+            listening: Mutex::new(true),
+            listening_changed: Condvar::new(),
+        }
+    }
+
+    /// Puts a behaviour in force; returns whether the port should now be open.
+    fn apply(&self, behavior: Behavior) -> bool {
+        let up = behavior != Behavior::Down;
+        *self.state.lock().unwrap() = State {
+            behavior,
+            since: Instant::now(),
+            received: 0,
+        };
+        self.want_listening.send_if_modified(|want| {
+            let changed = *want != up;
+            *want = up;
+            changed
+        });
+        up
+    }
+
+    fn mark_listening(&self, up: bool) {
+        *self.listening.lock().unwrap() = up;
+        self.listening_changed.notify_all();
+    }
+
+    fn wait_listening(&self, up: bool) {
+        let (_listening, timeout) = self
+            .listening_changed
+            .wait_timeout_while(
+                self.listening.lock().unwrap(),
+                Duration::from_secs(10),
+                |listening| *listening != up,
+            )
+            .unwrap();
+        assert!(!timeout.timed_out(), "the test app did not switch its port");
+    }
+
+    fn next_reply(&self) -> Reply {
+        let mut state = self.state.lock().unwrap();
+        let n = state.received;
+        state.received += 1;
+        match &state.behavior {
+            // `Down` is only seen by a request that raced the switch.
+            Behavior::Healthy | Behavior::Down => Reply::new(200, "ok"),
+            Behavior::Failing(status) => Reply::new(*status, "failing"),
+            Behavior::Slow(delay) => Reply {
+                delay: *delay,
+                ..Reply::new(200, "ok")
+            },
+            Behavior::Flapping { healthy, failing } => {
+                let cycle = u64::from(healthy + failing).max(1);
+                if n % cycle < u64::from(*healthy) {
+                    Reply::new(200, "ok")
+                } else {
+                    Reply::new(503, "failing")
+                }
+            }
+            Behavior::HealthyAfter(after) if state.since.elapsed() >= *after => {
+                Reply::new(200, "ok")
+            }
+            Behavior::HealthyAfter(_) => Reply::new(503, "starting"),
+            Behavior::Redirect(location) => Reply {
+                location: Some(location.clone()),
+                ..Reply::new(302, "redirect")
+            },
+        }
+    }
+}
+
+/// Which listener a connection came in on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Port {
+    App,
+    /// Answers only [`CONTROL_PATH`], and stays open while the app is down.
+    Control,
+}
+
+/// The server thread's side.
+struct Server {
+    shared: Arc<Shared>,
+    port: u16,
+    tls: Option<TlsAcceptor>,
+}
+
+impl Server {
+    async fn run(
+        self,
+        app_listener: std::net::TcpListener,
+        control_listener: Option<std::net::TcpListener>,
+        mut stopped: oneshot::Receiver<()>,
+    ) {
+        let mut listener = Some(TcpListener::from_std(app_listener).expect("app listener"));
+        let control = control_listener.map(|l| TcpListener::from_std(l).expect("control listener"));
+        let mut want_listening = self.shared.want_listening.subscribe();
+        // App connections are dropped when the app goes down; control ones are not.
+        let mut app_connections = JoinSet::new();
+        let mut control_connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return,
+                Ok((stream, _)) = accept(listener.as_ref()) => {
+                    self.shared.connections.fetch_add(1, Ordering::SeqCst);
+                    app_connections.spawn(self.connection(stream, Port::App));
+                }
+                Ok((stream, _)) = accept(control.as_ref()) => {
+                    control_connections.spawn(self.connection(stream, Port::Control));
+                }
+                Ok(()) = want_listening.changed() => {
+                    let up = *want_listening.borrow_and_update();
+                    if up && listener.is_none() {
+                        listener = Some(bind(self.port).await.expect("re-binding the app port"));
+                    } else if !up {
+                        listener = None;
+                        app_connections.abort_all();
+                    }
+                    self.shared.mark_listening(up);
+                }
+                Some(_) = app_connections.join_next() => {}
+                Some(_) = control_connections.join_next() => {}
+            }
+        }
+    }
+
+    /// Serves one connection, over TLS when the app has it.
+    fn connection(
+        &self,
+        stream: tokio::net::TcpStream,
+        port: Port,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let shared = self.shared.clone();
+        let tls = self.tls.clone().filter(|_| port == Port::App);
+        async move {
+            match tls {
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        serve_http(stream, shared, port).await;
+                    }
+                }
+                None => serve_http(stream, shared, port).await,
+            }
+        }
+    }
+}
+
+/// Accepts on a listener that may be closed (then never).
+async fn accept(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn serve_http<S>(stream: S, shared: Arc<Shared>, port: Port)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(respond(&shared, port, request).await) }
+    });
+    // A client that goes away mid-request is no concern of the app's.
+    let _ = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+}
+
+async fn respond(shared: &Shared, port: Port, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.uri().path() == CONTROL_PATH {
+        return control(shared, port, request).await;
+    }
+    if port == Port::Control {
+        return text(StatusCode::NOT_FOUND, format!("only {CONTROL_PATH} here\n"));
+    }
+    *shared.last_headers.lock().unwrap() = request
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.as_str().to_string(), value)
+        })
+        .collect();
+    // Read the body, as a real app would, so the connection stays reusable.
+    let _ = request.into_body().collect().await;
+    let reply = shared.next_reply();
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    shared.requests.fetch_add(1, Ordering::SeqCst);
+    let body = format!(
+        r#"{{"version":"{}","status":"{}"}}"#,
+        shared.version, reply.word
+    );
+    let mut response = Response::builder()
+        .status(reply.status)
+        .header("content-type", "application/json");
+    if let Some(location) = reply.location {
+        response = response.header("location", location);
+    }
+    response
+        .body(Full::new(Bytes::from(body)))
+        .expect("a valid response")
+}
+
+/// `POST /_control/behavior` with a behaviour in the body.
+async fn control(shared: &Shared, port: Port, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.method() != Method::POST {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "POST a behaviour\n".into());
+    }
+    let body = match request.into_body().collect().await {
+        Ok(body) => String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+    };
+    match body.parse::<Behavior>() {
+        // Closing the port this request came in on would cut off its own answer.
+        Ok(Behavior::Down) if port == Port::App => text(
+            StatusCode::CONFLICT,
+            "down closes this port: send it to the control port\n".into(),
+        ),
+        Ok(behavior) => {
+            shared.apply(behavior);
+            text(StatusCode::OK, "ok\n".into())
+        }
+        Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+}
+
+mod tls {
+    use std::sync::Arc;
+
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    /// A server config whose certificate (for `127.0.0.1` and `localhost`) is signed by a
+    /// fresh CA, and that CA's PEM: a client trusts the server only when told of the CA,
+    /// as with a private CA in production.
+    pub(super) fn server_config() -> (Arc<rustls::ServerConfig>, String) {
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.distinguished_name
+            .push(DnType::CommonName, "immutable test app CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+
+        let key = KeyPair::generate().unwrap();
+        let mut leaf =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+                .unwrap();
+        leaf.distinguished_name.push(DnType::CommonName, "localhost");
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        leaf.use_authority_key_identifier_extension = true;
+        let leaf = leaf.signed_by(&key, &ca).unwrap();
+
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .unwrap();
+        (Arc::new(config), ca.pem())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn get(client: &reqwest::Client, url: &str) -> reqwest::Result<(u16, String)> {
+        let response = client.get(url).send().await?;
+        let status = response.status().as_u16();
+        Ok((status, response.text().await?))
+    }
+
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn answers_by_behaviour_and_counts() {
+        let app = TestApp::start("v2").await;
+        let c = client();
+        assert_eq!(
+            get(&c, &app.url()).await.unwrap(),
+            (200, r#"{"version":"v2","status":"ok"}"#.to_string())
+        );
+        app.set(Behavior::Failing(503));
+        assert_eq!(
+            get(&c, &app.url()).await.unwrap(),
+            (503, r#"{"version":"v2","status":"failing"}"#.to_string())
+        );
+        app.set(Behavior::Redirect("/elsewhere".into()));
+        let response = c.get(app.url()).send().await.unwrap();
+        assert_eq!(response.status(), 302);
+        assert_eq!(response.headers()["location"], "/elsewhere");
+        assert_eq!(app.requests(), 3);
+        assert_eq!(app.connections(), 1, "keep-alive reuses one connection");
+        let response = c.head(app.url()).header("x-probe", "1").send().await.unwrap();
+        assert_eq!(response.status(), 302);
+        assert!(app
+            .last_headers()
+            .contains(&("x-probe".to_string(), "1".to_string())));
+    }
+
+    #[tokio::test]
+    async fn flaps_in_a_cycle_and_starts_late() {
+        let app = TestApp::start("v1").await;
+        let c = client();
+        app.set(Behavior::Flapping {
+            healthy: 2,
+            failing: 1,
+        });
+        let mut statuses = Vec::new();
+        for _ in 0..6 {
+            statuses.push(get(&c, &app.url()).await.unwrap().0);
+        }
+        assert_eq!(statuses, [200, 200, 503, 200, 200, 503]);
+        app.set(Behavior::HealthyAfter(Duration::from_millis(300)));
+        assert_eq!(get(&c, &app.url()).await.unwrap().0, 503);
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(get(&c, &app.url()).await.unwrap().0, 200);
+    }
+
+    #[tokio::test]
+    async fn down_refuses_then_comes_back_on_the_same_port() {
+        let app = TestApp::start("v1").await;
+        let c = client();
+        get(&c, &app.url()).await.unwrap();
+        app.set(Behavior::Down);
+        let err = get(&c, &app.url()).await.unwrap_err();
+        assert!(err.is_connect(), "{err:?}");
+        app.set(Behavior::Healthy);
+        assert_eq!(get(&c, &app.url()).await.unwrap().0, 200);
+    }
+
+    #[tokio::test]
+    async fn control_requests_switch_behaviour() {
+        let app = TestApp::start_on("v4", 0, Some(0)).await.unwrap();
+        let control = format!(
+            "http://127.0.0.1:{}{CONTROL_PATH}",
+            app.control_port().unwrap()
+        );
+        let c = client();
+        let post = |url: String, body: &'static str| {
+            let c = c.clone();
+            async move { c.post(url).body(body).send().await.unwrap().status() }
+        };
+        assert_eq!(post(format!("{}{CONTROL_PATH}", app.url()), "failing 500").await, 200);
+        assert_eq!(get(&c, &app.url()).await.unwrap().0, 500);
+        assert_eq!(post(format!("{}{CONTROL_PATH}", app.url()), "down").await, 409);
+        assert_eq!(post(control.clone(), "sideways").await, 400);
+        assert_eq!(post(control.clone(), "down").await, 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(get(&c, &app.url()).await.is_err());
+        assert_eq!(post(control, "healthy").await, 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(get(&c, &app.url()).await.unwrap().0, 200);
+        assert_eq!(app.requests(), 2, "control requests are not counted");
+    }
+
+    #[tokio::test]
+    async fn tls_is_trusted_through_the_returned_ca() {
+        let (app, ca_pem) = TestApp::start_tls("v1").await;
+        assert!(app.url().starts_with("https://127.0.0.1:"));
+        let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap();
+        for host in ["127.0.0.1", "localhost"] {
+            let c = reqwest::Client::builder()
+                .no_proxy()
+                .tls_certs_only([ca.clone()])
+                .build()
+                .unwrap();
+            let url = format!("https://{host}:{}/health", app.port());
+            assert_eq!(get(&c, &url).await.unwrap().0, 200, "{host}");
+        }
+        assert!(get(&client(), &app.url()).await.is_err());
+    }
+
+    #[test]
+    fn parses_control_text() {
+        assert_eq!("healthy".parse(), Ok(Behavior::Healthy));
+        assert_eq!("failing 503".parse(), Ok(Behavior::Failing(503)));
+        assert_eq!(
+            " slow  3s ".parse(),
+            Ok(Behavior::Slow(Duration::from_secs(3)))
+        );
+        assert_eq!(
+            "flapping 2 1".parse(),
+            Ok(Behavior::Flapping {
+                healthy: 2,
+                failing: 1
+            })
+        );
+        assert_eq!("down".parse(), Ok(Behavior::Down));
+        assert_eq!(
+            "healthy-after 1m".parse(),
+            Ok(Behavior::HealthyAfter(Duration::from_secs(60)))
+        );
+        assert_eq!(
+            "redirect /x".parse(),
+            Ok(Behavior::Redirect("/x".into()))
+        );
+        for bad in ["", "failing", "failing 99", "slow fast", "flapping 1", "up"] {
+            assert!(bad.parse::<Behavior>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Small pieces every resource uses: the `timeouts` block, reading values, identifiers.
+
+use std::time::{Duration, SystemTime};
+
+use crate::duration;
+use crate::tfplugin::schema::{Attribute, Block};
+use crate::tfplugin::value::Value;
+use crate::validators;
+
+/// A `timeouts { ... }` block with one optional duration per operation, as
+/// terraform-plugin-framework-timeouts declares it. Each entry is (operation, default).
+pub fn timeouts_block(operations: &[(&str, &str)]) -> Block {
+    operations.iter().fold(
+        Block::new("How long each operation may take before it fails (e.g. `\"10m\"`)."),
+        |block, (name, default)| {
+            block.attribute(
+                Attribute::string(name)
+                    .optional()
+                    .description(&format!("Deadline of {name}. Defaults to `{default}`."))
+                    .validate(validators::duration),
+            )
+        },
+    )
+}
+
+/// The deadline of one operation from a resource's `timeouts` block.
+pub fn timeout(config: &Value, operation: &str, default: &str) -> Result<Duration, String> {
+    let text = config
+        .get("timeouts")
+        .and_then(|t| t.get(operation))
+        .and_then(Value::as_str)
+        .unwrap_or(default);
+    duration::parse(text)
+}
+
+/// A map(string) attribute as (key, value) pairs; null means empty.
+pub fn string_map(value: Option<&Value>) -> Vec<(String, String)> {
+    match value {
+        Some(Value::Map(map)) => map
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A unique identifier such as `gate-1764450000123-9f2c`.
+pub fn new_id(prefix: &str) -> String {
+    let millis = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    format!("{prefix}-{millis}-{:04x}", fastrand::u16(..))
+}
+
+/// RFC 3339 in UTC with whole seconds, as Terraform's `timestamp()` writes it.
+pub fn rfc3339(at: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_default_and_override() {
+        let config = Value::Object([("timeouts".to_string(), Value::Null)].into());
+        assert_eq!(timeout(&config, "create", "5m"), Ok(Duration::from_secs(300)));
+        let config = Value::Object(
+            [(
+                "timeouts".to_string(),
+                Value::Object([("create".to_string(), Value::from("90s"))].into()),
+            )]
+            .into(),
+        );
+        assert_eq!(timeout(&config, "create", "5m"), Ok(Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn ids_are_unique_and_times_are_rfc3339() {
+        assert_ne!(new_id("gate"), new_id("gate"));
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_450_000);
+        assert_eq!(rfc3339(at), "2025-11-29T21:00:00Z");
+    }
+}

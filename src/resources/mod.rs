@@ -1,0 +1,5 @@
+//! The provider's resources and data sources, one file each with its schema beside its
+//! plan and apply logic.
+
+pub mod common;
+pub mod health_gate;
