@@ -10,6 +10,8 @@ pub mod aws;
 pub mod duration;
 pub mod logging;
 pub mod plugin;
+pub mod probe;
 pub mod provider;
+pub mod resources;
 pub mod tfplugin;
 pub mod validators;

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 
 use crate::aws::{AssumeRole, Aws, AwsSettings, DEFAULT_MAX_RETRIES};
+use crate::probe::HttpClients;
+use crate::resources::health_gate::HealthGate;
 use crate::tfplugin::diagnostics::Diagnostics;
 use crate::tfplugin::resource::{Ctx, DataSource, Provider, Resource};
 use crate::tfplugin::schema::{Attribute, Block, Nesting, Schema};
@@ -13,6 +15,8 @@ use crate::validators;
 #[derive(Default)]
 pub struct Shared {
     pub aws: Aws,
+    /// One HTTP client per TLS setting for all health checks, so connections are reused.
+    pub http: Arc<HttpClients>,
 }
 
 #[derive(Default)]
@@ -124,7 +128,9 @@ impl Provider for ImmutableProvider {
     }
 
     fn resources(&self) -> Vec<Arc<dyn Resource>> {
-        Vec::new()
+        vec![Arc::new(HealthGate {
+            http: self.shared.http.clone(),
+        })]
     }
 
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {

@@ -89,10 +89,13 @@ pub fn regex(value: &Value) -> Result<(), String> {
 /// One or more PEM certificates.
 pub fn pem_certificates(value: &Value) -> Result<(), String> {
     use rustls::pki_types::{pem::PemObject, CertificateDer};
-    let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(string(value).as_bytes()).collect();
+    let certs: Result<Vec<_>, _> =
+        CertificateDer::pem_slice_iter(string(value).as_bytes()).collect();
     match certs {
         Ok(certs) if !certs.is_empty() => Ok(()),
-        _ => Err("must hold one or more PEM certificates (-----BEGIN CERTIFICATE----- ...)".to_string()),
+        _ => Err(
+            "must hold one or more PEM certificates (-----BEGIN CERTIFICATE----- ...)".to_string(),
+        ),
     }
 }
 
@@ -122,7 +125,9 @@ mod tests {
     #[test]
     fn regexes_and_certificates() {
         assert!(regex(&"^ok$".into()).is_ok());
-        assert!(regex(&"(".into()).unwrap_err().contains("regular expression"));
+        assert!(regex(&"(".into())
+            .unwrap_err()
+            .contains("regular expression"));
         assert!(pem_certificates(&"nope".into()).is_err());
     }
 

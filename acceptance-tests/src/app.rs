@@ -148,6 +148,8 @@ impl TestApp {
         let app_listener = app_listener.into_std()?;
         let control_listener = control_listener.map(|l| l.into_std()).transpose()?;
         let server = Server {
+            // Subscribed here, not on the thread, so that no switch is missed.
+            want_listening: shared.want_listening.subscribe(),
             shared: shared.clone(),
             port,
             tls: tls.clone(),
@@ -357,20 +359,20 @@ enum Port {
 /// The server thread's side.
 struct Server {
     shared: Arc<Shared>,
+    want_listening: watch::Receiver<bool>,
     port: u16,
     tls: Option<TlsAcceptor>,
 }
 
 impl Server {
     async fn run(
-        self,
+        mut self,
         app_listener: std::net::TcpListener,
         control_listener: Option<std::net::TcpListener>,
         mut stopped: oneshot::Receiver<()>,
     ) {
         let mut listener = Some(TcpListener::from_std(app_listener).expect("app listener"));
         let control = control_listener.map(|l| TcpListener::from_std(l).expect("control listener"));
-        let mut want_listening = self.shared.want_listening.subscribe();
         // App connections are dropped when the app goes down; control ones are not.
         let mut app_connections = JoinSet::new();
         let mut control_connections = JoinSet::new();
@@ -384,13 +386,14 @@ impl Server {
                 Ok((stream, _)) = accept(control.as_ref()) => {
                     control_connections.spawn(self.connection(stream, Port::Control));
                 }
-                Ok(()) = want_listening.changed() => {
-                    let up = *want_listening.borrow_and_update();
+                Ok(()) = self.want_listening.changed() => {
+                    let up = *self.want_listening.borrow_and_update();
                     if up && listener.is_none() {
                         listener = Some(bind(self.port).await.expect("re-binding the app port"));
                     } else if !up {
                         listener = None;
-                        app_connections.abort_all();
+                        // Closed before `set` returns, so a client sees it at once.
+                        app_connections.shutdown().await;
                     }
                     self.shared.mark_listening(up);
                 }
@@ -534,9 +537,9 @@ mod tls {
 
         let key = KeyPair::generate().unwrap();
         let mut leaf =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-                .unwrap();
-        leaf.distinguished_name.push(DnType::CommonName, "localhost");
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+        leaf.distinguished_name
+            .push(DnType::CommonName, "localhost");
         leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         leaf.use_authority_key_identifier_extension = true;
         let leaf = leaf.signed_by(&key, &ca).unwrap();
@@ -592,7 +595,12 @@ mod tests {
         assert_eq!(response.headers()["location"], "/elsewhere");
         assert_eq!(app.requests(), 3);
         assert_eq!(app.connections(), 1, "keep-alive reuses one connection");
-        let response = c.head(app.url()).header("x-probe", "1").send().await.unwrap();
+        let response = c
+            .head(app.url())
+            .header("x-probe", "1")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 302);
         assert!(app
             .last_headers()
@@ -624,6 +632,9 @@ mod tests {
         let c = client();
         get(&c, &app.url()).await.unwrap();
         app.set(Behavior::Down);
+        // The pooled keep-alive connection was closed under the client...
+        assert!(get(&c, &app.url()).await.is_err());
+        // ...and a new one is refused.
         let err = get(&c, &app.url()).await.unwrap_err();
         assert!(err.is_connect(), "{err:?}");
         app.set(Behavior::Healthy);
@@ -642,9 +653,15 @@ mod tests {
             let c = c.clone();
             async move { c.post(url).body(body).send().await.unwrap().status() }
         };
-        assert_eq!(post(format!("{}{CONTROL_PATH}", app.url()), "failing 500").await, 200);
+        assert_eq!(
+            post(format!("{}{CONTROL_PATH}", app.url()), "failing 500").await,
+            200
+        );
         assert_eq!(get(&c, &app.url()).await.unwrap().0, 500);
-        assert_eq!(post(format!("{}{CONTROL_PATH}", app.url()), "down").await, 409);
+        assert_eq!(
+            post(format!("{}{CONTROL_PATH}", app.url()), "down").await,
+            409
+        );
         assert_eq!(post(control.clone(), "sideways").await, 400);
         assert_eq!(post(control.clone(), "down").await, 200);
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -692,10 +709,7 @@ mod tests {
             "healthy-after 1m".parse(),
             Ok(Behavior::HealthyAfter(Duration::from_secs(60)))
         );
-        assert_eq!(
-            "redirect /x".parse(),
-            Ok(Behavior::Redirect("/x".into()))
-        );
+        assert_eq!("redirect /x".parse(), Ok(Behavior::Redirect("/x".into())));
         for bad in ["", "failing", "failing 99", "slow fast", "flapping 1", "up"] {
             assert!(bad.parse::<Behavior>().is_err(), "{bad}");
         }

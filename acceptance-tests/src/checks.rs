@@ -30,12 +30,19 @@ impl PlanCheck {
             let change = resource_change(plan, address)?;
             Ok(change["change"]["actions"]
                 .as_array()
-                .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default())
         };
         let expect = |address: &str, want: &[&[&str]]| -> Result<(), String> {
             let got = actions(address)?;
-            if want.iter().any(|w| got.iter().map(String::as_str).eq(w.iter().copied())) {
+            if want
+                .iter()
+                .any(|w| got.iter().map(String::as_str).eq(w.iter().copied()))
+            {
                 Ok(())
             } else {
                 Err(format!("{address}: expected actions {want:?}, got {got:?}"))
@@ -54,21 +61,34 @@ impl PlanCheck {
                 after,
             } => {
                 let change = &resource_change(plan, address)?["change"];
-                let got_before = lookup(&change["before"], path).cloned().unwrap_or(Value::Null);
+                let got_before = lookup(&change["before"], path)
+                    .cloned()
+                    .unwrap_or(Value::Null);
                 if &got_before != before {
-                    return Err(format!("{address}.{path}: expected before = {before}, got {got_before}"));
+                    return Err(format!(
+                        "{address}.{path}: expected before = {before}, got {got_before}"
+                    ));
                 }
                 let unknown = lookup(&change["after_unknown"], path) == Some(&Value::Bool(true));
                 match after {
                     None if unknown => Ok(()),
-                    None => Err(format!("{address}.{path}: expected unknown after apply, got {:?}", lookup(&change["after"], path))),
-                    Some(_) if unknown => Err(format!("{address}.{path}: expected {after:?}, got unknown")),
+                    None => Err(format!(
+                        "{address}.{path}: expected unknown after apply, got {:?}",
+                        lookup(&change["after"], path)
+                    )),
+                    Some(_) if unknown => {
+                        Err(format!("{address}.{path}: expected {after:?}, got unknown"))
+                    }
                     Some(want) => {
-                        let got = lookup(&change["after"], path).cloned().unwrap_or(Value::Null);
+                        let got = lookup(&change["after"], path)
+                            .cloned()
+                            .unwrap_or(Value::Null);
                         if &got == want {
                             Ok(())
                         } else {
-                            Err(format!("{address}.{path}: expected after = {want}, got {got}"))
+                            Err(format!(
+                                "{address}.{path}: expected after = {want}, got {got}"
+                            ))
                         }
                     }
                 }
@@ -106,7 +126,8 @@ pub enum StateCheck {
 impl StateCheck {
     pub fn check(&self, state: &Value) -> Result<(), String> {
         let attr = |address: &str, path: &str| -> Result<Value, String> {
-            let values = resource_values(state, address).ok_or_else(|| format!("{address} is not in state"))?;
+            let values = resource_values(state, address)
+                .ok_or_else(|| format!("{address} is not in state"))?;
             Ok(lookup(values, path).cloned().unwrap_or(Value::Null))
         };
         match self {
@@ -165,14 +186,24 @@ pub fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
 
 /// Top-level attributes that differ between two objects, except the ignored ones.
 pub fn diff_objects(a: &Value, b: &Value, ignore: &[&str]) -> Vec<String> {
-    let keys = |v: &Value| v.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
+    let keys = |v: &Value| {
+        v.as_object()
+            .map(|m| m.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
     let mut all = keys(a);
     all.extend(keys(b));
     all.sort();
     all.dedup();
     all.into_iter()
         .filter(|k| !ignore.contains(&k.as_str()) && a.get(k) != b.get(k))
-        .map(|k| format!("{k}: {} != {}", a.get(&k).unwrap_or(&Value::Null), b.get(&k).unwrap_or(&Value::Null)))
+        .map(|k| {
+            format!(
+                "{k}: {} != {}",
+                a.get(&k).unwrap_or(&Value::Null),
+                b.get(&k).unwrap_or(&Value::Null)
+            )
+        })
         .collect()
 }
 
@@ -198,11 +229,24 @@ mod tests {
         let a = "immutable_bluegreen_deployment.app";
         assert!(PlanCheck::UpdateInPlace(a).check(&plan(), "").is_ok());
         assert!(PlanCheck::Replace(a).check(&plan(), "").is_err());
-        let change = |path, before, after| PlanCheck::Change { address: a, path, before, after };
-        assert!(change("active_color", json!("blue"), Some(json!("green"))).check(&plan(), "").is_ok());
-        assert!(change("traffic_weights.green", json!(0), Some(json!(100))).check(&plan(), "").is_ok());
-        assert!(change("active_color", json!("blue"), Some(json!("blue"))).check(&plan(), "").is_err());
-        assert!(change("deployed_at", Value::Null, None).check(&plan(), "").is_ok());
+        let change = |path, before, after| PlanCheck::Change {
+            address: a,
+            path,
+            before,
+            after,
+        };
+        assert!(change("active_color", json!("blue"), Some(json!("green")))
+            .check(&plan(), "")
+            .is_ok());
+        assert!(change("traffic_weights.green", json!(0), Some(json!(100)))
+            .check(&plan(), "")
+            .is_ok());
+        assert!(change("active_color", json!("blue"), Some(json!("blue")))
+            .check(&plan(), "")
+            .is_err());
+        assert!(change("deployed_at", Value::Null, None)
+            .check(&plan(), "")
+            .is_ok());
         assert!(PlanCheck::NoOp("missing.x").check(&plan(), "").is_err());
     }
 
@@ -211,11 +255,29 @@ mod tests {
         let state = json!({"values": {"root_module": {"resources": [
             {"address": "immutable_health_gate.g", "values": {"attempts": 3, "passed_at": "2026-11-29T00:00:00Z"}}
         ]}}});
-        assert!(StateCheck::Equals("immutable_health_gate.g", "attempts", json!(3)).check(&state).is_ok());
-        assert!(StateCheck::Equals("immutable_health_gate.g", "attempts", json!(4)).check(&state).is_err());
-        assert!(StateCheck::Matches("immutable_health_gate.g", "passed_at", r"^\d{4}-").check(&state).is_ok());
-        assert!(StateCheck::Absent("immutable_health_gate.g").check(&state).is_err());
-        let diff = diff_objects(&json!({"a": 1, "b": 2}), &json!({"a": 1, "b": 3, "c": 4}), &["c"]);
+        assert!(
+            StateCheck::Equals("immutable_health_gate.g", "attempts", json!(3))
+                .check(&state)
+                .is_ok()
+        );
+        assert!(
+            StateCheck::Equals("immutable_health_gate.g", "attempts", json!(4))
+                .check(&state)
+                .is_err()
+        );
+        assert!(
+            StateCheck::Matches("immutable_health_gate.g", "passed_at", r"^\d{4}-")
+                .check(&state)
+                .is_ok()
+        );
+        assert!(StateCheck::Absent("immutable_health_gate.g")
+            .check(&state)
+            .is_err());
+        let diff = diff_objects(
+            &json!({"a": 1, "b": 2}),
+            &json!({"a": 1, "b": 3, "c": 4}),
+            &["c"],
+        );
         assert_eq!(diff, vec!["b: 2 != 3".to_string()]);
     }
 }

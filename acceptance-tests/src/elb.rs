@@ -64,7 +64,10 @@ impl BlueGreenFixture {
         let name = unique_name(name);
         let ec2 = Ec2Query::new(&endpoint);
         let vpc_id = ec2
-            .call(&[("Action", "CreateVpc"), ("CidrBlock", "10.0.0.0/16")], "vpcId")
+            .call(
+                &[("Action", "CreateVpc"), ("CidrBlock", "10.0.0.0/16")],
+                "vpcId",
+            )
             .await;
         let mut subnet_ids = Vec::new();
         for (cidr, az) in [("10.0.1.0/24", "us-east-1a"), ("10.0.2.0/24", "us-east-1b")] {
@@ -201,11 +204,15 @@ impl BlueGreenFixture {
             .send()
             .await
             .unwrap_or_else(|e| {
-                panic!("DescribeListeners {listener_arn}: {}", DisplayErrorContext(e))
+                panic!(
+                    "DescribeListeners {listener_arn}: {}",
+                    DisplayErrorContext(e)
+                )
             });
-        let listener = out.listeners().first().unwrap_or_else(|| {
-            panic!("DescribeListeners {listener_arn}: no listener returned")
-        });
+        let listener = out
+            .listeners()
+            .first()
+            .unwrap_or_else(|| panic!("DescribeListeners {listener_arn}: no listener returned"));
         listener.default_actions().to_vec()
     }
 
@@ -260,7 +267,9 @@ impl BlueGreenFixture {
             .map(|d| {
                 let target = d.target();
                 (
-                    target.map(|t| t.id().unwrap_or_default().to_string()).unwrap_or_default(),
+                    target
+                        .map(|t| t.id().unwrap_or_default().to_string())
+                        .unwrap_or_default(),
                     target.and_then(|t| t.port()).unwrap_or_default(),
                     d.target_health()
                         .and_then(|h| h.state())
@@ -351,7 +360,12 @@ fn weighted_forward(groups: &[(&str, i32)]) -> Action {
         .build()
 }
 
-async fn create_listener(client: &elbv2::Client, lb_arn: &str, port: i32, action: Action) -> String {
+async fn create_listener(
+    client: &elbv2::Client,
+    lb_arn: &str,
+    port: i32,
+    action: Action,
+) -> String {
     let out = client
         .create_listener()
         .load_balancer_arn(lb_arn)
@@ -383,7 +397,9 @@ fn unique_name(prefix: &str) -> String {
     clean.truncate(32 - "-xxxxxx-green".len());
     let clean = clean.trim_matches('-');
     let clean = if clean.is_empty() { "t" } else { clean };
-    let suffix: String = (0..6).map(|_| fastrand::alphanumeric().to_ascii_lowercase()).collect();
+    let suffix: String = (0..6)
+        .map(|_| fastrand::alphanumeric().to_ascii_lowercase())
+        .collect();
     format!("{clean}-{suffix}")
 }
 
@@ -428,7 +444,10 @@ impl Ec2Query {
             .http
             .post(format!("{}/", self.endpoint))
             .header("Authorization", auth)
-            .header("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+            .header(
+                "Content-Type",
+                "application/x-www-form-urlencoded; charset=utf-8",
+            )
             .body(body)
             .send()
             .await
@@ -477,7 +496,12 @@ mod tests {
 
     #[test]
     fn names_fit_elb_limits() {
-        for prefix in ["", "x", "A Very_Long test name that goes on and on", "--a--"] {
+        for prefix in [
+            "",
+            "x",
+            "A Very_Long test name that goes on and on",
+            "--a--",
+        ] {
             let name = unique_name(prefix);
             let longest = format!("{name}-green");
             assert!(longest.len() <= 32, "{longest}");

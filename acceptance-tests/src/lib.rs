@@ -2,9 +2,9 @@
 //! through steps of config, plan checks, state checks and import verification, against
 //! moto (ELBv2 on loopback) and real HTTP apps on loopback.
 
+pub mod app;
 pub mod checks;
-pub mod terraform;
-pub mod workspace;
 pub mod elb;
 pub mod moto;
-pub mod app;
+pub mod terraform;
+pub mod workspace;

@@ -37,7 +37,8 @@ use std::time::{Duration, Instant};
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many of moto's most recent stderr lines are kept.
 const LOG_LINES: usize = 200;
-const INSTALL_HINT: &str = "run `bash scripts/tools.sh` in the repository (installs moto[server]==5.2.5 into .venv) \
+const INSTALL_HINT: &str =
+    "run `bash scripts/tools.sh` in the repository (installs moto[server]==5.2.5 into .venv) \
      or set MOTO_SERVER to a moto_server executable";
 
 /// A running `moto_server` on 127.0.0.1, stopped when dropped.
@@ -68,7 +69,14 @@ impl Moto {
         // (prctl, getppid, _exit); it allocates nothing.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                if libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ) != 0
+                {
                     return Err(io::Error::last_os_error());
                 }
                 if libc::getppid() != parent {
@@ -80,7 +88,10 @@ impl Moto {
 
         let started = Instant::now();
         let mut child = spawn_on_keeper(cmd).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot run {}: {e}; {INSTALL_HINT}", exe.display()))
+            io::Error::new(
+                e.kind(),
+                format!("cannot run {}: {e}; {INSTALL_HINT}", exe.display()),
+            )
         })?;
         let pid = child.id();
         let stderr = child.stderr.take().expect("stderr is piped");
@@ -209,7 +220,10 @@ fn find_moto_server() -> io::Result<PathBuf> {
         } else {
             Err(io::Error::new(
                 io::ErrorKind::NotFound,
-                format!("MOTO_SERVER={} does not exist; {INSTALL_HINT}", path.display()),
+                format!(
+                    "MOTO_SERVER={} does not exist; {INSTALL_HINT}",
+                    path.display()
+                ),
             ))
         };
     }
@@ -325,7 +339,10 @@ mod tests {
 
     #[test]
     fn parses_werkzeug_banner() {
-        assert_eq!(parse_port(" * Running on http://127.0.0.1:35449"), Some(35449));
+        assert_eq!(
+            parse_port(" * Running on http://127.0.0.1:35449"),
+            Some(35449)
+        );
         assert_eq!(
             parse_port("\x1b[1m * Running on http://127.0.0.1:5000\x1b[0m"),
             Some(5000)

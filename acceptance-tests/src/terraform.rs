@@ -16,7 +16,10 @@ pub struct Terraform {
 impl Terraform {
     /// (major, minor), for steps that need a newer CLI (e.g. `import` blocks from 1.5).
     pub fn at_least(&self, major: u32, minor: u32) -> bool {
-        let mut parts = self.version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        let mut parts = self
+            .version
+            .split('.')
+            .map(|p| p.parse::<u32>().unwrap_or(0));
         let (ma, mi) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
         (ma, mi) >= (major, minor)
     }
@@ -39,30 +42,35 @@ pub fn terraforms() -> Vec<Terraform> {
             .filter(|v| !v.is_empty())
             .map(|v| std::env::split_paths(&v).collect::<Vec<PathBuf>>())
     };
-    let candidates: Vec<PathBuf> = match listed("TF_ACC_TERRAFORM").or_else(|| listed("TF_ACC_TERRAFORM_PATHS")) {
-        Some(list) => list,
-        None => {
-            let mut list: Vec<PathBuf> = std::env::var_os("PATH")
-                .map(|p| std::env::split_paths(&p).map(|d| d.join("terraform")).collect())
-                .unwrap_or_default();
-            list.truncate(list.iter().position(|p| p.is_file()).map_or(0, |i| i + 1));
-            list.retain(|p| p.is_file());
-            let tools = workspace_root().join(".tools");
-            let mut installed: Vec<PathBuf> = std::fs::read_dir(&tools)
-                .map(|entries| {
-                    entries
-                        .filter_map(|e| e.ok())
-                        .map(|e| e.path().join("terraform"))
-                        .filter(|p| p.is_file())
-                        .collect()
-                })
-                .unwrap_or_default();
-            installed.sort();
-            installed.reverse();
-            list.extend(installed);
-            list
-        }
-    };
+    let candidates: Vec<PathBuf> =
+        match listed("TF_ACC_TERRAFORM").or_else(|| listed("TF_ACC_TERRAFORM_PATHS")) {
+            Some(list) => list,
+            None => {
+                let mut list: Vec<PathBuf> = std::env::var_os("PATH")
+                    .map(|p| {
+                        std::env::split_paths(&p)
+                            .map(|d| d.join("terraform"))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                list.truncate(list.iter().position(|p| p.is_file()).map_or(0, |i| i + 1));
+                list.retain(|p| p.is_file());
+                let tools = workspace_root().join(".tools");
+                let mut installed: Vec<PathBuf> = std::fs::read_dir(&tools)
+                    .map(|entries| {
+                        entries
+                            .filter_map(|e| e.ok())
+                            .map(|e| e.path().join("terraform"))
+                            .filter(|p| p.is_file())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                installed.sort();
+                installed.reverse();
+                list.extend(installed);
+                list
+            }
+        };
     let mut found: Vec<Terraform> = Vec::new();
     for path in candidates {
         if let Some(version) = version_of(&path) {
@@ -83,7 +91,9 @@ fn version_of(path: &Path) -> Option<String> {
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let first = text.lines().next()?;
-    first.strip_prefix("Terraform v").map(|v| v.trim().to_string())
+    first
+        .strip_prefix("Terraform v")
+        .map(|v| v.trim().to_string())
 }
 
 /// The directory holding the provider binary under test: `TF_ACC_PROVIDER_DIR`, else the

@@ -69,11 +69,8 @@ impl Workspace {
     /// A fresh directory with a CLI config whose `dev_overrides` points Terraform at the
     /// provider build under test.
     pub fn new(tf: &Terraform, name: &str) -> Workspace {
-        let dir = std::env::temp_dir().join(format!(
-            "tfacc-{name}-{}-{:08x}",
-            tf.version,
-            rand_u32()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("tfacc-{name}-{}-{:08x}", tf.version, rand_u32()));
         std::fs::create_dir_all(&dir).expect("create workspace dir");
         let cli_config = dir.join("cli.tfrc");
         std::fs::write(
@@ -86,7 +83,10 @@ impl Workspace {
         .expect("write CLI config");
         let missing = dir.join("no-such-file");
         let env = vec![
-            ("TF_CLI_CONFIG_FILE".into(), cli_config.display().to_string()),
+            (
+                "TF_CLI_CONFIG_FILE".into(),
+                cli_config.display().to_string(),
+            ),
             ("CHECKPOINT_DISABLE".into(), "1".into()),
             ("TF_IN_AUTOMATION".into(), "1".into()),
             ("TF_INPUT".into(), "0".into()),
@@ -96,7 +96,10 @@ impl Workspace {
             ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
             ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
             ("AWS_CONFIG_FILE".into(), missing.display().to_string()),
-            ("AWS_SHARED_CREDENTIALS_FILE".into(), missing.display().to_string()),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE".into(),
+                missing.display().to_string(),
+            ),
         ];
         Workspace {
             tf: tf.clone(),
@@ -128,7 +131,9 @@ impl Workspace {
         for (k, v) in self.env.iter().chain(extra_env) {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", self.tf.path.display()));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.tf.path.display()));
         let out = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
             .await
             .unwrap_or_else(|_| panic!("terraform {args:?} took longer than {COMMAND_TIMEOUT:?}"))
@@ -163,12 +168,21 @@ impl Workspace {
             self.expect_failure(&step, &result.log, "plan");
             return result;
         }
-        let shown = self.terraform(&["show", "-json", "-no-color", "tfplan"], env).await;
-        assert!(shown.success, "terraform show tfplan failed:\n{}", shown.text());
+        let shown = self
+            .terraform(&["show", "-json", "-no-color", "tfplan"], env)
+            .await;
+        assert!(
+            shown.success,
+            "terraform show tfplan failed:\n{}",
+            shown.text()
+        );
         let plan_json: Value = serde_json::from_str(&shown.stdout).expect("plan JSON");
         for check in &step.plan_checks {
             if let Err(e) = check.check(&plan_json, &plan.stdout) {
-                panic!("[terraform {}] plan check failed: {e}\n--- terraform output ---\n{}", self.tf.version, result.log);
+                panic!(
+                    "[terraform {}] plan check failed: {e}\n--- terraform output ---\n{}",
+                    self.tf.version, result.log
+                );
             }
         }
         result.plan = Some(plan_json);
@@ -180,10 +194,25 @@ impl Workspace {
                 self.tf.version,
                 result.log
             );
-            assert!(step.expect_error.is_none(), "step expected an error, but the plan succeeded:\n{}", result.log);
+            assert!(
+                step.expect_error.is_none(),
+                "step expected an error, but the plan succeeded:\n{}",
+                result.log
+            );
             return result;
         }
-        let apply = self.terraform(&["apply", "-no-color", "-input=false", "-auto-approve", "tfplan"], env).await;
+        let apply = self
+            .terraform(
+                &[
+                    "apply",
+                    "-no-color",
+                    "-input=false",
+                    "-auto-approve",
+                    "tfplan",
+                ],
+                env,
+            )
+            .await;
         result.log.push_str(&apply.text());
         if !apply.success {
             self.expect_failure(&step, &result.log, "apply");
@@ -208,17 +237,25 @@ impl Workspace {
             }
         }
         if !step.refresh_only {
-            let again = self.terraform(&["plan", "-no-color", "-input=false", "-detailed-exitcode"], env).await;
+            let again = self
+                .terraform(
+                    &["plan", "-no-color", "-input=false", "-detailed-exitcode"],
+                    env,
+                )
+                .await;
             result.log.push_str(&again.text());
             match again.code {
                 Some(0) => {}
                 Some(2) if step.expect_non_empty_plan => {}
                 Some(2) => panic!(
                     "[terraform {}] after applying this step, the plan was not empty:\n{}",
-                    self.tf.version,
-                    again.stdout
+                    self.tf.version, again.stdout
                 ),
-                _ => panic!("[terraform {}] the plan after apply failed:\n{}", self.tf.version, again.text()),
+                _ => panic!(
+                    "[terraform {}] the plan after apply failed:\n{}",
+                    self.tf.version,
+                    again.text()
+                ),
             }
         }
         result
@@ -245,10 +282,19 @@ impl Workspace {
         let before = crate::checks::resource_values(&before, address)
             .unwrap_or_else(|| panic!("{address} is not in state before import"))
             .clone();
-        let rm = self.terraform(&["state", "rm", "-no-color", address], &[]).await;
+        let rm = self
+            .terraform(&["state", "rm", "-no-color", address], &[])
+            .await;
         assert!(rm.success, "terraform state rm failed:\n{}", rm.text());
-        let import = self.terraform(&["import", "-no-color", "-input=false", address, id], &[]).await;
-        assert!(import.success, "[terraform {}] terraform import failed:\n{}", self.tf.version, import.text());
+        let import = self
+            .terraform(&["import", "-no-color", "-input=false", address, id], &[])
+            .await;
+        assert!(
+            import.success,
+            "[terraform {}] terraform import failed:\n{}",
+            self.tf.version,
+            import.text()
+        );
         let after = self.state().await;
         let after = crate::checks::resource_values(&after, address)
             .unwrap_or_else(|| panic!("{address} is not in state after import"))
@@ -263,8 +309,18 @@ impl Workspace {
 
     /// `terraform destroy`, which must succeed.
     pub async fn destroy(&self) -> Output {
-        let out = self.terraform(&["destroy", "-no-color", "-input=false", "-auto-approve"], &[]).await;
-        assert!(out.success, "[terraform {}] destroy failed:\n{}", self.tf.version, out.text());
+        let out = self
+            .terraform(
+                &["destroy", "-no-color", "-input=false", "-auto-approve"],
+                &[],
+            )
+            .await;
+        assert!(
+            out.success,
+            "[terraform {}] destroy failed:\n{}",
+            self.tf.version,
+            out.text()
+        );
         out
     }
 }
@@ -301,6 +357,11 @@ fn flatten(text: &str) -> String {
 fn rand_u32() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     h.finish() as u32
 }

@@ -28,7 +28,9 @@ fn alive(pid: u32) -> bool {
     }
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // "pid (comm) S ...": the state follows the last ')'.
-        Ok(stat) => !matches!(stat.rsplit(')').next().map(str::trim_start), Some(s) if s.starts_with('Z')),
+        Ok(stat) => {
+            !matches!(stat.rsplit(')').next().map(str::trim_start), Some(s) if s.starts_with('Z'))
+        }
         Err(_) => false,
     }
 }
@@ -104,8 +106,11 @@ async fn fixture_registers_targets_and_tags() {
         return;
     }
     let fx = BlueGreenFixture::create(moto::shared(), "fixture-targets").await;
-    fx.register(&fx.green_tg_arn, &[("10.0.1.11", 8080), ("10.0.2.12", 8081)])
-        .await;
+    fx.register(
+        &fx.green_tg_arn,
+        &[("10.0.1.11", 8080), ("10.0.2.12", 8081)],
+    )
+    .await;
     assert_eq!(
         fx.targets(&fx.green_tg_arn).await,
         vec![
@@ -121,8 +126,14 @@ async fn fixture_registers_targets_and_tags() {
     )
     .await;
     let tags = fx.tags(&fx.green_tg_arn).await;
-    assert_eq!(tags.get("immutable:release").map(String::as_str), Some("v2"));
-    assert_eq!(tags.get("immutable:generation").map(String::as_str), Some("1"));
+    assert_eq!(
+        tags.get("immutable:release").map(String::as_str),
+        Some("v2")
+    );
+    assert_eq!(
+        tags.get("immutable:generation").map(String::as_str),
+        Some("1")
+    );
     assert_eq!(fx.tags(&fx.blue_tg_arn).await, Default::default());
 }
 
@@ -141,7 +152,10 @@ async fn fixture_deletes_listener_then_target_group() {
         .send()
         .await
         .expect_err("a target group a listener forwards to cannot be deleted");
-    assert_eq!(in_use.into_service_error().meta().code(), Some("ResourceInUse"));
+    assert_eq!(
+        in_use.into_service_error().meta().code(),
+        Some("ResourceInUse")
+    );
 
     fx.delete_listener(&fx.listener_arn).await;
     let gone = fx
@@ -161,7 +175,9 @@ async fn fixture_deletes_listener_then_target_group() {
         .send()
         .await
         .expect_err("deleted target group");
-    assert!(gone.into_service_error().is_target_group_not_found_exception());
+    assert!(gone
+        .into_service_error()
+        .is_target_group_not_found_exception());
     // The test listener is untouched.
     assert_eq!(fx.weights(&fx.test_listener_arn).await, map([("blue", 1)]));
 }
@@ -213,7 +229,8 @@ fn start_helper(mode: &str) -> (std::process::Child, u32) {
     let stdout = BufReader::new(child.stdout.take().unwrap());
     for line in stdout.lines() {
         let line = line.expect("helper stdout");
-        if let Some(pid) = line.strip_prefix("MOTO_PID=") {
+        // libtest prints "test moto_helper_process ... " before the test's own output.
+        if let Some((_, pid)) = line.split_once("MOTO_PID=") {
             return (child, pid.trim().parse().unwrap());
         }
     }

@@ -60,7 +60,9 @@ fn start_provider(protocols: &str, cert_pem: &str) -> Provider {
         .spawn()
         .expect("start provider");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     Provider { child, line }
 }
 
@@ -81,13 +83,25 @@ impl ServerCertVerifier for PinnedServer {
         if end_entity.as_ref() == self.0.as_slice() {
             Ok(ServerCertVerified::assertion())
         } else {
-            Err(rustls::Error::General("unexpected server certificate".into()))
+            Err(rustls::Error::General(
+                "unexpected server certificate".into(),
+            ))
         }
     }
-    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(m, c, d, &self.1.signature_verification_algorithms)
     }
-    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls13_signature(m, c, d, &self.1.signature_verification_algorithms)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -103,7 +117,9 @@ fn fields(line: &str) -> Vec<String> {
 async fn connect(line: &str, cert: &ClientCert) -> Result<Channel, tonic::transport::Error> {
     use base64::Engine as _;
     let f = fields(line);
-    let server_der = base64::engine::general_purpose::STANDARD_NO_PAD.decode(&f[5]).expect("unpadded base64 certificate");
+    let server_der = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(&f[5])
+        .expect("unpadded base64 certificate");
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -123,7 +139,9 @@ async fn connect(line: &str, cert: &ClientCert) -> Result<Channel, tonic::transp
             let (connector, path) = (connector.clone(), path.clone());
             async move {
                 let stream = tokio::net::UnixStream::connect(path).await?;
-                let tls = connector.connect(ServerName::try_from("localhost").unwrap(), stream).await?;
+                let tls = connector
+                    .connect(ServerName::try_from("localhost").unwrap(), stream)
+                    .await?;
                 Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
             }
         }))
@@ -138,7 +156,12 @@ async fn protocol_5_over_pinned_mtls_and_clean_shutdown() {
     let cert = client_cert();
     let mut provider = start_provider("5", &cert.pem);
     let f = fields(&provider.line);
-    assert_eq!(&f[..3], ["1", "5", "unix"], "handshake line: {}", provider.line);
+    assert_eq!(
+        &f[..3],
+        ["1", "5", "unix"],
+        "handshake line: {}",
+        provider.line
+    );
     assert_eq!(f[4], "grpc");
     assert!(!f[5].ends_with('='), "certificate must be unpadded base64");
 
@@ -149,13 +172,25 @@ async fn protocol_5_over_pinned_mtls_and_clean_shutdown() {
         assert_eq!(mode, 0o600, "socket must be reachable by its owner only");
     }
 
-    let channel = connect(&provider.line, &cert).await.expect("connect with Terraform's certificate");
+    let channel = connect(&provider.line, &cert)
+        .await
+        .expect("connect with Terraform's certificate");
     let schema = ProviderClient::new(channel.clone())
         .get_schema(tfplugin_proto::tfplugin5::get_provider_schema::Request {})
         .await
         .expect("GetSchema over protocol 5")
         .into_inner();
-    let provider_attrs: Vec<&str> = schema.provider.as_ref().unwrap().block.as_ref().unwrap().attributes.iter().map(|a| a.name.as_str()).collect();
+    let provider_attrs: Vec<&str> = schema
+        .provider
+        .as_ref()
+        .unwrap()
+        .block
+        .as_ref()
+        .unwrap()
+        .attributes
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
     assert!(provider_attrs.contains(&"region"), "{provider_attrs:?}");
     assert!(schema.server_capabilities.unwrap().plan_destroy);
 
@@ -178,11 +213,20 @@ async fn protocol_5_over_pinned_mtls_and_clean_shutdown() {
         if let Some(status) = provider.child.try_wait().unwrap() {
             break status;
         }
-        assert!(Instant::now() < deadline, "provider still running 5s after Shutdown");
+        assert!(
+            Instant::now() < deadline,
+            "provider still running 5s after Shutdown"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert!(status.success(), "provider exit status after Shutdown: {status}");
-    assert!(!std::path::Path::new(&f[3]).exists(), "socket removed on exit");
+    assert!(
+        status.success(),
+        "provider exit status after Shutdown: {status}"
+    );
+    assert!(
+        !std::path::Path::new(&f[3]).exists(),
+        "socket removed on exit"
+    );
 }
 
 #[test]
@@ -221,7 +265,11 @@ fn debug_mode_prints_reattach_settings() {
     }
     let _ = child.kill();
     let _ = child.wait();
-    let json = text.split("TF_REATTACH_PROVIDERS='").nth(1).and_then(|t| t.split('\'').next()).expect(&text);
+    let json = text
+        .split("TF_REATTACH_PROVIDERS='")
+        .nth(1)
+        .and_then(|t| t.split('\'').next())
+        .expect(&text);
     let v: serde_json::Value = serde_json::from_str(json).unwrap();
     let entry = &v["registry.terraform.io/immutable-infra/immutable"];
     assert_eq!(entry["ProtocolVersion"], 6);

@@ -65,7 +65,10 @@ mod tests {
     #[test]
     fn timeouts_default_and_override() {
         let config = Value::Object([("timeouts".to_string(), Value::Null)].into());
-        assert_eq!(timeout(&config, "create", "5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(
+            timeout(&config, "create", "5m"),
+            Ok(Duration::from_secs(300))
+        );
         let config = Value::Object(
             [(
                 "timeouts".to_string(),
@@ -73,7 +76,10 @@ mod tests {
             )]
             .into(),
         );
-        assert_eq!(timeout(&config, "create", "5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(
+            timeout(&config, "create", "5m"),
+            Ok(Duration::from_secs(90))
+        );
     }
 
     #[test]

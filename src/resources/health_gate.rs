@@ -125,19 +125,29 @@ impl Gate {
     fn from_config(config: &Value) -> Result<Gate, (AttributePath, String)> {
         let s = |name: &str| config.get(name).and_then(Value::as_str).map(str::to_string);
         let d = |name: &str, default: &str| -> Result<Duration, (AttributePath, String)> {
-            duration::parse(&s(name).unwrap_or_else(|| default.into())).map_err(|e| (AttributePath::attr(name), e))
+            duration::parse(&s(name).unwrap_or_else(|| default.into()))
+                .map_err(|e| (AttributePath::attr(name), e))
         };
-        let n = |name: &str, default: i64| config.get(name).and_then(Value::as_i64).unwrap_or(default) as u32;
+        let n = |name: &str, default: i64| {
+            config.get(name).and_then(Value::as_i64).unwrap_or(default) as u32
+        };
         let url = s("url").unwrap_or_default();
-        let url = reqwest::Url::parse(&url).map_err(|e| (AttributePath::attr("url"), e.to_string()))?;
-        let expected_status = StatusMatcher::parse(&s("expected_status").unwrap_or_else(|| "200-299".into()))
-            .map_err(|e| (AttributePath::attr("expected_status"), e))?;
+        let url =
+            reqwest::Url::parse(&url).map_err(|e| (AttributePath::attr("url"), e.to_string()))?;
+        let expected_status =
+            StatusMatcher::parse(&s("expected_status").unwrap_or_else(|| "200-299".into()))
+                .map_err(|e| (AttributePath::attr("expected_status"), e))?;
         let body_regex = match s("body_regex") {
-            Some(r) => Some(regex::Regex::new(&r).map_err(|e| (AttributePath::attr("body_regex"), e.to_string()))?),
+            Some(r) => Some(
+                regex::Regex::new(&r)
+                    .map_err(|e| (AttributePath::attr("body_regex"), e.to_string()))?,
+            ),
             None => None,
         };
-        let method = Method::parse(&s("method").unwrap_or_else(|| "GET".into())).map_err(|e| (AttributePath::attr("method"), e))?;
-        let deadline = common::timeout(config, "create", DEFAULT_DEADLINE).map_err(|e| (AttributePath::attr("timeouts").then_attr("create"), e))?;
+        let method = Method::parse(&s("method").unwrap_or_else(|| "GET".into()))
+            .map_err(|e| (AttributePath::attr("method"), e))?;
+        let deadline = common::timeout(config, "create", DEFAULT_DEADLINE)
+            .map_err(|e| (AttributePath::attr("timeouts").then_attr("create"), e))?;
         Ok(Gate {
             check: Check {
                 url,
@@ -147,7 +157,10 @@ impl Gate {
                 body_regex,
                 request_timeout: d("request_timeout", "2s")?,
                 tls: TlsOptions {
-                    insecure_skip_verify: config.get("insecure_skip_verify").and_then(Value::as_bool).unwrap_or(false),
+                    insecure_skip_verify: config
+                        .get("insecure_skip_verify")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
                     ca_cert_pem: s("ca_cert_pem"),
                 },
             },
@@ -245,10 +258,23 @@ impl Resource for HealthGate {
                     }
                 };
                 set(&mut state, "id", common::new_id("gate").into());
-                set(&mut state, "passed_at", common::rfc3339(report.passed_at.unwrap_or_else(SystemTime::now)).into());
+                set(
+                    &mut state,
+                    "passed_at",
+                    common::rfc3339(report.passed_at.unwrap_or_else(SystemTime::now)).into(),
+                );
                 set(&mut state, "attempts", i64::from(report.attempts).into());
-                set(&mut state, "last_status_code", last.and_then(|a| a.status).map_or(Value::Null, |s| i64::from(s).into()));
-                set(&mut state, "last_latency_ms", last.map_or(Value::Null, |a| (a.latency.as_millis() as i64).into()));
+                set(
+                    &mut state,
+                    "last_status_code",
+                    last.and_then(|a| a.status)
+                        .map_or(Value::Null, |s| i64::from(s).into()),
+                );
+                set(
+                    &mut state,
+                    "last_latency_ms",
+                    last.map_or(Value::Null, |a| (a.latency.as_millis() as i64).into()),
+                );
                 state
             }
             probe::GateResult::Failed { why, report } => {
@@ -266,7 +292,13 @@ impl Resource for HealthGate {
     }
 
     /// Only `timeouts` can change without replacement; it matters for the next run only.
-    async fn update(&self, _ctx: &Ctx, _prior: &Value, planned: &Value, _diags: &mut Diagnostics) -> Value {
+    async fn update(
+        &self,
+        _ctx: &Ctx,
+        _prior: &Value,
+        planned: &Value,
+        _diags: &mut Diagnostics,
+    ) -> Value {
         planned.clone()
     }
 

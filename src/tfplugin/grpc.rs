@@ -133,8 +133,8 @@ macro_rules! provider_service {
                             Nesting::Single => pb::schema::nested_block::NestingMode::Single,
                             Nesting::List => pb::schema::nested_block::NestingMode::List,
                         } as i32,
-                        min_items: 0,
-                        max_items: n.max_items,
+                        // Terraform requires both to be 0 for single blocks.
+                        ..Default::default()
                     })
                     .collect();
                 pb::schema::Block {

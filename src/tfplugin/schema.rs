@@ -37,7 +37,6 @@ pub struct NestedBlock {
     pub name: String,
     pub nesting: Nesting,
     pub block: Block,
-    pub max_items: i64,
 }
 
 /// A reusable step of planning, run for one attribute.
@@ -171,12 +170,10 @@ impl Block {
     }
 
     pub fn block(mut self, name: &str, nesting: Nesting, block: Block) -> Self {
-        let max_items = if nesting == Nesting::Single { 1 } else { 0 };
         self.blocks.push(NestedBlock {
             name: name.to_string(),
             nesting,
             block,
-            max_items,
         });
         self
     }
