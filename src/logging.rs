@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
@@ -29,8 +29,16 @@ pub fn init() {
         std::env::var("TF_LOG").ok().as_deref(),
     );
     tracing_subscriber::registry()
-        .with(HclogLayer.with_filter(level))
+        .with(HclogLayer.with_filter(targets(level)))
         .init();
+}
+
+/// The provider's own events at the chosen level; its libraries' (hyper, rustls, the AWS
+/// SDK) at most at info, so that `TF_LOG=trace` stays readable.
+fn targets(level: LevelFilter) -> Targets {
+    Targets::new()
+        .with_target(env!("CARGO_CRATE_NAME"), level)
+        .with_default(level.min(LevelFilter::INFO))
 }
 
 /// Maps Terraform's log level names to a filter; `JSON` is Terraform's trace-in-JSON mode.
@@ -157,6 +165,15 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
+
+    #[test]
+    fn libraries_log_at_most_at_info() {
+        let filter = targets(LevelFilter::TRACE);
+        assert!(filter.would_enable("terraform_provider_immutable::probe", &Level::TRACE));
+        assert!(!filter.would_enable("hyper_util::client", &Level::DEBUG));
+        assert!(filter.would_enable("hyper_util::client", &Level::INFO));
+        assert!(!targets(LevelFilter::WARN).would_enable("aws_config", &Level::INFO));
+    }
 
     #[test]
     fn provider_level_wins_over_global_level() {

@@ -436,14 +436,10 @@ impl Ec2Query {
             .iter()
             .find(|(k, _)| *k == "Action")
             .map_or("?", |(_, v)| *v);
-        let auth = format!(
-            "AWS4-HMAC-SHA256 Credential=test/20260101/{REGION}/ec2/aws4_request, \
-             SignedHeaders=host, Signature=0"
-        );
         let response = self
             .http
             .post(format!("{}/", self.endpoint))
-            .header("Authorization", auth)
+            .header("Authorization", crate::moto::EC2_AUTH)
             .header(
                 "Content-Type",
                 "application/x-www-form-urlencoded; charset=utf-8",

@@ -140,6 +140,19 @@ impl Moto {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        // moto imports its EC2 models (~1 s of Python imports and data files) on the first EC2
+        // request; start that now in the background, so that it overlaps whatever the test does
+        // before its first fixture. Requests arriving meanwhile simply wait for it.
+        let _ = std::thread::Builder::new()
+            .name(format!("moto-{pid}-warm-up"))
+            .spawn(move || {
+                let _ = http_post(
+                    port,
+                    "/",
+                    &[("Authorization", EC2_AUTH)],
+                    "Action=DescribeVpcs&Version=2016-11-15",
+                );
+            });
         Ok(moto)
     }
 
@@ -160,7 +173,7 @@ impl Moto {
     /// Clears all of moto's state (`POST /moto-api/reset`). Never call this on [`shared`]: tests
     /// running in parallel use it. Blocking (a few ms), usable from async code.
     pub fn reset(&self) {
-        let status = http_post(self.port, "/moto-api/reset")
+        let status = http_post(self.port, "/moto-api/reset", &[], "")
             .unwrap_or_else(|e| panic!("POST {}/moto-api/reset: {e}", self.endpoint()));
         assert!(
             (200..300).contains(&status),
@@ -313,17 +326,31 @@ fn parse_port(line: &str) -> Option<u16> {
     digits.parse().ok().filter(|&p| p != 0)
 }
 
-/// A bodiless HTTP/1.1 POST to 127.0.0.1:port, returning the status code.
-fn http_post(port: u16, path: &str) -> io::Result<u16> {
+/// A SigV4-looking Authorization header whose credential scope names EC2 in us-east-1: moto's
+/// single server routes requests by it (it checks no signature).
+pub const EC2_AUTH: &str = "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/ec2/aws4_request, \
+     SignedHeaders=host, Signature=0";
+
+/// A small HTTP/1.1 POST to 127.0.0.1:port, returning the status code.
+fn http_post(port: u16, path: &str, headers: &[(&str, &str)], body: &str) -> io::Result<u16> {
     let mut stream = TcpStream::connect_timeout(
         &SocketAddr::from(([127, 0, 0, 1], port)),
         Duration::from_secs(5),
     )?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    if !body.is_empty() {
+        request.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+    }
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes())?;
     let mut response = String::new();
     BufReader::new(stream).read_line(&mut response)?;
     response

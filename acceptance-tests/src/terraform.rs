@@ -127,3 +127,25 @@ pub fn acceptance_enabled(test: &str) -> bool {
     eprintln!("{test}: skipped: acceptance tests run only with TF_ACC=1 (make test sets it)");
     false
 }
+
+/// The CLIs an acceptance test runs against: none (skipped) without `TF_ACC`, and a
+/// failure when `TF_ACC` is set but no Terraform can be found.
+pub fn acceptance_terraforms(test: &str) -> Vec<Terraform> {
+    if !acceptance_enabled(test) {
+        return Vec::new();
+    }
+    let found = terraforms();
+    assert!(
+        !found.is_empty(),
+        "TF_ACC is set but no Terraform CLI was found: run `scripts/tools.sh` or put terraform on PATH"
+    );
+    found
+}
+
+/// The `terraform` block every test configuration starts with.
+pub const REQUIRED_PROVIDERS: &str = r#"terraform {
+  required_providers {
+    immutable = { source = "immutable-infra/immutable" }
+  }
+}
+"#;

@@ -146,6 +146,38 @@ impl Workspace {
         }
     }
 
+    /// Starts `terraform ARGS` without waiting, for tests that signal it mid-run.
+    pub fn spawn(&self, args: &[&str]) -> tokio::process::Child {
+        self.spawn_with(args, &[])
+    }
+
+    fn spawn_with(&self, args: &[&str], extra_env: &[(String, String)]) -> tokio::process::Child {
+        let mut cmd = tokio::process::Command::new(&self.tf.path);
+        cmd.args(args)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env_remove("TF_LOG")
+            .env_remove("TF_LOG_PROVIDER")
+            .envs(self.env.iter().chain(extra_env).map(|(k, v)| (k, v)))
+            .kill_on_drop(true);
+        // Its own process group, as a shell job has, so that `interrupt` can signal
+        // Terraform and its providers together the way a terminal's Ctrl-C does.
+        #[cfg(unix)]
+        cmd.process_group(0);
+        cmd.spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.tf.path.display()))
+    }
+
+    /// Ctrl-C: SIGINT to the process group of a command started with `spawn`.
+    #[cfg(unix)]
+    pub fn interrupt(child: &tokio::process::Child) {
+        let pid = child.id().expect("the command is still running") as i32;
+        // SAFETY: kill(2) on the process group of our own child.
+        unsafe { libc::kill(-pid, libc::SIGINT) };
+    }
+
     /// `terraform show -json` of the current state.
     pub async fn state(&self) -> Value {
         let out = self.terraform(&["show", "-json", "-no-color"], &[]).await;

@@ -1,0 +1,241 @@
+//! `immutable_health_gate` through the real Terraform CLI, against real HTTP apps on
+//! loopback.
+
+use std::time::{Duration, Instant};
+
+use acceptance_tests::app::{Behavior, TestApp};
+use acceptance_tests::checks::{PlanCheck, StateCheck};
+use acceptance_tests::terraform::{acceptance_terraforms, REQUIRED_PROVIDERS};
+use acceptance_tests::workspace::{Step, Workspace};
+use serde_json::json;
+
+const GATE: &str = "immutable_health_gate.app";
+
+fn config(url: &str, extra: &str) -> String {
+    format!(
+        r#"{REQUIRED_PROVIDERS}
+resource "immutable_health_gate" "app" {{
+  url               = "{url}/health"
+  healthy_threshold = 2
+  interval          = "200ms"
+  request_timeout   = "150ms"
+{extra}
+}}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gate_that_passes_records_its_result_and_triggers_replace_it() {
+    for tf in acceptance_terraforms("health_gate_passes") {
+        let app = TestApp::start("v1").await;
+        let ws = Workspace::new(&tf, "gate-pass");
+        ws.step(Step {
+            config: config(&app.url(), r#"  triggers = { release = "v1" }"#),
+            plan_checks: vec![PlanCheck::Create(GATE)],
+            state_checks: vec![
+                StateCheck::Equals(GATE, "attempts", json!(2)),
+                StateCheck::Equals(GATE, "last_status_code", json!(200)),
+                StateCheck::Equals(GATE, "method", json!("GET")),
+                StateCheck::Equals(GATE, "expected_status", json!("200-299")),
+                StateCheck::Set(GATE, "last_latency_ms"),
+                StateCheck::Matches(GATE, "passed_at", r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"),
+                StateCheck::Matches(GATE, "id", r"^gate-"),
+            ],
+            ..Step::default()
+        })
+        .await;
+        let requests_after_create = app.requests();
+        // Refresh and a plan with no change make no request: a gate is a recorded fact.
+        ws.step(Step {
+            config: config(&app.url(), r#"  triggers = { release = "v1" }"#),
+            plan_only: true,
+            plan_checks: vec![PlanCheck::NoOp(GATE)],
+            ..Step::default()
+        })
+        .await;
+        assert_eq!(
+            app.requests(),
+            requests_after_create,
+            "plan and refresh must not probe"
+        );
+        ws.step(Step {
+            config: config(&app.url(), r#"  triggers = { release = "v2" }"#),
+            plan_checks: vec![
+                PlanCheck::Replace(GATE),
+                PlanCheck::TextContains("# forces replacement"),
+            ],
+            state_checks: vec![StateCheck::Equals(GATE, "triggers.release", json!("v2"))],
+            ..Step::default()
+        })
+        .await;
+        assert!(
+            app.requests() > requests_after_create,
+            "the replacement ran the gate again"
+        );
+        ws.destroy().await;
+        assert!(StateCheck::Absent(GATE).check(&ws.state().await).is_ok());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gate_that_fails_reports_a_tally_and_stores_nothing() {
+    for tf in acceptance_terraforms("health_gate_fails") {
+        let app = TestApp::start("v3").await;
+        app.set(Behavior::Failing(503));
+        let ws = Workspace::new(&tf, "gate-fail");
+        let started = Instant::now();
+        let result = ws
+            .step(Step {
+                config: config(&app.url(), "  timeouts {\n    create = \"1s\"\n  }"),
+                expect_error: Some(r"503 x\d+"),
+                ..Step::default()
+            })
+            .await;
+        assert!(started.elapsed() < Duration::from_secs(30));
+        for needle in [
+            "Health gate failed",
+            "deadline of 1s",
+            "Best run: 0 of the 2",
+            "failing",
+        ] {
+            assert!(
+                result.log.contains(needle),
+                "missing {needle:?} in:\n{}",
+                result.log
+            );
+        }
+        assert!(
+            StateCheck::Absent(GATE).check(&ws.state().await).is_ok(),
+            "a failed gate is not stored"
+        );
+        // The next plan still wants to run the gate.
+        ws.step(Step {
+            config: config(&app.url(), ""),
+            plan_only: true,
+            expect_non_empty_plan: true,
+            plan_checks: vec![PlanCheck::Create(GATE)],
+            ..Step::default()
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sensitive_header_never_shows_in_output_or_trace_logs() {
+    const SECRET: &str = "s3cr3t-token-4711";
+    for tf in acceptance_terraforms("health_gate_sensitive_header") {
+        let app = TestApp::start("v1").await;
+        let ws = Workspace::new(&tf, "gate-secret");
+        let result = ws
+            .step(Step {
+                config: config(
+                    &app.url(),
+                    &format!(r#"  headers = {{ Authorization = "Bearer {SECRET}" }}"#),
+                ),
+                plan_checks: vec![
+                    PlanCheck::TextContains("(sensitive value)"),
+                    PlanCheck::TextLacks(SECRET.into()),
+                ],
+                env: vec![("TF_LOG".into(), "trace".into())],
+                ..Step::default()
+            })
+            .await;
+        assert!(
+            result.log.contains("provider.terraform-provider-immutable"),
+            "trace logs include the provider's own lines"
+        );
+        assert!(
+            !result.log.contains(SECRET),
+            "the secret leaked into plan, apply or trace output"
+        );
+        let sent = app.last_headers();
+        assert!(
+            sent.iter()
+                .any(|(k, v)| k.eq_ignore_ascii_case("authorization")
+                    && v == &format!("Bearer {SECRET}")),
+            "the header reached the app: {sent:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_arguments_are_reported_at_validate_with_their_attribute() {
+    let cases: &[(&str, &str)] = &[
+        (r#"  expected_status = "2xx""#, "expected_status"),
+        (r#"  body_regex = "(""#, "body_regex"),
+        (r#"  method = "PUT""#, "method"),
+        ("  healthy_threshold = 0", "healthy_threshold"),
+        ("  unhealthy_threshold = -1", "unhealthy_threshold"),
+        (r#"  initial_delay = "soon""#, "initial_delay"),
+        (r#"  ca_cert_pem = "not a certificate""#, "ca_cert_pem"),
+        (
+            "  timeouts {\n    create = \"100ms\"\n  }",
+            "timeouts.create",
+        ),
+    ];
+    for tf in acceptance_terraforms("health_gate_validation") {
+        let ws = Workspace::new(&tf, "gate-validate");
+        ws.write_config(&config("ftp://example.com", ""));
+        let out = ws.terraform(&["validate", "-no-color"], &[]).await;
+        assert!(
+            !out.success && out.stderr.contains("Invalid value for url"),
+            "{}",
+            out.text()
+        );
+        for (line, attribute) in cases {
+            ws.write_config(&config("http://127.0.0.1:1", line));
+            let out = ws.terraform(&["validate", "-no-color"], &[]).await;
+            let text = out.text();
+            assert!(!out.success, "{attribute}: validate passed:\n{text}");
+            assert!(
+                text.contains(attribute),
+                "{attribute}: error does not name it:\n{text}"
+            );
+            assert!(!text.contains("panic"), "{text}");
+        }
+        ws.write_config(&config("http://127.0.0.1:1", "").replace("\"150ms\"", "\"1s\""));
+        let out = ws.terraform(&["validate", "-no-color"], &[]).await;
+        assert!(
+            out.text().contains("request_timeout longer than interval"),
+            "{}",
+            out.text()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_stops_a_running_gate_with_an_interrupted_error() {
+    for tf in acceptance_terraforms("health_gate_interrupt") {
+        let app = TestApp::start("v1").await;
+        app.set(Behavior::Failing(503));
+        let ws = Workspace::new(&tf, "gate-interrupt");
+        ws.write_config(&config(&app.url(), ""));
+        let child = ws.spawn(&["apply", "-no-color", "-input=false", "-auto-approve"]);
+        // Wait until the gate is probing, then interrupt as a terminal's Ctrl-C would.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while app.requests() < 2 {
+            assert!(Instant::now() < deadline, "the gate never started probing");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let interrupted = Instant::now();
+        Workspace::interrupt(&child);
+        let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+            .await
+            .expect("terraform ends after Ctrl-C")
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{text}");
+        assert!(
+            interrupted.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            interrupted.elapsed()
+        );
+        assert!(text.contains("interrupted"), "{text}");
+        assert!(StateCheck::Absent(GATE).check(&ws.state().await).is_ok());
+    }
+}
