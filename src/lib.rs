@@ -13,5 +13,6 @@ pub mod plugin;
 pub mod probe;
 pub mod provider;
 pub mod resources;
+pub mod router;
 pub mod tfplugin;
 pub mod validators;

@@ -4,12 +4,15 @@ use std::sync::Arc;
 
 use crate::aws::{AssumeRole, Aws, AwsSettings, DEFAULT_MAX_RETRIES};
 use crate::probe::HttpClients;
+use crate::resources::bluegreen::{deployment::BlueGreenDeployment, slots::BlueGreenSlots};
 use crate::resources::health_gate::HealthGate;
+use crate::router::{elbv2::Elbv2Router, TrafficRouter};
 use crate::tfplugin::diagnostics::Diagnostics;
 use crate::tfplugin::resource::{Ctx, DataSource, Provider, Resource};
 use crate::tfplugin::schema::{Attribute, Block, Nesting, Schema};
 use crate::tfplugin::value::Value;
 use crate::validators;
+use tokio::sync::OnceCell;
 
 /// State shared by the provider and its resources for the life of the process.
 #[derive(Default)]
@@ -17,6 +20,19 @@ pub struct Shared {
     pub aws: Aws,
     /// One HTTP client per TLS setting for all health checks, so connections are reused.
     pub http: Arc<HttpClients>,
+    router: OnceCell<Arc<dyn TrafficRouter>>,
+}
+
+impl Shared {
+    /// The traffic router, built on first use (the first AWS client of the process).
+    pub async fn router(&self) -> Arc<dyn TrafficRouter> {
+        self.router
+            .get_or_init(|| async {
+                Arc::new(Elbv2Router::new(self.aws.elbv2().await.clone())) as Arc<dyn TrafficRouter>
+            })
+            .await
+            .clone()
+    }
 }
 
 #[derive(Default)]
@@ -128,13 +144,20 @@ impl Provider for ImmutableProvider {
     }
 
     fn resources(&self) -> Vec<Arc<dyn Resource>> {
-        vec![Arc::new(HealthGate {
-            http: self.shared.http.clone(),
-        })]
+        vec![
+            Arc::new(HealthGate {
+                http: self.shared.http.clone(),
+            }),
+            Arc::new(BlueGreenDeployment {
+                shared: self.shared.clone(),
+            }),
+        ]
     }
 
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
-        Vec::new()
+        vec![Arc::new(BlueGreenSlots {
+            shared: self.shared.clone(),
+        })]
     }
 }
 

@@ -99,6 +99,69 @@ pub fn pem_certificates(value: &Value) -> Result<(), String> {
     }
 }
 
+pub fn non_empty(value: &Value) -> Result<(), String> {
+    if string(value).trim().is_empty() {
+        Err("must not be empty".to_string())
+    } else {
+        Ok(())
+    }
+}
+
+/// An http(s) URL that may hold `{color}`, replaced by a colour's name before use.
+pub fn http_url_template(value: &Value) -> Result<(), String> {
+    http_url(&Value::from(string(value).replace("{color}", "blue")))
+}
+
+pub fn url_path(value: &Value) -> Result<(), String> {
+    let path = string(value);
+    if path.starts_with('/') && !path.contains(char::is_whitespace) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{path:?} is not a URL path: it must start with \"/\", e.g. \"/health\""
+        ))
+    }
+}
+
+pub fn status_matcher(value: &Value) -> Result<(), String> {
+    crate::probe::StatusMatcher::parse(string(value)).map(|_| ())
+}
+
+/// An Elastic Load Balancing ARN of one kind (`listener`, `targetgroup`), as AWS writes
+/// them: `arn:<partition>:elasticloadbalancing:<region>:<account>:<kind>/...`. moto
+/// accepts anything, real AWS does not, so the shape is checked before any call.
+pub fn elb_arn(kind: &'static str) -> impl Fn(&Value) -> Result<(), String> + Send + Sync {
+    move |value| {
+        let arn = string(value);
+        let fields: Vec<&str> = arn.splitn(6, ':').collect();
+        let resource = fields.get(5).copied().unwrap_or_default();
+        let segments = resource.split('/').count();
+        let expected_segments = if kind == "listener" { 5 } else { 3 };
+        let ok = fields.len() == 6
+            && fields[0] == "arn"
+            && fields[1].starts_with("aws")
+            && fields[2] == "elasticloadbalancing"
+            && !fields[3].is_empty()
+            && fields[4].len() == 12
+            && fields[4].chars().all(|c| c.is_ascii_digit())
+            && resource.starts_with(&format!("{kind}/"))
+            && segments == expected_segments
+            && resource.split('/').all(|s| !s.is_empty());
+        if ok {
+            Ok(())
+        } else {
+            let example = if kind == "listener" {
+                "arn:aws:elasticloadbalancing:us-west-2:123456789012:listener/app/my-alb/50dc6c495c0c9188/f2f7dc8efc522ab2"
+            } else {
+                "arn:aws:elasticloadbalancing:us-west-2:123456789012:targetgroup/blue/73e2d6bc24d8a067"
+            };
+            Err(format!(
+                "{arn:?} is not an ELB {kind} ARN, e.g. \"{example}\""
+            ))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +192,31 @@ mod tests {
             .unwrap_err()
             .contains("regular expression"));
         assert!(pem_certificates(&"nope".into()).is_err());
+    }
+
+    #[test]
+    fn elb_arns_by_kind() {
+        let listener = elb_arn("listener");
+        let tg = elb_arn("targetgroup");
+        let l = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/lb/50dc6c495c0c9188/f2f7dc8efc522ab2";
+        let t =
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/blue/73e2d6bc24d8a067";
+        assert!(listener(&l.into()).is_ok());
+        assert!(tg(&t.into()).is_ok());
+        assert!(listener(&t.into()).is_err());
+        assert!(tg(&l.into()).is_err());
+        assert!(tg(&"not-an-arn".into()).unwrap_err().contains("e.g."));
+        assert!(
+            tg(&"arn:aws:elasticloadbalancing:us-east-1:123:targetgroup/blue/x".into()).is_err()
+        );
+    }
+
+    #[test]
+    fn templates_and_paths() {
+        assert!(http_url_template(&"https://{color}.example.com/health".into()).is_ok());
+        assert!(url_path(&"/health".into()).is_ok());
+        assert!(url_path(&"health".into()).is_err());
+        assert!(non_empty(&" ".into()).is_err());
     }
 
     #[test]

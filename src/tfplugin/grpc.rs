@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use super::diagnostics::{AttributePath, Diagnostics, Severity};
-use super::schema::{Block, Nesting, Schema};
+use super::schema::{Attribute, Block, Nesting, Schema};
 use super::server::{Dv, Server};
 use super::value::PathStep;
 
@@ -39,6 +39,7 @@ macro_rules! provider_service {
         validate_data_source: $validate_data_source:ident,
         configure: $configure:ident,
         stop: $stop:ident,
+        items: { $($items:tt)* }
         extra: { $($extra:tt)* }
     ) => {
         pub mod $m {
@@ -108,21 +109,7 @@ macro_rules! provider_service {
             }
 
             fn block(b: &Block) -> pb::schema::Block {
-                let attributes = b
-                    .attributes
-                    .iter()
-                    .map(|a| pb::schema::Attribute {
-                        name: a.name.clone(),
-                        r#type: a.ty.to_json().to_string().into_bytes(),
-                        description: a.description.clone(),
-                        description_kind: pb::StringKind::Markdown as i32,
-                        required: a.required,
-                        optional: a.optional,
-                        computed: a.computed,
-                        sensitive: a.sensitive,
-                        ..Default::default()
-                    })
-                    .collect();
+                let attributes = b.attributes.iter().map(attribute).collect();
                 let block_types = b
                     .blocks
                     .iter()
@@ -145,6 +132,24 @@ macro_rules! provider_service {
                     ..Default::default()
                 }
             }
+
+            fn attribute(a: &Attribute) -> pb::schema::Attribute {
+                let mut out = pb::schema::Attribute {
+                    name: a.name.clone(),
+                    r#type: a.ty.to_json().to_string().into_bytes(),
+                    description: a.description.clone(),
+                    description_kind: pb::StringKind::Markdown as i32,
+                    required: a.required,
+                    optional: a.optional,
+                    computed: a.computed,
+                    sensitive: a.sensitive,
+                    ..Default::default()
+                };
+                nested_type(a, &mut out);
+                out
+            }
+
+            $($items)*
 
             fn capabilities() -> Option<pb::ServerCapabilities> {
                 Some(pb::ServerCapabilities {
@@ -355,6 +360,20 @@ provider_service! {
     validate_data_source: validate_data_resource_config,
     configure: configure_provider,
     stop: stop_provider,
+    items: {
+        /// A list of objects becomes a nested attribute, whose optional fields may be
+        /// left out in configuration.
+        fn nested_type(a: &Attribute, out: &mut pb::schema::Attribute) {
+            if let Some(attributes) = &a.nested {
+                out.r#type = Vec::new();
+                out.nested_type = Some(pb::schema::Object {
+                    attributes: attributes.iter().map(attribute).collect(),
+                    nesting: pb::schema::object::NestingMode::List as i32,
+                    ..Default::default()
+                });
+            }
+        }
+    }
     extra: {
         async fn validate_provider_config(&self, r: Request<pb::validate_provider_config::Request>) -> Result<Response<pb::validate_provider_config::Response>, Status> {
             let diags = self.0.validate_provider_config(dv_in(r.into_inner().config));
@@ -404,6 +423,10 @@ provider_service! {
     validate_data_source: validate_data_source_config,
     configure: configure,
     stop: stop,
+    items: {
+        /// Protocol 5 has no nested attributes: a list of objects keeps its plain type.
+        fn nested_type(_: &Attribute, _: &mut pb::schema::Attribute) {}
+    }
     extra: {
         /// Protocol 5 lets the provider rewrite its configuration; this one never does.
         async fn prepare_provider_config(&self, r: Request<pb::prepare_provider_config::Request>) -> Result<Response<pb::prepare_provider_config::Response>, Status> {

@@ -65,6 +65,9 @@ pub struct Attribute {
     pub default: Option<Value>,
     pub plan_modifiers: Vec<PlanModifier>,
     pub validators: Vec<Check>,
+    /// For a list of objects: the objects' attributes, so that protocol 6 declares it as
+    /// a nested attribute whose optional fields may be left out (`[{ id = "a" }]`).
+    pub nested: Option<Vec<Attribute>>,
 }
 
 impl Attribute {
@@ -80,6 +83,7 @@ impl Attribute {
             default: None,
             plan_modifiers: Vec::new(),
             validators: Vec::new(),
+            nested: None,
         }
     }
 
@@ -130,6 +134,12 @@ impl Attribute {
         self.optional = true;
         self.computed = true;
         self.default = Some(value.into());
+        self
+    }
+
+    /// Declares a `list(object)` attribute's objects attribute by attribute.
+    pub fn nested_list(mut self, attributes: Vec<Attribute>) -> Self {
+        self.nested = Some(attributes);
         self
     }
 
@@ -193,6 +203,22 @@ impl Block {
             (b.name.clone(), ty)
         });
         Type::object(attrs.chain(blocks))
+    }
+
+    /// An object of this block's type with every attribute null and no nested blocks.
+    pub fn empty_value(&self) -> Value {
+        let attrs = self
+            .attributes
+            .iter()
+            .map(|a| (a.name.clone(), Value::Null));
+        let blocks = self.blocks.iter().map(|b| {
+            let empty = match b.nesting {
+                Nesting::Single => Value::Null,
+                Nesting::List => Value::List(Vec::new()),
+            };
+            (b.name.clone(), empty)
+        });
+        Value::Object(attrs.chain(blocks).collect())
     }
 
     /// Runs every attribute's validators over a configuration, skipping values that are

@@ -1,0 +1,284 @@
+//! `immutable_bluegreen_deployment` and `immutable_bluegreen_slots` through the real
+//! Terraform CLI, against moto's ELBv2 API and real HTTP apps on loopback: every step
+//! checks the plan, the state and the listener's actual forward weights.
+
+use std::collections::BTreeMap;
+
+use acceptance_tests::app::{Behavior, TestApp};
+use acceptance_tests::checks::{PlanCheck, StateCheck};
+use acceptance_tests::elb::BlueGreenFixture;
+use acceptance_tests::moto;
+use acceptance_tests::terraform::{acceptance_terraforms, REQUIRED_PROVIDERS};
+use acceptance_tests::workspace::{Step, Workspace};
+use serde_json::json;
+
+const DEPLOYMENT: &str = "immutable_bluegreen_deployment.app";
+
+fn weights(blue: i32, green: i32) -> BTreeMap<String, i32> {
+    BTreeMap::from([("blue".to_string(), blue), ("green".to_string(), green)])
+}
+
+fn provider(fx: &BlueGreenFixture) -> String {
+    format!(
+        r#"{REQUIRED_PROVIDERS}
+provider "immutable" {{
+  region      = "us-east-1"
+  max_retries = 1
+  endpoints {{
+    elbv2 = "{}"
+  }}
+}}
+"#,
+        fx.endpoint
+    )
+}
+
+/// A baked-image fleet: the release's app (one loopback port) handed over as `targets`,
+/// checked directly on each target with `path`.
+fn fleet_config(fx: &BlueGreenFixture, release: &str, app: &TestApp, extra: &str) -> String {
+    format!(
+        r#"{}
+resource "immutable_bluegreen_deployment" "app" {{
+  listener_arn           = "{}"
+  blue_target_group_arn  = "{}"
+  green_target_group_arn = "{}"
+  release                = "{release}"
+  targets                = [{{ id = "127.0.0.1", port = {} }}]
+
+  health_check {{
+    path              = "/health"
+    healthy_threshold = 2
+    interval          = "200ms"
+    request_timeout   = "150ms"
+  }}
+{extra}
+  timeouts {{
+    create = "20s"
+    update = "20s"
+  }}
+}}
+"#,
+        provider(fx),
+        fx.listener_arn,
+        fx.blue_tg_arn,
+        fx.green_tg_arn,
+        app.port()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn baked_image_fleet_release_rollback_and_failed_release() {
+    for tf in acceptance_terraforms("bluegreen_baked_fleet") {
+        let fx = BlueGreenFixture::create(moto::shared(), "fleet").await;
+        let (v1, v2, v3) = (
+            TestApp::start("v1").await,
+            TestApp::start("v2").await,
+            TestApp::start("v3").await,
+        );
+        let ws = Workspace::new(&tf, "bg-fleet");
+
+        // Blue serves before the provider arrives, so the first release lands on green.
+        ws.step(Step {
+            config: fleet_config(&fx, "v1", &v1, ""),
+            plan_checks: vec![
+                PlanCheck::Create(DEPLOYMENT),
+                PlanCheck::Change {
+                    address: DEPLOYMENT,
+                    path: "active_color",
+                    before: json!(null),
+                    after: Some(json!("green")),
+                },
+                PlanCheck::Change {
+                    address: DEPLOYMENT,
+                    path: "generation",
+                    before: json!(null),
+                    after: Some(json!(1)),
+                },
+                PlanCheck::Change {
+                    address: DEPLOYMENT,
+                    path: "traffic_weights",
+                    before: json!(null),
+                    after: Some(json!({"blue": 0, "green": 100})),
+                },
+            ],
+            state_checks: vec![
+                StateCheck::Equals(DEPLOYMENT, "active_color", json!("green")),
+                StateCheck::Equals(DEPLOYMENT, "green_release", json!("v1")),
+                StateCheck::Equals(DEPLOYMENT, "active_release", json!("v1")),
+                StateCheck::Equals(DEPLOYMENT, "id", json!(fx.listener_arn)),
+                StateCheck::Matches(DEPLOYMENT, "deployed_at", r"^\d{4}-"),
+            ],
+            ..Step::default()
+        })
+        .await;
+        assert_eq!(fx.weights(&fx.listener_arn).await, weights(0, 100));
+        assert_eq!(
+            fx.targets(&fx.green_tg_arn)
+                .await
+                .iter()
+                .map(|t| t.1)
+                .collect::<Vec<_>>(),
+            vec![v1.port() as i32]
+        );
+        assert_eq!(
+            fx.tags(&fx.green_tg_arn)
+                .await
+                .get("immutable:release")
+                .map(String::as_str),
+            Some("v1")
+        );
+
+        // v2 lands on blue; the plan shows the flip with known values.
+        ws.step(Step {
+            config: fleet_config(&fx, "v2", &v2, ""),
+            plan_checks: vec![
+                PlanCheck::UpdateInPlace(DEPLOYMENT),
+                PlanCheck::Change {
+                    address: DEPLOYMENT,
+                    path: "active_color",
+                    before: json!("green"),
+                    after: Some(json!("blue")),
+                },
+                PlanCheck::Change {
+                    address: DEPLOYMENT,
+                    path: "generation",
+                    before: json!(1),
+                    after: Some(json!(2)),
+                },
+                PlanCheck::Change {
+                    address: DEPLOYMENT,
+                    path: "previous_release",
+                    before: json!(null),
+                    after: Some(json!("v1")),
+                },
+                PlanCheck::Change {
+                    address: DEPLOYMENT,
+                    path: "blue_release",
+                    before: json!(null),
+                    after: Some(json!("v2")),
+                },
+                PlanCheck::Change {
+                    address: DEPLOYMENT,
+                    path: "traffic_weights",
+                    before: json!({"blue": 0, "green": 100}),
+                    after: Some(json!({"blue": 100, "green": 0})),
+                },
+                PlanCheck::TextContains(r#"active_color            = "green" -> "blue""#),
+            ],
+            state_checks: vec![
+                StateCheck::Equals(DEPLOYMENT, "active_color", json!("blue")),
+                StateCheck::Equals(DEPLOYMENT, "previous_release", json!("v1")),
+                StateCheck::Equals(
+                    DEPLOYMENT,
+                    "traffic_weights",
+                    json!({"blue": 100, "green": 0}),
+                ),
+            ],
+            ..Step::default()
+        })
+        .await;
+        assert_eq!(fx.weights(&fx.listener_arn).await, weights(100, 0));
+        assert_eq!(
+            fx.tags(&fx.blue_tg_arn)
+                .await
+                .get("immutable:generation")
+                .map(String::as_str),
+            Some("2")
+        );
+
+        // Rollback to v1: flips back to the still-warm green without re-registering.
+        let green_targets = fx.targets(&fx.green_tg_arn).await;
+        ws.step(Step {
+            config: fleet_config(&fx, "v1", &v1, ""),
+            plan_checks: vec![
+                PlanCheck::Change {
+                    address: DEPLOYMENT,
+                    path: "active_color",
+                    before: json!("blue"),
+                    after: Some(json!("green")),
+                },
+                PlanCheck::Change {
+                    address: DEPLOYMENT,
+                    path: "active_release",
+                    before: json!("v2"),
+                    after: Some(json!("v1")),
+                },
+            ],
+            state_checks: vec![
+                StateCheck::Equals(DEPLOYMENT, "generation", json!(3)),
+                StateCheck::Equals(DEPLOYMENT, "previous_release", json!("v2")),
+            ],
+            ..Step::default()
+        })
+        .await;
+        assert_eq!(fx.weights(&fx.listener_arn).await, weights(0, 100));
+        assert_eq!(
+            fx.targets(&fx.green_tg_arn).await,
+            green_targets,
+            "rollback re-registered nothing"
+        );
+
+        // Import recovers the deployment from the listener and the tags.
+        ws.import_verify(
+            DEPLOYMENT,
+            &format!("{},{},{}", fx.listener_arn, fx.blue_tg_arn, fx.green_tg_arn),
+            &[
+                "targets",
+                "health_check",
+                "timeouts",
+                "deployed_at",
+                "traffic",
+            ],
+        )
+        .await;
+
+        // A broken v3 fails its gate: traffic stays on v1, state unchanged, the next plan
+        // still shows the pending release.
+        v3.set(Behavior::Failing(503));
+        let failed = ws
+            .step(Step {
+                config: fleet_config(&fx, "v3", &v3, "").replace("\"20s\"", "\"2s\""),
+                expect_error: Some(r"(?s)not deployed to blue.*503 x\d+"),
+                ..Step::default()
+            })
+            .await;
+        assert!(
+            failed.log.contains("traffic was not moved"),
+            "{}",
+            failed.log
+        );
+        assert_eq!(fx.weights(&fx.listener_arn).await, weights(0, 100));
+        let state = ws.state().await;
+        for check in [
+            StateCheck::Equals(DEPLOYMENT, "active_color", json!("green")),
+            StateCheck::Equals(DEPLOYMENT, "release", json!("v1")),
+            StateCheck::Equals(DEPLOYMENT, "generation", json!(3)),
+            // The truth about the standby colour: it holds the failed release now.
+            StateCheck::Equals(DEPLOYMENT, "blue_release", json!("v3")),
+        ] {
+            check.check(&state).unwrap();
+        }
+        ws.step(Step {
+            config: fleet_config(&fx, "v3", &v3, ""),
+            plan_only: true,
+            expect_non_empty_plan: true,
+            plan_checks: vec![PlanCheck::Change {
+                address: DEPLOYMENT,
+                path: "active_color",
+                before: json!("green"),
+                after: Some(json!("blue")),
+            }],
+            ..Step::default()
+        })
+        .await;
+
+        // Destroy leaves the listener serving the active colour and removes the tags.
+        ws.destroy().await;
+        assert_eq!(fx.weights(&fx.listener_arn).await, weights(0, 100));
+        assert!(!fx
+            .tags(&fx.green_tg_arn)
+            .await
+            .contains_key("immutable:release"));
+        drop((v1, v2, v3));
+    }
+}

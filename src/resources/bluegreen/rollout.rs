@@ -1,0 +1,497 @@
+//! The cut-over: what one apply does to move traffic to the standby colour, in the
+//! contract's order, and how it backs out. Register the release's targets in the standby
+//! colour, point the test listener at it, wait for the load balancer's target health and
+//! the HTTP checks, shift traffic (at once, canary, or linear steps with checks running
+//! between them), verify each shift by reading the listener back, bake, record.
+//!
+//! Whatever fails, traffic ends on one colour: before the first shift the listener is
+//! untouched; after it, traffic goes back to the previous colour (always for a partial
+//! shift, and at 100% when `auto_rollback` is on).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{Color, Slots, GENERATION_TAG, RELEASE_TAG};
+use crate::probe::{
+    self, Check, FailReason, GateResult, HttpClients, Method, Policy, StatusMatcher, TlsOptions,
+};
+use crate::router::{shift, Target, TargetHealth, TrafficRouter, Weights};
+
+/// How the standby colour is checked before and while it takes traffic.
+#[derive(Clone, Debug)]
+pub struct Health {
+    pub endpoint: Option<Endpoint>,
+    pub method: Method,
+    pub headers: Vec<(String, String)>,
+    pub expected_status: StatusMatcher,
+    pub body_regex: Option<regex::Regex>,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    pub interval: Duration,
+    pub request_timeout: Duration,
+    pub insecure_skip_verify: bool,
+    /// The load balancer must report at least this many healthy targets in the colour.
+    pub min_healthy_targets: u32,
+}
+
+/// What the HTTP checks request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// One URL; `{color}` is replaced by the colour's name.
+    Url(String),
+    /// Every IP target of the colour, directly: `protocol://ip:port/path`.
+    Targets {
+        path: String,
+        protocol: String,
+        port: Option<u16>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    AllAtOnce,
+    Canary { percent: u32, interval: Duration },
+    Linear { step: u32, interval: Duration },
+}
+
+/// One release moving onto a colour.
+#[derive(Clone, Debug)]
+pub struct Release {
+    pub color: Color,
+    pub release: String,
+    /// The fleet to register, when the provider manages it (`targets`). Registration is a
+    /// sync, so a rollback to a colour that still holds its fleet registers nothing.
+    pub targets: Option<Vec<Target>>,
+    /// False when the colour's target group already carries this release's tag.
+    pub tag_release: bool,
+    pub test_listener: Option<String>,
+    pub strategy: Strategy,
+    pub bake_time: Duration,
+    pub auto_rollback: bool,
+    pub retain_previous: bool,
+    pub generation: i64,
+}
+
+/// How a cut-over ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// All traffic on the new colour, verified; the weights as read back.
+    Done(Weights),
+    /// Failed before any traffic moved; the listener is as it was. `prepared` tells
+    /// whether the colour already took the release (targets and tag).
+    NotMoved { error: String, prepared: bool },
+    /// Failed after traffic moved, and traffic is back on the previous colour.
+    RolledBack(String, Weights),
+    /// Failed at 100% with `auto_rollback` off: traffic stays on the new colour.
+    Kept(String, Weights),
+    /// Failed, and so did moving traffic back: the listener may be split.
+    Stuck(String),
+}
+
+pub struct Rollout<'a> {
+    pub router: &'a dyn TrafficRouter,
+    pub http: &'a HttpClients,
+    pub stop: &'a CancellationToken,
+    pub slots: &'a Slots,
+    pub health: &'a Health,
+    /// When the whole apply must be done (`timeouts`).
+    pub deadline: Instant,
+}
+
+impl Rollout<'_> {
+    pub async fn run(&self, release: &Release) -> Outcome {
+        let color = release.color;
+        if let Err(error) = self.prepare(release).await {
+            return Outcome::NotMoved {
+                error,
+                prepared: false,
+            };
+        }
+        let checks = match self.gate(release).await {
+            Ok(checks) => checks,
+            Err(error) => {
+                return Outcome::NotMoved {
+                    error,
+                    prepared: true,
+                }
+            }
+        };
+        let steps: Vec<u32> = match release.strategy {
+            Strategy::AllAtOnce => vec![],
+            Strategy::Canary { percent, .. } => vec![percent],
+            Strategy::Linear { step, .. } => {
+                (1..).map(|i| i * step).take_while(|p| *p < 100).collect()
+            }
+        };
+        let step_interval = match release.strategy {
+            Strategy::AllAtOnce => Duration::ZERO,
+            Strategy::Canary { interval, .. } | Strategy::Linear { interval, .. } => interval,
+        };
+        let mut moved = false;
+        for percent in steps {
+            tracing::info!(%color, percent, "shifting traffic");
+            if let Err(e) = shift(
+                self.router,
+                &self.slots.listener,
+                &self.slots.split(color, percent),
+            )
+            .await
+            {
+                return self
+                    .back_out(
+                        color,
+                        moved,
+                        format!("Shifting {percent}% of traffic to {color} failed: {e}"),
+                    )
+                    .await;
+            }
+            moved = true;
+            if let Err(e) = self
+                .watch(&checks, step_interval, &format!("at {percent}% on {color}"))
+                .await
+            {
+                return self.back_out(color, true, e).await;
+            }
+        }
+        tracing::info!(%color, "shifting all traffic");
+        let weights =
+            match shift(self.router, &self.slots.listener, &self.slots.all_on(color)).await {
+                Ok(w) => w,
+                Err(e) => {
+                    return self
+                        .back_out(
+                            color,
+                            moved,
+                            format!("Shifting all traffic to {color} failed: {e}"),
+                        )
+                        .await
+                }
+            };
+        if let Err(e) = self
+            .watch(
+                &checks,
+                release.bake_time,
+                &format!("while baking on {color}"),
+            )
+            .await
+        {
+            if release.auto_rollback {
+                return self.back_out(color, true, e).await;
+            }
+            return Outcome::Kept(e, weights);
+        }
+        if let Err(e) = self.record(release).await {
+            tracing::warn!(error = %e, "traffic moved, but recording the generation failed");
+        }
+        Outcome::Done(weights)
+    }
+
+    /// Registers the release's fleet in the colour (removing stale targets first), tags
+    /// the colour with the release, and points the test listener at it.
+    async fn prepare(&self, release: &Release) -> Result<(), String> {
+        let tg = self.slots.target_group(release.color);
+        if let Some(wanted) = &release.targets {
+            let current: Vec<Target> = self
+                .router
+                .target_health(tg)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|t| t.target)
+                .collect();
+            let stale: Vec<Target> = current
+                .iter()
+                .filter(|t| !contains(wanted, t))
+                .cloned()
+                .collect();
+            let new: Vec<Target> = wanted
+                .iter()
+                .filter(|t| !contains(&current, t))
+                .cloned()
+                .collect();
+            self.router
+                .deregister(tg, &stale)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.router
+                .register(tg, &new)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if release.tag_release {
+            let tags = BTreeMap::from([(RELEASE_TAG.to_string(), release.release.clone())]);
+            self.router
+                .add_tags(tg, &tags)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if let Some(test_listener) = &release.test_listener {
+            shift(
+                self.router,
+                test_listener,
+                &self.slots.all_on(release.color),
+            )
+            .await
+            .map_err(|e| {
+                format!(
+                    "Pointing the test listener at {} failed: {e}",
+                    release.color
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the load balancer to report the colour healthy, then for the HTTP
+    /// checks to pass; returns the checks, which keep running during the shift and bake.
+    async fn gate(&self, release: &Release) -> Result<Vec<Check>, String> {
+        self.gate_color(
+            release.color,
+            release.targets.as_deref().unwrap_or_default(),
+        )
+        .await
+    }
+
+    /// Gates a colour that already serves (or served) traffic, before traffic is put
+    /// back on it.
+    pub async fn check_color(&self, color: Color) -> Result<(), String> {
+        self.gate_color(color, &[]).await.map(|_| ())
+    }
+
+    async fn gate_color(&self, color: Color, required: &[Target]) -> Result<Vec<Check>, String> {
+        let healthy = self.wait_for_target_health(color, required).await?;
+        let checks = self.checks(color, &healthy)?;
+        if checks.is_empty() {
+            return Ok(checks);
+        }
+        let policy = Policy {
+            healthy_threshold: self.health.healthy_threshold,
+            unhealthy_threshold: self.health.unhealthy_threshold,
+            interval: self.health.interval,
+            initial_delay: Duration::ZERO,
+            deadline: self.remaining(),
+        };
+        match probe::run_gate(self.http, &checks, &policy, self.stop).await {
+            GateResult::Passed(_) => Ok(checks),
+            GateResult::Failed { why, report } => Err(format!(
+                "The {color} colour did not pass its health checks; traffic was not moved.\n\n{}",
+                probe::failure_detail(&checks, &policy, &why, &report)
+            )),
+        }
+    }
+
+    /// ELB's own view: at least `min_healthy_targets` healthy, and every given target.
+    async fn wait_for_target_health(
+        &self,
+        color: Color,
+        required: &[Target],
+    ) -> Result<Vec<TargetHealth>, String> {
+        let tg = self.slots.target_group(color);
+        loop {
+            let health = self
+                .router
+                .target_health(tg)
+                .await
+                .map_err(|e| e.to_string())?;
+            let healthy: Vec<TargetHealth> =
+                health.iter().filter(|t| t.is_healthy()).cloned().collect();
+            let all_required = required
+                .iter()
+                .all(|r| healthy.iter().any(|h| same_target(&h.target, r)));
+            if healthy.len() as u32 >= self.health.min_healthy_targets && all_required {
+                return Ok(healthy);
+            }
+            if Instant::now() + self.health.interval > self.deadline {
+                let unhealthy: Vec<String> = health
+                    .iter()
+                    .filter(|t| !t.is_healthy())
+                    .map(|t| {
+                        format!(
+                            "{} {}{}",
+                            describe(&t.target),
+                            t.state,
+                            t.reason
+                                .as_deref()
+                                .map(|r| format!(" ({r})"))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                return Err(format!(
+                    "The load balancer reports {} of {} targets healthy in the {} target group; at least {} {} needed before traffic can move (ALB sends traffic to all targets when none is healthy, so the provider refuses). Traffic was not moved.{}",
+                    healthy.len(),
+                    health.len(),
+                    color,
+                    self.health.min_healthy_targets,
+                    if required.is_empty() { "are".to_string() } else { "and all of `targets` are".to_string() },
+                    if unhealthy.is_empty() { String::new() } else { format!("\nNot healthy: {}", unhealthy.join(", ")) }
+                ));
+            }
+            tokio::select! {
+                _ = self.stop.cancelled() => return Err("Interrupted while waiting for target health; traffic was not moved.".into()),
+                _ = tokio::time::sleep(self.health.interval) => {}
+            }
+        }
+    }
+
+    /// The HTTP checks of a colour: its URL, or each of its healthy IP targets.
+    fn checks(&self, color: Color, healthy: &[TargetHealth]) -> Result<Vec<Check>, String> {
+        let check = |url: String| -> Result<Check, String> {
+            Ok(Check {
+                url: reqwest::Url::parse(&url)
+                    .map_err(|e| format!("health check URL {url:?}: {e}"))?,
+                method: self.health.method,
+                headers: self.health.headers.clone(),
+                expected_status: self.health.expected_status.clone(),
+                body_regex: self.health.body_regex.clone(),
+                request_timeout: self.health.request_timeout,
+                tls: TlsOptions {
+                    insecure_skip_verify: self.health.insecure_skip_verify,
+                    ca_cert_pem: None,
+                },
+            })
+        };
+        match &self.health.endpoint {
+            None => Ok(Vec::new()),
+            Some(Endpoint::Url(template)) => {
+                Ok(vec![check(template.replace("{color}", color.name()))?])
+            }
+            Some(Endpoint::Targets {
+                path,
+                protocol,
+                port,
+            }) => {
+                let urls: Vec<String> = healthy
+                    .iter()
+                    .filter_map(|t| {
+                        let ip: std::net::IpAddr = t.target.id.parse().ok()?;
+                        let port = port.or(t.target.port)?;
+                        let host = match ip {
+                            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                            v4 => v4.to_string(),
+                        };
+                        Some(format!(
+                            "{}://{host}:{port}{path}",
+                            protocol.to_ascii_lowercase()
+                        ))
+                    })
+                    .collect();
+                if urls.is_empty() {
+                    return Err(format!(
+                        "health_check.path probes IP targets directly, but the {color} target group has no healthy IP target with a port; use health_check.url instead. Traffic was not moved."
+                    ));
+                }
+                urls.into_iter().map(check).collect()
+            }
+        }
+    }
+
+    /// Keeps the checks running for `period`: `unhealthy_threshold` consecutive failing
+    /// rounds (at least one) end it with an error.
+    async fn watch(&self, checks: &[Check], period: Duration, when: &str) -> Result<(), String> {
+        if period.is_zero() {
+            return Ok(());
+        }
+        if checks.is_empty() {
+            return tokio::select! {
+                _ = self.stop.cancelled() => Err(format!("Interrupted {when}.")),
+                _ = tokio::time::sleep(period) => Ok(()),
+            };
+        }
+        // A gate that can never pass: it ends at `period` unless the checks fail first.
+        let policy = Policy {
+            healthy_threshold: u32::MAX,
+            unhealthy_threshold: self.health.unhealthy_threshold.max(1),
+            interval: self.health.interval,
+            initial_delay: Duration::ZERO,
+            deadline: period.min(self.remaining()),
+        };
+        match probe::run_gate(self.http, checks, &policy, self.stop).await {
+            GateResult::Failed {
+                why: FailReason::Deadline,
+                ..
+            }
+            | GateResult::Passed(_) => Ok(()),
+            GateResult::Failed {
+                why: FailReason::Interrupted,
+                ..
+            } => Err(format!("Interrupted {when}.")),
+            GateResult::Failed { why, report } => Err(format!(
+                "Health checks failed {when}.\n\n{}",
+                probe::failure_detail(checks, &policy, &why, &report)
+            )),
+        }
+    }
+
+    /// After a failure: traffic back on the previous colour when any moved.
+    async fn back_out(&self, color: Color, moved: bool, error: String) -> Outcome {
+        if !moved {
+            return Outcome::NotMoved {
+                error: format!("{error}\nTraffic was not moved."),
+                prepared: true,
+            };
+        }
+        let previous = color.other();
+        tracing::warn!(%previous, "rolling back");
+        match shift(self.router, &self.slots.listener, &self.slots.all_on(previous)).await {
+            Ok(weights) => Outcome::RolledBack(
+                format!("{error}\nAll traffic was moved back to {previous}."),
+                weights,
+            ),
+            Err(e) => Outcome::Stuck(format!(
+                "{error}\nMoving traffic back to {previous} failed as well: {e}\nCheck the listener {} now.",
+                self.slots.listener
+            )),
+        }
+    }
+
+    /// Tags the new live colour with its generation and, unless the previous colour is
+    /// retained, deregisters the previous colour's fleet.
+    async fn record(&self, release: &Release) -> Result<(), String> {
+        let tg = self.slots.target_group(release.color);
+        let tags = BTreeMap::from([(GENERATION_TAG.to_string(), release.generation.to_string())]);
+        self.router
+            .add_tags(tg, &tags)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !release.retain_previous && release.targets.is_some() {
+            let previous = self.slots.target_group(release.color.other());
+            let targets: Vec<Target> = self
+                .router
+                .target_health(previous)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|t| t.target)
+                .collect();
+            self.router
+                .deregister(previous, &targets)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+/// Targets match on ID and port; a target given without a port matches any port.
+fn same_target(a: &Target, b: &Target) -> bool {
+    a.id == b.id && (a.port.is_none() || b.port.is_none() || a.port == b.port)
+}
+
+fn contains(list: &[Target], target: &Target) -> bool {
+    list.iter().any(|t| same_target(t, target))
+}
+
+fn describe(t: &Target) -> String {
+    match t.port {
+        Some(port) => format!("{}:{port}", t.id),
+        None => t.id.clone(),
+    }
+}

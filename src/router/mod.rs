@@ -1,0 +1,138 @@
+//! Traffic routers: what the blue/green deployment needs from a load balancer, behind one
+//! narrow trait. ELBv2 (Application Load Balancer listeners) is the one implementation
+//! today; another router (e.g. a service mesh) can be added without touching the
+//! resource logic.
+
+pub mod elbv2;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// How a listener splits traffic: (target group ARN, weight) pairs. ELBv2 weights are
+/// 0 to 999 and relative to their sum.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Weights(pub Vec<(String, u32)>);
+
+impl Weights {
+    /// The weight of one target group; 0 when the listener does not forward to it.
+    pub fn of(&self, target_group: &str) -> u32 {
+        self.0
+            .iter()
+            .filter(|(tg, _)| tg == target_group)
+            .map(|(_, w)| *w)
+            .sum()
+    }
+
+    /// Percent of traffic (0-100, rounded) one target group gets.
+    pub fn percent(&self, target_group: &str) -> u32 {
+        let total: u32 = self.0.iter().map(|(_, w)| *w).sum();
+        if total == 0 {
+            return 0;
+        }
+        (self.of(target_group) * 100 + total / 2) / total
+    }
+}
+
+/// A target registered in a target group: an instance ID, IP address or Lambda ARN.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Target {
+    pub id: String,
+    pub port: Option<u16>,
+    pub availability_zone: Option<String>,
+}
+
+/// A target and what the load balancer's own health checks say of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetHealth {
+    pub target: Target,
+    /// `healthy`, `initial`, `unhealthy`, `unused`, `draining` or `unavailable`.
+    pub state: String,
+    /// e.g. `Target.ResponseCodeMismatch`, when not healthy.
+    pub reason: Option<String>,
+}
+
+impl TargetHealth {
+    pub fn is_healthy(&self) -> bool {
+        self.state == "healthy"
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouterError {
+    /// The listener or target group does not exist (any more).
+    NotFound(String),
+    /// Anything else, already phrased for the user: the operation, the service's error
+    /// code and message, or why the endpoint could not be reached.
+    Failed(String),
+}
+
+impl fmt::Display for RouterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RouterError::NotFound(what) => write!(f, "{what} not found"),
+            RouterError::Failed(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for RouterError {}
+
+/// What the deployment asks of a load balancer.
+#[tonic::async_trait]
+pub trait TrafficRouter: Send + Sync {
+    /// The listener's default forward weights. `NotFound` when the listener is gone.
+    async fn weights(&self, listener: &str) -> Result<Weights, RouterError>;
+
+    /// Makes the listener's default action a weighted forward to these target groups.
+    async fn set_weights(&self, listener: &str, weights: &Weights) -> Result<(), RouterError>;
+
+    async fn target_health(&self, target_group: &str) -> Result<Vec<TargetHealth>, RouterError>;
+
+    async fn register(&self, target_group: &str, targets: &[Target]) -> Result<(), RouterError>;
+
+    async fn deregister(&self, target_group: &str, targets: &[Target]) -> Result<(), RouterError>;
+
+    async fn tags(&self, arn: &str) -> Result<BTreeMap<String, String>, RouterError>;
+
+    async fn add_tags(&self, arn: &str, tags: &BTreeMap<String, String>)
+        -> Result<(), RouterError>;
+
+    async fn remove_tags(&self, arn: &str, keys: &[String]) -> Result<(), RouterError>;
+}
+
+/// Sets the weights and reads them back: the write is done only when the listener says
+/// so. Two calls, the least a verified cut-over can take.
+pub async fn shift(
+    router: &dyn TrafficRouter,
+    listener: &str,
+    weights: &Weights,
+) -> Result<Weights, RouterError> {
+    router.set_weights(listener, weights).await?;
+    let actual = router.weights(listener).await?;
+    let mut want = weights.0.clone();
+    let mut got = actual.0.clone();
+    want.sort();
+    got.sort();
+    if want == got {
+        Ok(actual)
+    } else {
+        Err(RouterError::Failed(format!(
+            "the listener did not take the new weights: set {:?}, read back {:?}",
+            weights.0, actual.0
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentages_are_relative_to_the_sum() {
+        let w = Weights(vec![("blue".into(), 900), ("green".into(), 100)]);
+        assert_eq!(w.percent("blue"), 90);
+        assert_eq!(w.percent("green"), 10);
+        assert_eq!(w.percent("other"), 0);
+        assert_eq!(Weights::default().percent("blue"), 0);
+    }
+}
