@@ -6,7 +6,7 @@ SHELL := bash
 # Terraform CLIs (PATH, then .tools/) and moto, as installed by scripts/tools.sh.
 TOOLS_ENV = eval "$$(bash scripts/tools.sh env)"
 
-.PHONY: tools build lint test unit acceptance
+.PHONY: tools build lint test unit acceptance docs
 
 tools:
 	@bash scripts/tools.sh install
@@ -17,6 +17,7 @@ build:
 lint: tools
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo run -q --locked -p xtask -- docs --check
 	@$(TOOLS_ENV); tf="$${TF_ACC_TERRAFORM_PATHS%%:*}"; \
 	  echo "$$tf fmt -check -recursive examples/"; "$$tf" fmt -check -recursive examples/
 
@@ -30,3 +31,7 @@ unit: build
 
 acceptance: tools build
 	@$(TOOLS_ENV); TF_ACC=1 cargo nextest run -p acceptance-tests --locked --no-fail-fast
+
+# docs/ from templates/, examples/ and the provider's schemas (xtask/); `lint` checks it.
+docs:
+	cargo run -q -p xtask -- docs

@@ -282,3 +282,305 @@ async fn baked_image_fleet_release_rollback_and_failed_release() {
         drop((v1, v2, v3));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drift_is_planned_and_restored_and_a_deleted_listener_leaves_state() {
+    for tf in acceptance_terraforms("bluegreen_drift") {
+        let fx = BlueGreenFixture::create(moto::shared(), "drift").await;
+        let v1 = TestApp::start("v1").await;
+        let ws = Workspace::new(&tf, "bg-drift");
+        ws.step(Step {
+            config: fleet_config(&fx, "v1", &v1, ""),
+            ..Step::default()
+        })
+        .await;
+        assert_eq!(fx.weights(&fx.listener_arn).await, weights(0, 100));
+
+        // Someone moves traffic by hand: the plan shows it and apply puts it back.
+        fx.set_weights(&fx.listener_arn, 100, 0).await;
+        ws.step(Step {
+            config: fleet_config(&fx, "v1", &v1, ""),
+            plan_checks: vec![
+                PlanCheck::UpdateInPlace(DEPLOYMENT),
+                PlanCheck::Change {
+                    address: DEPLOYMENT,
+                    path: "traffic_weights",
+                    before: json!({"blue": 100, "green": 0}),
+                    after: Some(json!({"blue": 0, "green": 100})),
+                },
+                PlanCheck::Change {
+                    address: DEPLOYMENT,
+                    path: "active_color",
+                    before: json!("green"),
+                    after: Some(json!("green")),
+                },
+                PlanCheck::Change {
+                    address: DEPLOYMENT,
+                    path: "generation",
+                    before: json!(1),
+                    after: Some(json!(1)),
+                },
+            ],
+            state_checks: vec![StateCheck::Equals(
+                DEPLOYMENT,
+                "traffic_weights",
+                json!({"blue": 0, "green": 100}),
+            )],
+            ..Step::default()
+        })
+        .await;
+        assert_eq!(fx.weights(&fx.listener_arn).await, weights(0, 100));
+
+        // A settings-only change flips nothing.
+        ws.step(Step {
+            config: fleet_config(&fx, "v1", &v1, "").replace("\"200ms\"", "\"300ms\""),
+            plan_checks: vec![
+                PlanCheck::UpdateInPlace(DEPLOYMENT),
+                PlanCheck::Change {
+                    address: DEPLOYMENT,
+                    path: "active_color",
+                    before: json!("green"),
+                    after: Some(json!("green")),
+                },
+                PlanCheck::Change {
+                    address: DEPLOYMENT,
+                    path: "deployed_at",
+                    before: ws_value(&ws, "deployed_at").await,
+                    after: Some(ws_value(&ws, "deployed_at").await),
+                },
+            ],
+            ..Step::default()
+        })
+        .await;
+        assert_eq!(fx.weights(&fx.listener_arn).await, weights(0, 100));
+
+        // The listener is deleted by hand: refresh drops the deployment from state, and a
+        // plan to create it again says the listener is missing.
+        fx.delete_listener(&fx.listener_arn).await;
+        ws.step(Step {
+            config: fleet_config(&fx, "v1", &v1, ""),
+            refresh_only: true,
+            state_checks: vec![StateCheck::Absent(DEPLOYMENT)],
+            ..Step::default()
+        })
+        .await;
+        ws.step(Step {
+            config: fleet_config(&fx, "v1", &v1, ""),
+            expect_error: Some("(?s)Cannot read the listener.*not found"),
+            ..Step::default()
+        })
+        .await;
+    }
+}
+
+/// An attribute of the deployment in the current state.
+async fn ws_value(ws: &Workspace, attr: &str) -> serde_json::Value {
+    let state = ws.state().await;
+    acceptance_tests::checks::resource_values(&state, DEPLOYMENT)
+        .and_then(|v| v.get(attr))
+        .cloned()
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Plays an ECS-like fleet: `POST /deploy/<color>/<release>` starts an app serving that
+/// release and registers it, alone, in the colour's target group, as an ECS service
+/// attached to the colour's target group would.
+struct Fleet {
+    url: String,
+    apps: std::sync::Arc<tokio::sync::Mutex<Vec<(String, String, TestApp)>>>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl Fleet {
+    async fn start(fx: &BlueGreenFixture) -> Fleet {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let apps = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::new()));
+        let (client, blue, green) = (
+            fx.client.clone(),
+            fx.blue_tg_arn.clone(),
+            fx.green_tg_arn.clone(),
+        );
+        let registry = apps.clone();
+        let server = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 4096];
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]).to_string();
+                let path = request
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_string();
+                let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+                if let ["deploy", color, release] = parts.as_slice() {
+                    let tg = if *color == "blue" { &blue } else { &green };
+                    let app = TestApp::start(release).await;
+                    let old: Vec<_> = client
+                        .describe_target_health()
+                        .target_group_arn(tg)
+                        .send()
+                        .await
+                        .unwrap()
+                        .target_health_descriptions()
+                        .iter()
+                        .filter_map(|d| d.target().cloned())
+                        .collect();
+                    if !old.is_empty() {
+                        client
+                            .deregister_targets()
+                            .target_group_arn(tg)
+                            .set_targets(Some(old))
+                            .send()
+                            .await
+                            .unwrap();
+                    }
+                    let target =
+                        aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+                            .id("127.0.0.1")
+                            .port(app.port() as i32)
+                            .build();
+                    client
+                        .register_targets()
+                        .target_group_arn(tg)
+                        .targets(target)
+                        .send()
+                        .await
+                        .unwrap();
+                    registry
+                        .lock()
+                        .await
+                        .push((color.to_string(), release.to_string(), app));
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            }
+        });
+        Fleet {
+            url,
+            apps,
+            _server: server,
+        }
+    }
+
+    async fn deployed(&self) -> Vec<(String, String)> {
+        self.apps
+            .lock()
+            .await
+            .iter()
+            .map(|(c, r, _)| (c.clone(), r.clone()))
+            .collect()
+    }
+}
+
+fn ecs_config(fx: &BlueGreenFixture, fleet: &Fleet, release: &str) -> String {
+    let service = |color: &str| {
+        format!(
+            r#"
+resource "terraform_data" "{color}_service" {{
+  triggers_replace = coalesce(data.immutable_bluegreen_slots.app.{color}_release, "none")
+  provisioner "local-exec" {{
+    command = "test ${{self.triggers_replace}} = none || curl -sf -X POST {}/deploy/{color}/${{self.triggers_replace}}"
+  }}
+}}
+"#,
+            fleet.url
+        )
+    };
+    format!(
+        r#"{}
+locals {{
+  release = "{release}"
+}}
+
+data "immutable_bluegreen_slots" "app" {{
+  listener_arn           = "{l}"
+  blue_target_group_arn  = "{b}"
+  green_target_group_arn = "{g}"
+  release                = local.release
+}}
+{}{}
+resource "immutable_bluegreen_deployment" "app" {{
+  listener_arn           = "{l}"
+  blue_target_group_arn  = "{b}"
+  green_target_group_arn = "{g}"
+  release                = local.release
+
+  health_check {{
+    path              = "/health"
+    body_regex        = "{release}"
+    healthy_threshold = 2
+    interval          = "200ms"
+    request_timeout   = "150ms"
+  }}
+
+  depends_on = [terraform_data.blue_service, terraform_data.green_service]
+}}
+"#,
+        provider(fx),
+        service("blue"),
+        service("green"),
+        l = fx.listener_arn,
+        b = fx.blue_tg_arn,
+        g = fx.green_tg_arn,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn self_registering_fleet_takes_its_release_from_the_slots_data_source() {
+    for tf in acceptance_terraforms("bluegreen_ecs")
+        .into_iter()
+        .filter(|tf| tf.at_least(1, 4))
+    {
+        let fx = BlueGreenFixture::create(moto::shared(), "ecs").await;
+        let fleet = Fleet::start(&fx).await;
+        let ws = Workspace::new(&tf, "bg-ecs");
+        // One apply per release: the standby colour's service is updated first, then the
+        // deployment gates it (the body must name the release) and cuts over.
+        ws.step(Step {
+            config: ecs_config(&fx, &fleet, "v1"),
+            state_checks: vec![StateCheck::Equals(
+                DEPLOYMENT,
+                "active_color",
+                json!("green"),
+            )],
+            ..Step::default()
+        })
+        .await;
+        assert_eq!(
+            fleet.deployed().await,
+            vec![("green".to_string(), "v1".to_string())]
+        );
+        assert_eq!(fx.weights(&fx.listener_arn).await, weights(0, 100));
+        ws.step(Step {
+            config: ecs_config(&fx, &fleet, "v2"),
+            plan_checks: vec![
+                PlanCheck::Replace("terraform_data.blue_service"),
+                PlanCheck::NoOp("terraform_data.green_service"),
+                PlanCheck::Change {
+                    address: DEPLOYMENT,
+                    path: "active_color",
+                    before: json!("green"),
+                    after: Some(json!("blue")),
+                },
+            ],
+            state_checks: vec![
+                StateCheck::Equals(DEPLOYMENT, "active_color", json!("blue")),
+                StateCheck::Equals(DEPLOYMENT, "blue_release", json!("v2")),
+                StateCheck::Equals(DEPLOYMENT, "green_release", json!("v1")),
+            ],
+            ..Step::default()
+        })
+        .await;
+        assert_eq!(
+            fleet.deployed().await,
+            vec![
+                ("green".to_string(), "v1".to_string()),
+                ("blue".to_string(), "v2".to_string())
+            ]
+        );
+        assert_eq!(fx.weights(&fx.listener_arn).await, weights(100, 0));
+    }
+}

@@ -912,10 +912,11 @@ mod tests {
         assert_eq!(tuples, [("blue", 0), ("green", 100)]);
         assert!(forward.fixed_response_config().is_none());
 
+        // Setting weights again replaces our own forward, keeping its Order.
+        let again = default_actions_with(actions, &w);
+        assert_eq!(again.len(), 2);
+        assert_eq!(again[1].order(), Some(2));
         // A lone forward without an Order (as moto stores the fixture's) stays without one.
-        let actions = default_actions_with(actions[1..].to_vec(), &w);
-        assert_eq!(actions.len(), 1);
-        assert_eq!(actions[0].order(), Some(2));
         let plain = Action::builder()
             .r#type(ActionTypeEnum::Forward)
             .target_group_arn("blue")

@@ -173,10 +173,10 @@ fn page(
     Ok(text)
 }
 
-/// The registry's front matter; `description` is the first paragraph of the schema's
+/// The registry's front matter; `description` is the first sentence of the schema's
 /// description, as plain text.
 pub fn front_matter(title: &str, description: &str) -> String {
-    let summary = plain_text(first_paragraph(description));
+    let summary = plain_text(first_sentence(description));
     let description = if summary.is_empty() {
         "description: \"\"\n".to_string()
     } else {
@@ -189,9 +189,32 @@ pub fn front_matter(title: &str, description: &str) -> String {
     )
 }
 
-fn first_paragraph(text: &str) -> &str {
-    let text = text.trim();
-    text.split("\n\n").next().unwrap_or_default().trim()
+/// The first sentence of the first paragraph: up to the first `.`, `!` or `?` that ends
+/// a word outside a code span, other than in "e.g." and "i.e.".
+fn first_sentence(text: &str) -> &str {
+    let paragraph = text.trim().split("\n\n").next().unwrap_or_default().trim();
+    let mut in_code = false;
+    for (i, c) in paragraph.char_indices() {
+        match c {
+            '`' => in_code = !in_code,
+            '.' | '!' | '?' if !in_code => {
+                let end = i + c.len_utf8();
+                let at_break = paragraph[end..]
+                    .chars()
+                    .next()
+                    .is_none_or(char::is_whitespace);
+                let before = paragraph[..i]
+                    .rsplit(char::is_whitespace)
+                    .next()
+                    .unwrap_or("");
+                if at_break && !matches!(before, "e.g" | "i.e" | "(e.g" | "(i.e") {
+                    return &paragraph[..end];
+                }
+            }
+            _ => {}
+        }
+    }
+    paragraph
 }
 
 /// Markdown to plain text for the front matter: code spans, emphasis and links lose
@@ -377,12 +400,12 @@ mod tests {
     fn front_matter_has_title_subcategory_and_first_paragraph() {
         let fm = front_matter(
             "immutable_health_gate Resource - immutable",
-            "Blocks the apply until `url` is [healthy](https://example.com).\nSecond line.\n\nNot this.",
+            "Blocks the apply (e.g. in CI) until `url` is\n[healthy](https://example.com/a.b). Not this.\n\nNor this.",
         );
         assert_eq!(
             fm,
             format!(
-                "---\n{GENERATED_NOTE}\npage_title: \"immutable_health_gate Resource - immutable\"\nsubcategory: \"\"\ndescription: |-\n  Blocks the apply until url is healthy.\n  Second line.\n---\n"
+                "---\n{GENERATED_NOTE}\npage_title: \"immutable_health_gate Resource - immutable\"\nsubcategory: \"\"\ndescription: |-\n  Blocks the apply (e.g. in CI) until url is\n  healthy.\n---\n"
             )
         );
         assert!(front_matter("x Provider", "").contains("\ndescription: \"\"\n"));
