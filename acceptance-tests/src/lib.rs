@@ -6,5 +6,6 @@ pub mod app;
 pub mod checks;
 pub mod elb;
 pub mod moto;
+pub mod proxy;
 pub mod terraform;
 pub mod workspace;

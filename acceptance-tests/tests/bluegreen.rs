@@ -584,3 +584,199 @@ async fn self_registering_fleet_takes_its_release_from_the_slots_data_source() {
         assert_eq!(fx.weights(&fx.listener_arn).await, weights(100, 0));
     }
 }
+
+/// Polls the listener until `done` holds for its weights, or panics after 30 s.
+async fn wait_for_weights(fx: &BlueGreenFixture, done: impl Fn(&BTreeMap<String, i32>) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let w = fx.weights(&fx.listener_arn).await;
+        if done(&w) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "weights never reached the expected split: {w:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits for a spawned `terraform apply` and returns (success, output).
+async fn finish(child: tokio::process::Child) -> (bool, String) {
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("terraform apply finished")
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+const APPLY: &[&str] = &["apply", "-no-color", "-input=false", "-auto-approve"];
+
+/// v1 on green (live), then a second apply of v2 (landing on blue) with `extra`
+/// settings, spawned so that the test can act while it runs.
+async fn second_release(
+    tf: &acceptance_tests::terraform::Terraform,
+    name: &str,
+    extra: &str,
+) -> (
+    BlueGreenFixture,
+    Workspace,
+    TestApp,
+    TestApp,
+    tokio::process::Child,
+) {
+    let fx = BlueGreenFixture::create(moto::shared(), name).await;
+    let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
+    let ws = Workspace::new(tf, name);
+    ws.step(Step {
+        config: fleet_config(&fx, "v1", &v1, ""),
+        ..Step::default()
+    })
+    .await;
+    ws.write_config(&fleet_config(&fx, "v2", &v2, extra));
+    let child = ws.spawn(APPLY);
+    (fx, ws, v1, v2, child)
+}
+
+/// After a failed or interrupted second release: all traffic on green (v1) and the
+/// state still on v1, with v2 pending in the next plan.
+async fn assert_back_on_v1(fx: &BlueGreenFixture, ws: &Workspace, v2: &TestApp) {
+    assert_eq!(fx.weights(&fx.listener_arn).await, weights(0, 100));
+    let state = ws.state().await;
+    StateCheck::Equals(DEPLOYMENT, "active_color", json!("green"))
+        .check(&state)
+        .unwrap();
+    StateCheck::Equals(DEPLOYMENT, "release", json!("v1"))
+        .check(&state)
+        .unwrap();
+    StateCheck::Equals(
+        DEPLOYMENT,
+        "traffic_weights",
+        json!({"blue": 0, "green": 100}),
+    )
+    .check(&state)
+    .unwrap();
+    v2.set(Behavior::Healthy);
+    let plan = ws
+        .terraform(&["plan", "-no-color", "-detailed-exitcode"], &[])
+        .await;
+    assert_eq!(plan.code, Some(2), "v2 is still pending:\n{}", plan.text());
+    assert!(
+        plan.stdout
+            .contains(r#"active_color            = "green" -> "blue""#),
+        "{}",
+        plan.stdout
+    );
+}
+
+const LINEAR: &str = r#"  traffic {
+    strategy      = "linear"
+    step_percent  = 50
+    step_interval = "5s"
+  }
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_during_a_linear_shift_moves_traffic_back() {
+    for tf in acceptance_terraforms("bluegreen_linear_failure") {
+        let (fx, ws, _v1, v2, child) = second_release(&tf, "bg-linear", LINEAR).await;
+        wait_for_weights(&fx, |w| w["blue"] == 50 && w["green"] == 50).await;
+        v2.set(Behavior::Failing(503));
+        let (ok, out) = finish(child).await;
+        assert!(!ok, "{out}");
+        assert!(
+            flat(&out).contains("Health checks failed at 50% on blue"),
+            "{out}"
+        );
+        assert!(
+            flat(&out).contains("All traffic was moved back to green"),
+            "{out}"
+        );
+        assert_back_on_v1(&fx, &ws, &v2).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_while_baking_rolls_back() {
+    let bake = "  traffic {\n    bake_time = \"10s\"\n  }\n";
+    for tf in acceptance_terraforms("bluegreen_bake_failure") {
+        let (fx, ws, _v1, v2, child) = second_release(&tf, "bg-bake", bake).await;
+        wait_for_weights(&fx, |w| w["blue"] == 100).await;
+        v2.set(Behavior::Failing(500));
+        let (ok, out) = finish(child).await;
+        assert!(!ok, "{out}");
+        assert!(flat(&out).contains("while baking on blue"), "{out}");
+        assert_back_on_v1(&fx, &ws, &v2).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_during_the_gate_leaves_traffic_where_it_was() {
+    for tf in acceptance_terraforms("bluegreen_interrupt_gate") {
+        let fx = BlueGreenFixture::create(moto::shared(), "bg-int-gate").await;
+        let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
+        let ws = Workspace::new(&tf, "bg-int-gate");
+        ws.step(Step {
+            config: fleet_config(&fx, "v1", &v1, ""),
+            ..Step::default()
+        })
+        .await;
+        v2.set(Behavior::Failing(503));
+        ws.write_config(&fleet_config(&fx, "v2", &v2, ""));
+        let child = ws.spawn(APPLY);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while v2.requests() < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the gate never probed v2"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let interrupted = std::time::Instant::now();
+        Workspace::interrupt(&child);
+        let (ok, out) = finish(child).await;
+        assert!(!ok, "{out}");
+        assert!(
+            interrupted.elapsed() < std::time::Duration::from_secs(5),
+            "took {:?}",
+            interrupted.elapsed()
+        );
+        assert!(flat(&out).contains("Interrupted"), "{out}");
+        assert_back_on_v1(&fx, &ws, &v2).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_during_a_linear_shift_moves_traffic_back() {
+    for tf in acceptance_terraforms("bluegreen_interrupt_shift") {
+        let (fx, ws, _v1, v2, child) = second_release(&tf, "bg-int-shift", LINEAR).await;
+        wait_for_weights(&fx, |w| w["blue"] == 50).await;
+        let interrupted = std::time::Instant::now();
+        Workspace::interrupt(&child);
+        let (ok, out) = finish(child).await;
+        assert!(!ok, "{out}");
+        assert!(
+            interrupted.elapsed() < std::time::Duration::from_secs(5),
+            "took {:?}",
+            interrupted.elapsed()
+        );
+        assert!(flat(&out).contains("Interrupted at 50% on blue"), "{out}");
+        assert!(
+            flat(&out).contains("All traffic was moved back to green"),
+            "{out}"
+        );
+        assert_back_on_v1(&fx, &ws, &v2).await;
+    }
+}
+
+/// Terraform wraps error text; this undoes the wrapping for `contains` checks.
+fn flat(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}

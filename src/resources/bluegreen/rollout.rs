@@ -276,10 +276,19 @@ impl Rollout<'_> {
         };
         match probe::run_gate(self.http, &checks, &policy, self.stop).await {
             GateResult::Passed(_) => Ok(checks),
-            GateResult::Failed { why, report } => Err(format!(
-                "The {color} colour did not pass its health checks; traffic was not moved.\n\n{}",
-                probe::failure_detail(&checks, &policy, &why, &report)
-            )),
+            GateResult::Failed { why, report } => {
+                let headline = if why == FailReason::Interrupted {
+                    format!("Interrupted while checking the {color} colour; traffic was not moved.")
+                } else {
+                    format!(
+                        "The {color} colour did not pass its health checks; traffic was not moved."
+                    )
+                };
+                Err(format!(
+                    "{headline}\n\n{}",
+                    probe::failure_detail(&checks, &policy, &why, &report)
+                ))
+            }
         }
     }
 
