@@ -780,3 +780,58 @@ async fn ctrl_c_during_a_linear_shift_moves_traffic_back() {
 fn flat(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_deployment_settings_are_reported_at_validate() {
+    const L: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/lb/50dc6c495c0c9188/f2f7dc8efc522ab2";
+    const B: &str =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/blue/73e2d6bc24d8a067";
+    const G: &str =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/green/83e2d6bc24d8a067";
+    let config = |listener: &str, blue: &str, green: &str, body: &str| {
+        format!(
+            "{REQUIRED_PROVIDERS}\nresource \"immutable_bluegreen_deployment\" \"app\" {{\n  listener_arn = \"{listener}\"\n  blue_target_group_arn = \"{blue}\"\n  green_target_group_arn = \"{green}\"\n  release = \"v1\"\n{body}\n}}\n"
+        )
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (config("not-an-arn", B, G, ""), "listener_arn"),
+        (config(L, "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/lb/1", G, ""), "blue_target_group_arn"),
+        (config(L, B, B, ""), "Blue and green are the same target group"),
+        (config(L, B, G, "  traffic {\n    strategy = \"blue-green\"\n  }"), "traffic.strategy"),
+        (config(L, B, G, "  traffic {\n    strategy = \"canary\"\n    canary_percent = 100\n  }"), "traffic.canary_percent"),
+        (config(L, B, G, "  traffic {\n    step_percent = 10\n  }"), "traffic.step_percent needs strategy"),
+        (config(L, B, G, "  traffic {\n    strategy = \"linear\"\n    step_interval = \"soon\"\n  }"), "traffic.step_interval"),
+        (config(L, B, G, "  health_check {\n    url = \"http://a/\"\n    path = \"/health\"\n  }"), "Conflicting health check endpoints"),
+        (config(L, B, G, "  health_check {\n    path = \"health\"\n  }"), "health_check.path"),
+        (config(L, B, G, "  health_check {\n    url = \"http://a/\"\n    port = 8080\n  }"), "health_check.port needs path"),
+        (config(L, B, G, "  health_check {\n    expected_status = \"ok\"\n  }"), "health_check.expected_status"),
+        (config(L, B, G, "  health_check {\n    min_healthy_targets = 0\n  }"), "health_check.min_healthy_targets"),
+        (config(L, B, G, "  release = \"\""), "release"),
+        (config(L, B, G, "  timeouts {\n    update = \"30 minutes\"\n  }"), "timeouts.update"),
+        (
+            format!("{REQUIRED_PROVIDERS}\ndata \"immutable_bluegreen_slots\" \"s\" {{\n  listener_arn = \"{L}\"\n  blue_target_group_arn = \"{B}\"\n  green_target_group_arn = \"nope\"\n  release = \"v1\"\n}}\n"),
+            "green_target_group_arn",
+        ),
+    ];
+    for tf in acceptance_terraforms("bluegreen_validation") {
+        let ws = Workspace::new(&tf, "bg-validate");
+        for (hcl, expected) in &cases {
+            ws.write_config(hcl);
+            let out = ws.terraform(&["validate", "-no-color"], &[]).await;
+            let text = out.text();
+            assert!(!out.success, "validate passed for:\n{hcl}");
+            assert!(
+                text.contains(expected),
+                "error does not mention {expected:?}:\n{text}"
+            );
+            assert!(!text.contains("panic"), "{text}");
+        }
+        ws.write_config(&config(L, B, G, "  health_check {\n    path = \"/health\"\n  }\n  traffic {\n    strategy = \"linear\"\n    step_percent = 25\n    step_interval = \"30s\"\n  }"));
+        let out = ws.terraform(&["validate", "-no-color"], &[]).await;
+        assert!(
+            out.success,
+            "a valid configuration failed validation:\n{}",
+            out.text()
+        );
+    }
+}

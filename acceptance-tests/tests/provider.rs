@@ -45,6 +45,39 @@ async fn schema_lists_every_resource_and_data_source_with_descriptions() {
         }
         assert_eq!(gate["attributes"]["headers"]["sensitive"], true);
         assert!(gate["block_types"]["timeouts"].is_object());
+        let deployment = &provider["resource_schemas"]["immutable_bluegreen_deployment"]["block"];
+        for name in [
+            "listener_arn",
+            "release",
+            "targets",
+            "active_color",
+            "traffic_weights",
+            "generation",
+        ] {
+            assert!(
+                deployment["attributes"][name]["description"]
+                    .as_str()
+                    .is_some_and(|d| !d.is_empty()),
+                "deployment.{name}"
+            );
+        }
+        for block in ["health_check", "traffic", "timeouts"] {
+            assert!(
+                deployment["block_types"][block].is_object(),
+                "deployment block {block}"
+            );
+        }
+        let slots = &provider["data_source_schemas"]["immutable_bluegreen_slots"]["block"];
+        for name in [
+            "listener_arn",
+            "release",
+            "active_color",
+            "standby_color",
+            "blue_release",
+            "green_release",
+        ] {
+            assert!(slots["attributes"][name].is_object(), "slots.{name}");
+        }
     }
 }
 
