@@ -835,3 +835,39 @@ async fn invalid_deployment_settings_are_reported_at_validate() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn canary_with_a_test_listener_and_without_retaining_the_previous_colour() {
+    for tf in acceptance_terraforms("bluegreen_canary") {
+        let fx = BlueGreenFixture::create(moto::shared(), "bg-canary").await;
+        let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
+        let ws = Workspace::new(&tf, "bg-canary");
+        let extra = format!(
+            "  test_listener_arn = \"{}\"\n  retain_previous   = false\n  traffic {{\n    strategy       = \"canary\"\n    canary_percent = 20\n    step_interval  = \"3s\"\n  }}\n",
+            fx.test_listener_arn
+        );
+        ws.step(Step {
+            config: fleet_config(&fx, "v1", &v1, &extra),
+            ..Step::default()
+        })
+        .await;
+        assert_eq!(
+            fx.weights(&fx.test_listener_arn).await,
+            weights(0, 100),
+            "the test listener points at the new colour"
+        );
+        ws.write_config(&fleet_config(&fx, "v2", &v2, &extra));
+        let child = ws.spawn(APPLY);
+        // The canary share appears on the listener before the rest follows.
+        wait_for_weights(&fx, |w| w["blue"] == 20 && w["green"] == 80).await;
+        let (ok, out) = finish(child).await;
+        assert!(ok, "{out}");
+        assert_eq!(fx.weights(&fx.listener_arn).await, weights(100, 0));
+        assert_eq!(fx.weights(&fx.test_listener_arn).await, weights(100, 0));
+        assert!(
+            fx.targets(&fx.green_tg_arn).await.is_empty(),
+            "retain_previous = false deregisters the previous fleet"
+        );
+        assert_eq!(fx.targets(&fx.blue_tg_arn).await.len(), 1);
+    }
+}
