@@ -490,7 +490,7 @@ fn bad_gateway(e: &reqwest::Error) -> Response<Full<Bytes>> {
 
 /// The `Action` of an AWS Query request: from the form-encoded body, else from the query
 /// string; `"(none)"` without one.
-pub fn action_of(query: Option<&str>, body: &[u8]) -> String {
+fn action_of(query: Option<&str>, body: &[u8]) -> String {
     let find = |form: &str| {
         form.split('&')
             .filter_map(|pair| pair.split_once('='))

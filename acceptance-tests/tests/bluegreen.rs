@@ -871,3 +871,118 @@ async fn canary_with_a_test_listener_and_without_retaining_the_previous_colour()
         assert_eq!(fx.targets(&fx.blue_tg_arn).await.len(), 1);
     }
 }
+
+/// The fleet configuration with the provider talking to ELBv2 through a fault proxy.
+fn proxied(
+    config: String,
+    fx: &BlueGreenFixture,
+    proxy: &acceptance_tests::proxy::FaultProxy,
+    retries: u32,
+) -> String {
+    config
+        .replace(
+            &format!("elbv2 = \"{}\"", fx.endpoint),
+            &format!("elbv2 = \"{}\"", proxy.endpoint()),
+        )
+        .replace("max_retries = 1", &format!("max_retries = {retries}"))
+}
+
+const WRITES: [&str; 5] = [
+    "ModifyListener",
+    "RegisterTargets",
+    "DeregisterTargets",
+    "AddTags",
+    "RemoveTags",
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_is_retried_and_settings_changes_write_nothing() {
+    use acceptance_tests::proxy::{Fault, FaultProxy};
+    for tf in acceptance_terraforms("bluegreen_throttling") {
+        let fx = BlueGreenFixture::create(moto::shared(), "bg-throttle").await;
+        let proxy = FaultProxy::start(&fx.endpoint);
+        let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
+        let ws = Workspace::new(&tf, "bg-throttle");
+        // Bursts of throttling from ELBv2 are absorbed by backoff and retries.
+        proxy.set(Fault::Throttle { times: 2 });
+        ws.step(Step {
+            config: proxied(fleet_config(&fx, "v1", &v1, ""), &fx, &proxy, 5),
+            ..Step::default()
+        })
+        .await;
+        assert_eq!(fx.weights(&fx.listener_arn).await, weights(0, 100));
+
+        // A settings-only change calls no write API.
+        proxy.reset_calls();
+        ws.step(Step {
+            config: proxied(
+                fleet_config(&fx, "v1", &v1, "  auto_rollback = false\n"),
+                &fx,
+                &proxy,
+                5,
+            ),
+            plan_checks: vec![PlanCheck::UpdateInPlace(DEPLOYMENT)],
+            ..Step::default()
+        })
+        .await;
+        let calls = proxy.calls();
+        for write in WRITES {
+            assert!(
+                !calls.contains_key(write),
+                "{write} called for a settings-only change: {calls:?}"
+            );
+        }
+
+        // A release writes the listener once (read back once after).
+        proxy.reset_calls();
+        ws.step(Step {
+            config: proxied(fleet_config(&fx, "v2", &v2, ""), &fx, &proxy, 5),
+            ..Step::default()
+        })
+        .await;
+        assert_eq!(proxy.calls_of("ModifyListener"), 1, "{:?}", proxy.calls());
+        assert_eq!(fx.weights(&fx.listener_arn).await, weights(100, 0));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_elbv2_endpoint_during_apply_leaves_traffic_and_state_as_they_were() {
+    use acceptance_tests::proxy::{Fault, FaultProxy};
+    for tf in acceptance_terraforms("bluegreen_endpoint_down") {
+        let fx = BlueGreenFixture::create(moto::shared(), "bg-down").await;
+        let proxy = FaultProxy::start(&fx.endpoint);
+        let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
+        let ws = Workspace::new(&tf, "bg-down");
+        ws.step(Step {
+            config: proxied(fleet_config(&fx, "v1", &v1, ""), &fx, &proxy, 1),
+            ..Step::default()
+        })
+        .await;
+        ws.write_config(&proxied(fleet_config(&fx, "v2", &v2, ""), &fx, &proxy, 1));
+        let plan = ws
+            .terraform(&["plan", "-no-color", "-input=false", "-out=tfplan"], &[])
+            .await;
+        assert!(plan.success, "{}", plan.text());
+        // The endpoint refuses connections between plan and apply.
+        proxy.set(Fault::Down);
+        let apply = ws
+            .terraform(&["apply", "-no-color", "-input=false", "tfplan"], &[])
+            .await;
+        let text = flat(&apply.text());
+        assert!(!apply.success, "{text}");
+        assert!(text.contains("cannot reach the ELBv2 API"), "{text}");
+        assert!(
+            text.contains("Traffic was not moved") || text.contains("traffic was not moved"),
+            "{text}"
+        );
+        proxy.set(Fault::Pass);
+        assert_eq!(fx.weights(&fx.listener_arn).await, weights(0, 100));
+        let state = ws.state().await;
+        StateCheck::Equals(DEPLOYMENT, "release", json!("v1"))
+            .check(&state)
+            .unwrap();
+        StateCheck::Equals(DEPLOYMENT, "active_color", json!("green"))
+            .check(&state)
+            .unwrap();
+    }
+}

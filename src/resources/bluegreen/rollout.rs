@@ -106,7 +106,9 @@ impl Rollout<'_> {
         let color = release.color;
         if let Err(error) = self.prepare(release).await {
             return Outcome::NotMoved {
-                error,
+                error: format!(
+                    "Preparing the {color} colour failed: {error}\nTraffic was not moved."
+                ),
                 prepared: false,
             };
         }
