@@ -119,21 +119,7 @@ impl Workspace {
 
     /// Runs `terraform ARGS` in the workspace with stdin closed.
     pub async fn terraform(&self, args: &[&str], extra_env: &[(String, String)]) -> Output {
-        let mut cmd = tokio::process::Command::new(&self.tf.path);
-        cmd.args(args)
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env_remove("TF_LOG")
-            .env_remove("TF_LOG_PROVIDER")
-            .kill_on_drop(true);
-        for (k, v) in self.env.iter().chain(extra_env) {
-            cmd.env(k, v);
-        }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.tf.path.display()));
+        let child = self.spawn_with(args, extra_env);
         let out = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
             .await
             .unwrap_or_else(|_| panic!("terraform {args:?} took longer than {COMMAND_TIMEOUT:?}"))

@@ -98,17 +98,14 @@ impl Server {
 
     pub fn validate_provider_config(&self, config: Option<Dv>) -> Diagnostics {
         let mut diags = Diagnostics::default();
-        if let Some(config) = decode(
+        let provider = &self.provider;
+        validate(
+            &provider.schema,
+            &provider.ty,
             config,
-            &self.provider.ty,
-            "provider configuration",
             &mut diags,
-        ) {
-            validate(&self.provider.schema, &config, &mut diags);
-            if !diags.has_errors() {
-                self.provider.imp.validate(&config, &mut diags);
-            }
-        }
+            |c, d| provider.imp.validate(c, d),
+        );
         diags
     }
 
@@ -133,12 +130,9 @@ impl Server {
         let Some(entry) = self.resource(type_name, &mut diags) else {
             return diags;
         };
-        if let Some(config) = decode(config, &entry.ty, "configuration", &mut diags) {
-            validate(&entry.schema, &config, &mut diags);
-            if !diags.has_errors() {
-                entry.imp.validate(&config, &mut diags);
-            }
-        }
+        validate(&entry.schema, &entry.ty, config, &mut diags, |c, d| {
+            entry.imp.validate(c, d)
+        });
         diags
     }
 
@@ -151,12 +145,9 @@ impl Server {
         let Some(entry) = self.data_source(type_name, &mut diags) else {
             return diags;
         };
-        if let Some(config) = decode(config, &entry.ty, "configuration", &mut diags) {
-            validate(&entry.schema, &config, &mut diags);
-            if !diags.has_errors() {
-                entry.imp.validate(&config, &mut diags);
-            }
-        }
+        validate(&entry.schema, &entry.ty, config, &mut diags, |c, d| {
+            entry.imp.validate(c, d)
+        });
         diags
     }
 
@@ -373,11 +364,23 @@ impl Server {
     }
 }
 
-/// Runs the schema's validators and reports them at the attribute they concern.
-fn validate(schema: &Schema, config: &Value, diags: &mut Diagnostics) {
-    schema
-        .block
-        .run_validators(config, &AttributePath::default(), diags);
+/// Decodes a configuration and runs the schema's validators, then (when they found
+/// nothing) the object's own cross-attribute checks.
+fn validate(
+    schema: &Schema,
+    ty: &Type,
+    config: Option<Dv>,
+    diags: &mut Diagnostics,
+    own_checks: impl FnOnce(&Value, &mut Diagnostics),
+) {
+    if let Some(config) = decode(config, ty, "configuration", diags) {
+        schema
+            .block
+            .run_validators(&config, &AttributePath::default(), diags);
+        if !diags.has_errors() {
+            own_checks(&config, diags);
+        }
+    }
 }
 
 /// Decodes a value Terraform sent; an absent value is null. Errors become diagnostics.

@@ -400,14 +400,11 @@ impl BlueGreenDeployment {
                 .unwrap_or(1),
         };
         let summary = format!("Release {release_text:?} was not deployed to {to}");
+        let now = || common::rfc3339(std::time::SystemTime::now());
         match rollout.run(&release).await {
             Outcome::Done(weights) => {
                 set(&mut state, "traffic_weights", slots.weights_value(&weights));
-                set(
-                    &mut state,
-                    "deployed_at",
-                    common::rfc3339(std::time::SystemTime::now()),
-                );
+                set(&mut state, "deployed_at", now());
                 state
             }
             Outcome::NotMoved { error, prepared } => {
@@ -429,11 +426,7 @@ impl BlueGreenDeployment {
             Outcome::Kept(e, weights) => {
                 diags.error(format!("Release {release_text:?} failed its checks on {to}; auto_rollback is off, so it keeps the traffic"), e);
                 set(&mut state, "traffic_weights", slots.weights_value(&weights));
-                set(
-                    &mut state,
-                    "deployed_at",
-                    common::rfc3339(std::time::SystemTime::now()),
-                );
+                set(&mut state, "deployed_at", now());
                 state
             }
             Outcome::Stuck(e) => {
@@ -447,11 +440,7 @@ impl BlueGreenDeployment {
                 if let Ok(weights) = router.weights(&slots.listener).await {
                     set(&mut state, "traffic_weights", slots.weights_value(&weights));
                 }
-                set(
-                    &mut state,
-                    "deployed_at",
-                    common::rfc3339(std::time::SystemTime::now()),
-                );
+                set(&mut state, "deployed_at", now());
                 state
             }
         }
