@@ -462,6 +462,164 @@ fn prune_unknown_attributes(raw: &mut serde_json::Value, ty: &Type) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tfplugin::schema::{Attribute, Block};
+
+    /// A resource whose apply echoes the plan, for exercising the server alone.
+    struct Echo;
+
+    #[tonic::async_trait]
+    impl Resource for Echo {
+        fn type_name(&self) -> &'static str {
+            "test_echo"
+        }
+        fn schema(&self) -> Schema {
+            Schema::new(
+                Block::new("")
+                    .attribute(Attribute::string("name").required().requires_replace())
+                    .attribute(Attribute::string("id").computed()),
+            )
+        }
+        async fn create(&self, _: &Ctx, planned: &Value, _: &mut Diagnostics) -> Value {
+            let mut state = planned.clone();
+            *state.get_mut("id").unwrap() = "x".into();
+            state
+        }
+        async fn read(&self, _: &Ctx, state: &Value, _: &mut Diagnostics) -> Value {
+            state.clone()
+        }
+        async fn update(&self, _: &Ctx, _: &Value, planned: &Value, _: &mut Diagnostics) -> Value {
+            // A buggy update that leaves a value unknown.
+            planned.clone()
+        }
+        async fn delete(&self, _: &Ctx, _: &Value, diags: &mut Diagnostics) {
+            diags.error("cannot delete", "");
+        }
+    }
+
+    struct TestProvider;
+
+    #[tonic::async_trait]
+    impl Provider for TestProvider {
+        fn type_name(&self) -> &'static str {
+            "test"
+        }
+        fn schema(&self) -> Schema {
+            Schema::new(Block::new(""))
+        }
+        async fn configure(&self, _: &Ctx, _: &Value, _: &mut Diagnostics) {}
+        fn resources(&self) -> Vec<Arc<dyn Resource>> {
+            vec![Arc::new(Echo)]
+        }
+        fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
+            Vec::new()
+        }
+    }
+
+    fn server() -> Server {
+        Server::new(Arc::new(TestProvider))
+    }
+
+    fn dv(value: &Value) -> Option<Dv> {
+        let ty = Echo.schema().block.value_type();
+        Some(Dv {
+            msgpack: value::encode_msgpack(value, &ty).unwrap(),
+            json: Vec::new(),
+        })
+    }
+
+    fn object(name: &str, id: Value) -> Value {
+        Value::Object([("name".to_string(), name.into()), ("id".to_string(), id)].into())
+    }
+
+    #[tokio::test]
+    async fn plan_then_apply_creates_with_known_values() {
+        let s = server();
+        let config = object("a", Value::Null);
+        let plan = s
+            .plan_resource_change(
+                "test_echo",
+                dv(&Value::Null),
+                dv(&config),
+                dv(&config),
+                Vec::new(),
+            )
+            .await;
+        assert!(plan.diags.0.is_empty(), "{:?}", plan.diags);
+        let (state, _, diags) = s
+            .apply_resource_change("test_echo", dv(&Value::Null), plan.planned, Vec::new())
+            .await;
+        assert!(diags.0.is_empty());
+        assert_eq!(state, dv(&object("a", "x".into())));
+    }
+
+    #[tokio::test]
+    async fn a_changed_name_requires_replacement() {
+        let s = server();
+        let prior = object("a", "x".into());
+        let proposed = object("b", "x".into());
+        let plan = s
+            .plan_resource_change(
+                "test_echo",
+                dv(&prior),
+                dv(&proposed),
+                dv(&object("b", Value::Null)),
+                Vec::new(),
+            )
+            .await;
+        assert_eq!(plan.requires_replace, vec![AttributePath::attr("name")]);
+    }
+
+    #[tokio::test]
+    async fn unknown_values_after_apply_are_a_reported_bug_not_a_crash() {
+        let s = server();
+        let planned = object("a", Value::Unknown);
+        let (state, _, diags) = s
+            .apply_resource_change(
+                "test_echo",
+                dv(&object("a", "x".into())),
+                dv(&planned),
+                Vec::new(),
+            )
+            .await;
+        assert!(state.is_none());
+        assert!(diags.0[0].summary.contains("unknown value after apply"));
+    }
+
+    #[tokio::test]
+    async fn a_failed_delete_keeps_the_object_in_state() {
+        let s = server();
+        let prior = object("a", "x".into());
+        let (state, _, diags) = s
+            .apply_resource_change("test_echo", dv(&prior), dv(&Value::Null), Vec::new())
+            .await;
+        assert!(diags.has_errors());
+        assert_eq!(state, dv(&prior));
+    }
+
+    #[tokio::test]
+    async fn malformed_values_and_unknown_types_become_diagnostics() {
+        let s = server();
+        let garbage = Some(Dv {
+            msgpack: vec![0x82, 0xa4],
+            json: Vec::new(),
+        });
+        let (_, _, diags) = s.read_resource("test_echo", garbage, Vec::new()).await;
+        assert!(diags.0[0].summary.contains("Malformed"));
+        let diags = s.validate_resource_config("test_nope", None);
+        assert!(diags.0[0].detail.contains("test_nope"));
+    }
+
+    #[test]
+    fn upgrade_drops_removed_attributes_and_refuses_newer_versions() {
+        let s = server();
+        let (state, diags) =
+            s.upgrade_resource_state("test_echo", 0, br#"{"name":"a","id":"x","old":1}"#);
+        assert!(diags.0.is_empty(), "{diags:?}");
+        assert_eq!(state, dv(&object("a", "x".into())));
+        let (state, diags) = s.upgrade_resource_state("test_echo", 7, b"{}");
+        assert!(state.is_none());
+        assert!(diags.0[0].summary.contains("newer provider"));
+    }
 
     #[test]
     fn pruning_drops_removed_attributes_at_every_level() {
