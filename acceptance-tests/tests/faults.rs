@@ -1,0 +1,258 @@
+//! Faults beyond a single failed release: a killed provider, a target group deleted by
+//! hand, fifty deployments in one apply under throttling, and secrets that must never
+//! leave their sensitive attribute. After each, the listener forwards all traffic to a
+//! colour whose app is healthy, and the next plan shows what is pending.
+
+use std::time::{Duration, Instant};
+
+use acceptance_tests::app::TestApp;
+use acceptance_tests::checks::{resource_values, StateCheck};
+use acceptance_tests::elb::BlueGreenFixture;
+use acceptance_tests::moto;
+use acceptance_tests::proxy::{Fault, FaultProxy};
+use acceptance_tests::terraform::{acceptance_terraforms, REQUIRED_PROVIDERS};
+use acceptance_tests::workspace::{Step, Workspace};
+use serde_json::json;
+
+fn provider(endpoint: &str) -> String {
+    format!("{REQUIRED_PROVIDERS}\nprovider \"immutable\" {{\n  region = \"us-east-1\"\n  endpoints {{\n    elbv2 = \"{endpoint}\"\n  }}\n}}\n")
+}
+
+fn deployment(
+    name: &str,
+    fx: &BlueGreenFixture,
+    release: &str,
+    app: &TestApp,
+    extra: &str,
+) -> String {
+    format!(
+        r#"
+resource "immutable_bluegreen_deployment" "{name}" {{
+  listener_arn           = "{}"
+  blue_target_group_arn  = "{}"
+  green_target_group_arn = "{}"
+  release                = "{release}"
+  targets                = [{{ id = "127.0.0.1", port = {} }}]
+  health_check {{
+    path              = "/health"
+    healthy_threshold = 1
+    interval          = "200ms"
+    request_timeout   = "150ms"
+  }}
+{extra}
+}}
+"#,
+        fx.listener_arn,
+        fx.blue_tg_arn,
+        fx.green_tg_arn,
+        app.port()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_killed_mid_shift_is_converged_by_the_next_apply() {
+    for tf in acceptance_terraforms("faults_sigkill") {
+        let fx = BlueGreenFixture::create(moto::shared(), "sigkill").await;
+        let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
+        let ws = Workspace::new(&tf, "sigkill");
+        let linear = "  traffic {\n    strategy      = \"linear\"\n    step_percent  = 50\n    step_interval = \"30s\"\n  }\n";
+        let config =
+            |release, app| provider(&fx.endpoint) + &deployment("app", &fx, release, app, linear);
+        ws.step(Step {
+            config: config("v1", &v1),
+            ..Step::default()
+        })
+        .await;
+        ws.write_config(&config("v2", &v2));
+        let child = ws.spawn(&["apply", "-no-color", "-input=false", "-auto-approve"]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while fx.weights(&fx.listener_arn).await.get("blue") != Some(&50) {
+            assert!(Instant::now() < deadline, "the shift never reached 50%");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // SIGKILL this apply's provider, as the OOM killer would: the one in Terraform's
+        // process group (other tests run providers of their own).
+        let group = child.id().expect("terraform is running").to_string();
+        let killed = std::process::Command::new("pkill")
+            .args(["-KILL", "-g", &group, "-f", "terraform-provider-immutable"])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{text}");
+        assert!(
+            text.contains("plugin") || text.contains("provider"),
+            "Terraform reports the crash: {text}"
+        );
+        // The next apply finishes the release.
+        ws.step(Step {
+            config: config("v2", &v2).replace("30s", "1s"),
+            state_checks: vec![StateCheck::Equals(
+                "immutable_bluegreen_deployment.app",
+                "active_release",
+                json!("v2"),
+            )],
+            ..Step::default()
+        })
+        .await;
+        assert_eq!(fx.weights(&fx.listener_arn).await.get("blue"), Some(&100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_target_group_deleted_by_hand_fails_the_next_release_before_traffic_moves() {
+    for tf in acceptance_terraforms("faults_deleted_tg") {
+        let fx = BlueGreenFixture::create(moto::shared(), "deltg").await;
+        let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
+        let ws = Workspace::new(&tf, "deltg");
+        let config =
+            |release, app| provider(&fx.endpoint) + &deployment("app", &fx, release, app, "");
+        ws.step(Step {
+            config: config("v1", &v1),
+            ..Step::default()
+        })
+        .await;
+        // AWS refuses to delete a target group a listener forwards to, even at weight 0:
+        // someone has to take blue off the listeners first.
+        fx.client
+            .modify_listener()
+            .listener_arn(&fx.listener_arn)
+            .default_actions(
+                aws_sdk_elasticloadbalancingv2::types::Action::builder()
+                    .r#type(aws_sdk_elasticloadbalancingv2::types::ActionTypeEnum::Forward)
+                    .target_group_arn(&fx.green_tg_arn)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        fx.delete_listener(&fx.test_listener_arn).await;
+        fx.delete_target_group(&fx.blue_tg_arn).await;
+        ws.step(Step {
+            config: config("v2", &v2),
+            expect_error: Some("(?s)not deployed to blue.*not found.*Traffic was not moved"),
+            ..Step::default()
+        })
+        .await;
+        assert_eq!(
+            fx.weights(&fx.listener_arn).await.get("green"),
+            Some(&1),
+            "green keeps all traffic"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_deployments_in_one_apply_survive_throttling() {
+    const N: usize = 50;
+    for tf in acceptance_terraforms("faults_fifty") {
+        let app = TestApp::start("v1").await;
+        let mut fixtures = Vec::new();
+        for i in 0..N {
+            fixtures.push(BlueGreenFixture::create(moto::shared(), &format!("fifty{i}")).await);
+        }
+        let proxy = FaultProxy::start(&moto::shared().endpoint());
+        let mut config = provider(&proxy.endpoint());
+        for (i, fx) in fixtures.iter().enumerate() {
+            config += &deployment(
+                &format!("d{i}"),
+                fx,
+                "v1",
+                &app,
+                "  timeouts {\n    create = \"2m\"\n  }\n",
+            );
+        }
+        let ws = Workspace::new(&tf, "fifty");
+        proxy.set(Fault::Throttle { times: 40 });
+        let started = Instant::now();
+        ws.write_config(&config);
+        let out = ws
+            .terraform(
+                &[
+                    "apply",
+                    "-no-color",
+                    "-input=false",
+                    "-auto-approve",
+                    "-parallelism=10",
+                ],
+                &[],
+            )
+            .await;
+        assert!(out.success, "{}", out.text());
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            proxy.fault() == Fault::Pass,
+            "the throttling burst was used up"
+        );
+        for fx in &fixtures {
+            assert_eq!(fx.weights(&fx.listener_arn).await.get("green"), Some(&100));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_check_headers_stay_in_their_sensitive_attribute() {
+    const SECRET: &str = "tok-3a7f9c1e-never-show";
+    for tf in acceptance_terraforms("faults_secrets") {
+        let fx = BlueGreenFixture::create(moto::shared(), "secret").await;
+        let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
+        v2.set(acceptance_tests::app::Behavior::Failing(401));
+        let ws = Workspace::new(&tf, "secret");
+        let headers = format!("  health_check {{\n    path = \"/health\"\n    healthy_threshold = 1\n    interval = \"200ms\"\n    request_timeout = \"150ms\"\n    headers = {{ Authorization = \"Bearer {SECRET}\" }}\n  }}\n");
+        let config = |release, app: &TestApp| {
+            provider(&fx.endpoint) + &deployment("app", &fx, release, app, "").replace(
+                "  health_check {\n    path              = \"/health\"\n    healthy_threshold = 1\n    interval          = \"200ms\"\n    request_timeout   = \"150ms\"\n  }\n",
+                &headers,
+            )
+        };
+        let trace = vec![("TF_LOG".to_string(), "trace".to_string())];
+        let ok = ws
+            .step(Step {
+                config: config("v1", &v1),
+                env: trace.clone(),
+                ..Step::default()
+            })
+            .await;
+        // A failing release puts the checks' outcome in an error: still no secret.
+        let failed = ws
+            .step(Step {
+                config: config("v2", &v2).replace(
+                    "interval = \"200ms\"",
+                    "interval = \"200ms\"\n    unhealthy_threshold = 2",
+                ),
+                env: trace,
+                expect_error: Some("401"),
+                ..Step::default()
+            })
+            .await;
+        for (what, text) in [("first apply", &ok.log), ("failed apply", &failed.log)] {
+            assert!(
+                !text.contains(SECRET),
+                "the secret leaked into the {what}'s output or trace logs"
+            );
+        }
+        assert!(
+            v1.last_headers().iter().any(|(_, v)| v.contains(SECRET)),
+            "the header was sent"
+        );
+        // In state, the secret is only under the sensitive attribute.
+        let state = ws.state().await;
+        let mut values = resource_values(&state, "immutable_bluegreen_deployment.app")
+            .unwrap()
+            .clone();
+        values["health_check"]["headers"] = json!(null);
+        assert!(!values.to_string().contains(SECRET));
+    }
+}
