@@ -801,6 +801,7 @@ async fn invalid_deployment_settings_are_reported_at_validate() {
         (config(L, B, G, "  traffic {\n    strategy = \"canary\"\n    canary_percent = 100\n  }"), "traffic.canary_percent"),
         (config(L, B, G, "  traffic {\n    step_percent = 10\n  }"), "traffic.step_percent needs strategy"),
         (config(L, B, G, "  traffic {\n    strategy = \"linear\"\n    step_interval = \"soon\"\n  }"), "traffic.step_interval"),
+        (config(L, B, G, "  traffic {\n    strategy = \"linear\"\n  }"), "traffic.step_interval is required"),
         (config(L, B, G, "  health_check {\n    url = \"http://a/\"\n    path = \"/health\"\n  }"), "Conflicting health check endpoints"),
         (config(L, B, G, "  health_check {\n    path = \"health\"\n  }"), "health_check.path"),
         (config(L, B, G, "  health_check {\n    url = \"http://a/\"\n    port = 8080\n  }"), "health_check.port needs path"),
@@ -984,5 +985,66 @@ async fn an_unreachable_elbv2_endpoint_during_apply_leaves_traffic_and_state_as_
         StateCheck::Equals(DEPLOYMENT, "active_color", json!("green"))
             .check(&state)
             .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_while_baking_moves_traffic_back_even_without_auto_rollback() {
+    let extra = "  auto_rollback = false\n  traffic {\n    bake_time = \"30s\"\n  }\n";
+    for tf in acceptance_terraforms("bluegreen_interrupt_bake") {
+        let (fx, ws, _v1, v2, child) = second_release(&tf, "bg-int-bake", extra).await;
+        wait_for_weights(&fx, |w| w["blue"] == 100).await;
+        Workspace::interrupt(&child);
+        let (ok, out) = finish(child).await;
+        assert!(!ok, "{out}");
+        assert!(
+            flat(&out).contains("Interrupted while baking on blue"),
+            "{out}"
+        );
+        assert_back_on_v1(&fx, &ws, &v2).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reordered_targets_are_not_a_release() {
+    for tf in acceptance_terraforms("bluegreen_reorder") {
+        let fx = BlueGreenFixture::create(moto::shared(), "bg-reorder").await;
+        let app = TestApp::start("v1").await;
+        let ws = Workspace::new(&tf, "bg-reorder");
+        // Two targets, checked through one URL (moto keys targets by ID alone).
+        let config = |first: &str, second: &str| {
+            fleet_config(&fx, "v1", &app, "")
+                .replace(
+                    &format!("targets                = [{{ id = \"127.0.0.1\", port = {} }}]", app.port()),
+                    &format!("targets                = [{{ id = \"{first}\", port = 80 }}, {{ id = \"{second}\", port = 80 }}]"),
+                )
+                .replace("path              = \"/health\"", &format!("url               = \"{}/health\"", app.url()))
+        };
+        ws.step(Step {
+            config: config("10.0.0.1", "10.0.0.2"),
+            ..Step::default()
+        })
+        .await;
+        ws.step(Step {
+            config: config("10.0.0.2", "10.0.0.1"),
+            plan_checks: vec![
+                PlanCheck::UpdateInPlace(DEPLOYMENT),
+                PlanCheck::Change {
+                    address: DEPLOYMENT,
+                    path: "active_color",
+                    before: json!("green"),
+                    after: Some(json!("green")),
+                },
+                PlanCheck::Change {
+                    address: DEPLOYMENT,
+                    path: "generation",
+                    before: json!(1),
+                    after: Some(json!(1)),
+                },
+            ],
+            ..Step::default()
+        })
+        .await;
+        assert_eq!(fx.weights(&fx.listener_arn).await, weights(0, 100));
     }
 }

@@ -108,6 +108,11 @@ impl fmt::Debug for Check {
 }
 
 /// When a gate passes or fails.
+///
+/// A gate whose `healthy_threshold` is [`Policy::WATCH`] never passes: it keeps checking
+/// until the deadline, which is then the good outcome, and fails only on
+/// `unhealthy_threshold` consecutive failing rounds. That is how checks keep running
+/// while traffic moves and bakes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
     /// Consecutive passing rounds that pass the gate (at least 1).
@@ -120,6 +125,23 @@ pub struct Policy {
     pub initial_delay: Duration,
     /// From the start of the gate, the initial delay included.
     pub deadline: Duration,
+}
+
+impl Policy {
+    /// The `healthy_threshold` of a watch (see above).
+    pub const WATCH: u32 = u32::MAX;
+
+    /// Checks for `period`, failing on `unhealthy_threshold` (at least 1) consecutive
+    /// failing rounds.
+    pub fn watch(period: Duration, unhealthy_threshold: u32, interval: Duration) -> Policy {
+        Policy {
+            healthy_threshold: Policy::WATCH,
+            unhealthy_threshold: unhealthy_threshold.max(1),
+            interval,
+            initial_delay: Duration::ZERO,
+            deadline: period,
+        }
+    }
 }
 
 /// The headers of a check as sent, marked sensitive so that no `Debug` output shows

@@ -58,8 +58,12 @@ pub fn failure_detail(
             fmt_duration(policy.deadline)
         ),
         FailReason::Unhealthy => format!(
-            "The health checks{of} failed {n} times in a row (unhealthy_threshold = {n}) after {elapsed}.",
-            n = policy.unhealthy_threshold
+            "The health checks{of} failed {} in a row (unhealthy_threshold = {}) after {elapsed}.",
+            match policy.unhealthy_threshold {
+                1 => "once".to_string(),
+                n => format!("{n} times"),
+            },
+            policy.unhealthy_threshold
         ),
         FailReason::Interrupted => format!(
             "The health checks{of} were interrupted after {elapsed}: Terraform asked the provider to stop."
@@ -85,11 +89,13 @@ pub fn failure_detail(
             fmt_duration(check.request_timeout)
         ));
     }
-    lines.push(format!(
-        "Best run: {} of the {} consecutive passing checks needed.",
-        report.best_streak,
-        policy.healthy_threshold.max(1)
-    ));
+    if policy.healthy_threshold != Policy::WATCH {
+        lines.push(format!(
+            "Best run: {} of the {} consecutive passing checks needed.",
+            report.best_streak,
+            policy.healthy_threshold.max(1)
+        ));
+    }
     lines.push(if report.attempts == 0 {
         "Outcomes: no check completed.".to_string()
     } else {

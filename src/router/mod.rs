@@ -108,6 +108,15 @@ pub async fn shift(
     weights: &Weights,
 ) -> Result<Weights, RouterError> {
     router.set_weights(listener, weights).await?;
+    verify(router, listener, weights).await
+}
+
+/// Reads the listener's weights and checks they are the ones written.
+pub async fn verify(
+    router: &dyn TrafficRouter,
+    listener: &str,
+    weights: &Weights,
+) -> Result<Weights, RouterError> {
     let actual = router.weights(listener).await?;
     let mut want = weights.0.clone();
     let mut got = actual.0.clone();

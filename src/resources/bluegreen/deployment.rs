@@ -259,6 +259,14 @@ fn targets(config: &Value) -> Option<Vec<Target>> {
     )
 }
 
+/// `targets` as a comparable set: order carries no meaning.
+fn sorted_targets(config: &Value) -> Option<Vec<Target>> {
+    targets(config).map(|mut t| {
+        t.sort();
+        t
+    })
+}
+
 fn set(state: &mut Value, name: &str, value: impl Into<Value>) {
     if let Some(slot) = state.get_mut(name) {
         *slot = value.into();
@@ -419,8 +427,12 @@ impl BlueGreenDeployment {
             }
             Outcome::RolledBack(e, weights) => {
                 diags.error(summary, e);
+                // Traffic is back where it was; the standby colour holds the failed release.
                 let mut state = prior.clone();
                 set(&mut state, "traffic_weights", slots.weights_value(&weights));
+                if !prior.is_null() {
+                    set(&mut state, release_attr(to), release_text.as_str());
+                }
                 state
             }
             Outcome::Kept(e, weights) => {
@@ -440,7 +452,9 @@ impl BlueGreenDeployment {
                 if let Ok(weights) = router.weights(&slots.listener).await {
                     set(&mut state, "traffic_weights", slots.weights_value(&weights));
                 }
-                set(&mut state, "deployed_at", now());
+                if prior.is_null() {
+                    set(&mut state, "deployed_at", Value::Null);
+                }
                 state
             }
         }
@@ -546,6 +560,14 @@ impl Resource for BlueGreenDeployment {
                     diags.attribute_error(at(attr), format!("traffic.{attr} needs strategy \"{only}\""), format!("traffic.{attr} applies only to strategy = \"{only}\"; the strategy is {strategy:?}."));
                 }
             }
+            let strategy_known = traffic.get("strategy").is_some_and(|s| !s.is_unknown());
+            if strategy_known && matches!(strategy, "canary" | "linear") && !has("step_interval") {
+                diags.attribute_error(
+                    AttributePath::attr("traffic").then_attr("step_interval"),
+                    format!("traffic.step_interval is required with strategy \"{strategy}\""),
+                    "Set how long each step holds, with checks running, before more traffic moves, e.g. step_interval = \"1m\".",
+                );
+            }
             if has("step_interval") && strategy == "all_at_once" {
                 diags.attribute_error(
                     at("step_interval"),
@@ -574,10 +596,16 @@ impl Resource for BlueGreenDeployment {
         if prior.is_null() {
             return self.plan_create(&slots, planned, diags).await;
         }
-        let changed = |name: &str| config.get(name) != prior.get(name);
         let unknown = |name: &str| config.get(name).is_some_and(Value::contains_unknown);
-        if unknown("release") || unknown("targets") {
-            // Whether and where the release lands is known only at apply.
+        let new_release = !unknown("release") && config.get("release") != prior.get("release");
+        // Targets land as a release only when they really change: not when reordered, and
+        // not when first given to a deployment that had none (after import, say), where
+        // they are adopted and take effect with the next release.
+        let new_targets = !unknown("targets")
+            && !prior.get("targets").is_none_or(Value::is_null)
+            && sorted_targets(config) != sorted_targets(prior);
+        if !new_release && (unknown("release") || unknown("targets")) {
+            // Whether a release lands is known only at apply.
             for name in COMPUTED {
                 set(planned, name, Value::Unknown);
             }
@@ -591,7 +619,7 @@ impl Resource for BlueGreenDeployment {
                 prior.get(name).cloned().unwrap_or(Value::Null),
             );
         }
-        if changed("release") || changed("targets") {
+        if new_release || new_targets {
             let from_release = prior.get("active_release").cloned().unwrap_or(Value::Null);
             let generation = prior.get("generation").and_then(Value::as_i64).unwrap_or(0);
             plan_flip(planned, &slots, from, from_release, generation);

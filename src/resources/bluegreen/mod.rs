@@ -127,7 +127,7 @@ impl Observed {
     }
 }
 
-/// Reads the listener's weights and both target groups' tags: four calls.
+/// Reads the listener's weights and both target groups' tags: three calls.
 pub async fn observe(router: &dyn TrafficRouter, slots: &Slots) -> Result<Observed, RouterError> {
     let weights = router.weights(&slots.listener).await?;
     let blue_tags = router.tags(&slots.blue).await?;

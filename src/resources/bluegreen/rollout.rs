@@ -18,7 +18,7 @@ use super::{Color, Slots, GENERATION_TAG, RELEASE_TAG};
 use crate::probe::{
     self, Check, FailReason, GateResult, HttpClients, Method, Policy, StatusMatcher, TlsOptions,
 };
-use crate::router::{shift, Target, TargetHealth, TrafficRouter, Weights};
+use crate::router::{shift, verify, Target, TargetHealth, TrafficRouter, Weights};
 
 /// How the standby colour is checked before and while it takes traffic.
 #[derive(Clone, Debug)]
@@ -121,74 +121,67 @@ impl Rollout<'_> {
                 }
             }
         };
-        let steps: Vec<u32> = match release.strategy {
-            Strategy::AllAtOnce => vec![],
-            Strategy::Canary { percent, .. } => vec![percent],
-            Strategy::Linear { step, .. } => {
-                (1..).map(|i| i * step).take_while(|p| *p < 100).collect()
-            }
-        };
-        let step_interval = match release.strategy {
-            Strategy::AllAtOnce => Duration::ZERO,
-            Strategy::Canary { interval, .. } | Strategy::Linear { interval, .. } => interval,
+        let (steps, step_interval): (Vec<u32>, Duration) = match release.strategy {
+            Strategy::AllAtOnce => (vec![], Duration::ZERO),
+            Strategy::Canary { percent, interval } => (vec![percent], interval),
+            Strategy::Linear { step, interval } => (
+                (1..).map(|i| i * step).take_while(|p| *p < 100).collect(),
+                interval,
+            ),
         };
         let mut moved = false;
         for percent in steps {
             tracing::info!(%color, percent, "shifting traffic");
-            if let Err(e) = shift(
-                self.router,
-                &self.slots.listener,
-                &self.slots.split(color, percent),
-            )
-            .await
-            {
-                return self
-                    .back_out(
-                        color,
-                        moved,
-                        format!("Shifting {percent}% of traffic to {color} failed: {e}"),
-                    )
-                    .await;
+            if let Err((written, e)) = self.move_traffic(&self.slots.split(color, percent)).await {
+                let error = format!("Shifting {percent}% of traffic to {color} failed: {e}");
+                return self.back_out(color, moved || written, error).await;
             }
             moved = true;
-            if let Err(e) = self
-                .watch(&checks, step_interval, &format!("at {percent}% on {color}"))
-                .await
-            {
+            let when = format!("at {percent}% on {color}");
+            if let Err(e) = self.watch(&checks, step_interval, &when).await {
                 return self.back_out(color, true, e).await;
             }
         }
         tracing::info!(%color, "shifting all traffic");
-        let weights =
-            match shift(self.router, &self.slots.listener, &self.slots.all_on(color)).await {
-                Ok(w) => w,
-                Err(e) => {
-                    return self
-                        .back_out(
-                            color,
-                            moved,
-                            format!("Shifting all traffic to {color} failed: {e}"),
-                        )
-                        .await
-                }
-            };
-        if let Err(e) = self
+        let weights = match self.move_traffic(&self.slots.all_on(color)).await {
+            Ok(w) => w,
+            Err((written, e)) => {
+                let error = format!("Shifting all traffic to {color} failed: {e}");
+                return self.back_out(color, moved || written, error).await;
+            }
+        };
+        let baked = self
             .watch(
                 &checks,
                 release.bake_time,
                 &format!("while baking on {color}"),
             )
-            .await
-        {
-            if release.auto_rollback {
-                return self.back_out(color, true, e).await;
+            .await;
+        // Ctrl-C always puts traffic back; failed checks only with auto_rollback.
+        if let Err(e) = &baked {
+            if release.auto_rollback || self.stop.is_cancelled() {
+                return self.back_out(color, true, e.clone()).await;
             }
-            return Outcome::Kept(e, weights);
         }
         if let Err(e) = self.record(release).await {
             tracing::warn!(error = %e, "traffic moved, but recording the generation failed");
         }
-        Outcome::Done(weights)
+        match baked {
+            Ok(()) => Outcome::Done(weights),
+            Err(e) => Outcome::Kept(e, weights),
+        }
+    }
+
+    /// Writes the listener and reads it back. On failure, says whether the write itself
+    /// went through (then traffic may have moved, and must be moved back).
+    async fn move_traffic(&self, weights: &Weights) -> Result<Weights, (bool, String)> {
+        self.router
+            .set_weights(&self.slots.listener, weights)
+            .await
+            .map_err(|e| (false, e.to_string()))?;
+        verify(self.router, &self.slots.listener, weights)
+            .await
+            .map_err(|e| (true, e.to_string()))
     }
 
     /// Registers the release's fleet in the colour (removing stale targets first), tags
@@ -401,39 +394,45 @@ impl Rollout<'_> {
     }
 
     /// Keeps the checks running for `period`: `unhealthy_threshold` consecutive failing
-    /// rounds (at least one) end it with an error.
+    /// rounds (at least one) end it with an error, and so does the apply's deadline
+    /// coming first (the release is not done until the period is over).
     async fn watch(&self, checks: &[Check], period: Duration, when: &str) -> Result<(), String> {
         if period.is_zero() {
             return Ok(());
         }
-        if checks.is_empty() {
-            return tokio::select! {
+        let remaining = self.remaining();
+        let cut_short = remaining < period;
+        let period = period.min(remaining);
+        let outcome = if checks.is_empty() {
+            tokio::select! {
                 _ = self.stop.cancelled() => Err(format!("Interrupted {when}.")),
                 _ = tokio::time::sleep(period) => Ok(()),
-            };
-        }
-        // A gate that can never pass: it ends at `period` unless the checks fail first.
-        let policy = Policy {
-            healthy_threshold: u32::MAX,
-            unhealthy_threshold: self.health.unhealthy_threshold.max(1),
-            interval: self.health.interval,
-            initial_delay: Duration::ZERO,
-            deadline: period.min(self.remaining()),
-        };
-        match probe::run_gate(self.http, checks, &policy, self.stop).await {
-            GateResult::Failed {
-                why: FailReason::Deadline,
-                ..
             }
-            | GateResult::Passed(_) => Ok(()),
-            GateResult::Failed {
-                why: FailReason::Interrupted,
-                ..
-            } => Err(format!("Interrupted {when}.")),
-            GateResult::Failed { why, report } => Err(format!(
-                "Health checks failed {when}.\n\n{}",
-                probe::failure_detail(checks, &policy, &why, &report)
-            )),
+        } else {
+            let policy = Policy::watch(
+                period,
+                self.health.unhealthy_threshold,
+                self.health.interval,
+            );
+            match probe::run_gate(self.http, checks, &policy, self.stop).await {
+                GateResult::Failed {
+                    why: FailReason::Deadline,
+                    ..
+                }
+                | GateResult::Passed(_) => Ok(()),
+                GateResult::Failed {
+                    why: FailReason::Interrupted,
+                    ..
+                } => Err(format!("Interrupted {when}.")),
+                GateResult::Failed { why, report } => Err(format!(
+                    "Health checks failed {when}.\n\n{}",
+                    probe::failure_detail(checks, &policy, &why, &report)
+                )),
+            }
+        };
+        match outcome {
+            Ok(()) if cut_short => Err(format!("The timeout ran out {when}.")),
+            other => other,
         }
     }
 
