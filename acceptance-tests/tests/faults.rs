@@ -256,3 +256,117 @@ async fn health_check_headers_stay_in_their_sensitive_attribute() {
         assert!(!values.to_string().contains(SECRET));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_flapping_around_the_threshold_never_gets_traffic() {
+    for tf in acceptance_terraforms("faults_flapping") {
+        let fx = BlueGreenFixture::create(moto::shared(), "flap").await;
+        let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
+        let ws = Workspace::new(&tf, "flap");
+        let config = |release, app: &TestApp, timeout: &str| {
+            provider(&fx.endpoint)
+                + &deployment(
+                    "app",
+                    &fx,
+                    release,
+                    app,
+                    &format!("  timeouts {{\n    update = \"{timeout}\"\n  }}\n"),
+                )
+                .replace("healthy_threshold = 1", "healthy_threshold = 3")
+        };
+        ws.step(Step {
+            config: config("v1", &v1, "30s"),
+            ..Step::default()
+        })
+        .await;
+        // Two good answers, then a bad one: never three in a row.
+        v2.set(acceptance_tests::app::Behavior::Flapping {
+            healthy: 2,
+            failing: 1,
+        });
+        ws.step(Step {
+            config: config("v2", &v2, "3s"),
+            expect_error: Some(r"(?s)Best run: 2 of the 3.*503"),
+            ..Step::default()
+        })
+        .await;
+        assert_eq!(fx.weights(&fx.listener_arn).await.get("green"), Some(&100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn elbv2_going_down_right_after_the_listener_write_leaves_traffic_on_the_gated_colour() {
+    for tf in acceptance_terraforms("faults_down_mid_shift") {
+        let fx = BlueGreenFixture::create(moto::shared(), "downmid").await;
+        let proxy = FaultProxy::start(&fx.endpoint);
+        let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
+        let ws = Workspace::new(&tf, "downmid");
+        let config = |release, app| {
+            provider(&proxy.endpoint()).replace("region", "max_retries = 1\n  region")
+                + &deployment("app", &fx, release, app, "")
+        };
+        ws.step(Step {
+            config: config("v1", &v1),
+            ..Step::default()
+        })
+        .await;
+        // The endpoint dies right after the listener takes the new weights: the read-back
+        // and the attempt to move traffic back both fail.
+        proxy.set(Fault::DownAfter {
+            action: "ModifyListener".into(),
+            count: 1,
+        });
+        ws.step(Step {
+            config: config("v2", &v2),
+            expect_error: Some("(?s)cannot reach the ELBv2 API.*Check the listener"),
+            ..Step::default()
+        })
+        .await;
+        // All traffic is on blue, whose app passed the gate moments before.
+        assert_eq!(fx.weights(&fx.listener_arn).await.get("blue"), Some(&100));
+        // With the endpoint back, the next apply converges on the release.
+        proxy.set(Fault::Pass);
+        ws.step(Step {
+            config: config("v2", &v2),
+            state_checks: vec![
+                StateCheck::Equals(
+                    "immutable_bluegreen_deployment.app",
+                    "active_color",
+                    json!("blue"),
+                ),
+                StateCheck::Equals(
+                    "immutable_bluegreen_deployment.app",
+                    "traffic_weights",
+                    json!({"blue": 100, "green": 0}),
+                ),
+            ],
+            ..Step::default()
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bursts_of_server_errors_are_retried() {
+    for tf in acceptance_terraforms("faults_5xx") {
+        let fx = BlueGreenFixture::create(moto::shared(), "fivexx").await;
+        let proxy = FaultProxy::start(&fx.endpoint);
+        let v1 = TestApp::start("v1").await;
+        let ws = Workspace::new(&tf, "fivexx");
+        proxy.set(Fault::Status {
+            code: 503,
+            times: 3,
+        });
+        ws.step(Step {
+            config: provider(&proxy.endpoint()) + &deployment("app", &fx, "v1", &v1, ""),
+            ..Step::default()
+        })
+        .await;
+        assert_eq!(fx.weights(&fx.listener_arn).await.get("green"), Some(&100));
+        assert_eq!(
+            proxy.fault(),
+            Fault::Pass,
+            "the burst was used up by retries"
+        );
+    }
+}
