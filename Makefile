@@ -6,7 +6,7 @@ SHELL := bash
 # Terraform CLIs (PATH, then .tools/) and moto, as installed by scripts/tools.sh.
 TOOLS_ENV = eval "$$(bash scripts/tools.sh env)"
 
-.PHONY: tools build lint test unit acceptance docs
+.PHONY: tools build lint test unit acceptance docs demo install release
 
 tools:
 	@bash scripts/tools.sh install
@@ -35,3 +35,15 @@ acceptance: tools build
 # docs/ from templates/, examples/ and the provider's schemas (xtask/); `lint` checks it.
 docs:
 	cargo run -q -p xtask -- docs
+
+# A release, a failed release and a rollback on loopback (moto, test apps): < 30 s once built.
+demo:
+	@bash scripts/demo.sh
+
+# The release build into ~/.terraform.d/plugins (PLUGIN_DIR=dir elsewhere, PROFILE=debug).
+install:
+	@bash scripts/install.sh
+
+# dist/: the zip, _SHA256SUMS and _manifest.json for this platform.
+release:
+	@bash scripts/release.sh
