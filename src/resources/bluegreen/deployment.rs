@@ -86,7 +86,7 @@ fn schema() -> Schema {
                 Attribute::number("port").optional().description("Port; defaults to the target group's port."),
                 Attribute::string("availability_zone").optional().description("Availability zone, for IP targets outside the VPC."),
             ])
-            .description("The release's fleet, registered by the provider into the standby colour (stale targets there are deregistered first). Leave it out when the fleet registers itself (ECS services, Auto Scaling groups). A change lands on the standby colour."),
+            .description("The release's fleet, registered by the provider into the standby colour (stale targets there are deregistered first). Leave it out when the fleet registers itself (ECS services, Auto Scaling groups). A change of the set of targets lands on the standby colour; reordering them, giving them to a deployment that had none (after import), or removing them is not a release."),
         )
         .attribute(
             Attribute::string("test_listener_arn")
@@ -108,7 +108,7 @@ fn schema() -> Schema {
         .attribute(computed("active_color", Type::String, "The colour serving traffic: `blue` or `green`."))
         .attribute(computed("standby_color", Type::String, "The colour at weight 0, where the next release lands."))
         .attribute(computed("active_release", Type::String, "The release serving traffic."))
-        .attribute(computed("previous_release", Type::String, "The release on the standby colour: the rollback target."))
+        .attribute(computed("previous_release", Type::String, "The release that served before the current one: setting `release` back to it is a rollback."))
         .attribute(computed("blue_release", Type::String, "The release the blue colour holds."))
         .attribute(computed("green_release", Type::String, "The release the green colour holds."))
         .attribute(computed("active_target_group_arn", Type::String, "The live colour's target group."))
@@ -145,8 +145,8 @@ fn traffic_block() -> Block {
         .attribute(Attribute::string("strategy").optional().description("`all_at_once` (default), `canary` (`canary_percent`, then the rest after `step_interval`) or `linear` (`step_percent` more every `step_interval`).").validate(validators::one_of(&["all_at_once", "canary", "linear"])))
         .attribute(Attribute::number("canary_percent").optional().description("With `canary`: the first share of traffic, 1-99.").validate(validators::int_in_range(1, 99)))
         .attribute(Attribute::number("step_percent").optional().description("With `linear`: the share added per step, 1-99.").validate(validators::int_in_range(1, 99)))
-        .attribute(Attribute::string("step_interval").optional().description("With `canary` or `linear`: time between steps, while checks keep running.").validate(validators::duration))
-        .attribute(Attribute::string("bake_time").optional().description("After 100%: how long checks keep running before the release is done; a failure rolls back. Defaults to `0s`.").validate(validators::duration))
+        .attribute(Attribute::string("step_interval").optional().description("Required with `canary` or `linear`: time between steps, while checks keep running.").validate(validators::duration))
+        .attribute(Attribute::string("bake_time").optional().description("After 100%: how long checks keep running before the release is done; a failure moves traffic back when `auto_rollback` is on (Ctrl-C or the timeout always does). Defaults to `0s`.").validate(validators::duration))
 }
 
 /// A nested block's attribute, or its default when the block or the attribute is null.
@@ -598,12 +598,12 @@ impl Resource for BlueGreenDeployment {
         }
         let unknown = |name: &str| config.get(name).is_some_and(Value::contains_unknown);
         let new_release = !unknown("release") && config.get("release") != prior.get("release");
-        // Targets land as a release only when they really change: not when reordered, and
-        // not when first given to a deployment that had none (after import, say), where
-        // they are adopted and take effect with the next release.
+        // Targets land as a release only when they really change: not when reordered, not
+        // when first given to a deployment that had none (after import, say: they are
+        // adopted and take effect with the next release), and not when removed (the fleet
+        // now registers itself).
         let new_targets = !unknown("targets")
-            && !prior.get("targets").is_none_or(Value::is_null)
-            && sorted_targets(config) != sorted_targets(prior);
+            && matches!((sorted_targets(config), sorted_targets(prior)), (Some(new), Some(old)) if new != old);
         if !new_release && (unknown("release") || unknown("targets")) {
             // Whether a release lands is known only at apply.
             for name in COMPUTED {

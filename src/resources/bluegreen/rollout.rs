@@ -91,6 +91,22 @@ pub enum Outcome {
     Stuck(String),
 }
 
+/// Why checks that run while traffic moves or bakes stopped early.
+enum Halt {
+    /// The checks failed: the release is bad.
+    ChecksFailed(String),
+    /// Ctrl-C or the timeout: nothing is known against the release, but the apply ends.
+    Stopped(String),
+}
+
+impl Halt {
+    fn into_message(self) -> String {
+        match self {
+            Halt::ChecksFailed(m) | Halt::Stopped(m) => m,
+        }
+    }
+}
+
 pub struct Rollout<'a> {
     pub router: &'a dyn TrafficRouter,
     pub http: &'a HttpClients,
@@ -110,6 +126,14 @@ impl Rollout<'_> {
                     "Preparing the {color} colour failed: {error}\nTraffic was not moved."
                 ),
                 prepared: false,
+            };
+        }
+        if self.stop.is_cancelled() {
+            return Outcome::NotMoved {
+                error: format!(
+                    "Interrupted while preparing the {color} colour; traffic was not moved."
+                ),
+                prepared: true,
             };
         }
         let checks = match self.gate(release).await {
@@ -138,8 +162,8 @@ impl Rollout<'_> {
             }
             moved = true;
             let when = format!("at {percent}% on {color}");
-            if let Err(e) = self.watch(&checks, step_interval, &when).await {
-                return self.back_out(color, true, e).await;
+            if let Err(halt) = self.watch(&checks, step_interval, &when).await {
+                return self.back_out(color, true, halt.into_message()).await;
             }
         }
         tracing::info!(%color, "shifting all traffic");
@@ -157,18 +181,18 @@ impl Rollout<'_> {
                 &format!("while baking on {color}"),
             )
             .await;
-        // Ctrl-C always puts traffic back; failed checks only with auto_rollback.
-        if let Err(e) = &baked {
-            if release.auto_rollback || self.stop.is_cancelled() {
-                return self.back_out(color, true, e.clone()).await;
-            }
-        }
+        // Traffic goes back unless checks failed and auto_rollback is off.
+        let kept = match baked {
+            Ok(()) => None,
+            Err(Halt::ChecksFailed(e)) if !release.auto_rollback => Some(e),
+            Err(halt) => return self.back_out(color, true, halt.into_message()).await,
+        };
         if let Err(e) = self.record(release).await {
             tracing::warn!(error = %e, "traffic moved, but recording the generation failed");
         }
-        match baked {
-            Ok(()) => Outcome::Done(weights),
-            Err(e) => Outcome::Kept(e, weights),
+        match kept {
+            None => Outcome::Done(weights),
+            Some(e) => Outcome::Kept(e, weights),
         }
     }
 
@@ -258,6 +282,11 @@ impl Rollout<'_> {
 
     async fn gate_color(&self, color: Color, required: &[Target]) -> Result<Vec<Check>, String> {
         let healthy = self.wait_for_target_health(color, required).await?;
+        if self.stop.is_cancelled() {
+            return Err(format!(
+                "Interrupted while checking the {color} colour; traffic was not moved."
+            ));
+        }
         let checks = self.checks(color, &healthy)?;
         if checks.is_empty() {
             return Ok(checks);
@@ -394,18 +423,20 @@ impl Rollout<'_> {
     }
 
     /// Keeps the checks running for `period`: `unhealthy_threshold` consecutive failing
-    /// rounds (at least one) end it with an error, and so does the apply's deadline
-    /// coming first (the release is not done until the period is over).
-    async fn watch(&self, checks: &[Check], period: Duration, when: &str) -> Result<(), String> {
+    /// rounds (at least one) end it with [`Halt::ChecksFailed`]; Ctrl-C, or the apply's
+    /// deadline coming first (the release is not done until the period is over), with
+    /// [`Halt::Stopped`].
+    async fn watch(&self, checks: &[Check], period: Duration, when: &str) -> Result<(), Halt> {
         if period.is_zero() {
             return Ok(());
         }
         let remaining = self.remaining();
         let cut_short = remaining < period;
         let period = period.min(remaining);
+        let interrupted = || Halt::Stopped(format!("Interrupted {when}."));
         let outcome = if checks.is_empty() {
             tokio::select! {
-                _ = self.stop.cancelled() => Err(format!("Interrupted {when}.")),
+                _ = self.stop.cancelled() => Err(interrupted()),
                 _ = tokio::time::sleep(period) => Ok(()),
             }
         } else {
@@ -423,15 +454,15 @@ impl Rollout<'_> {
                 GateResult::Failed {
                     why: FailReason::Interrupted,
                     ..
-                } => Err(format!("Interrupted {when}.")),
-                GateResult::Failed { why, report } => Err(format!(
+                } => Err(interrupted()),
+                GateResult::Failed { why, report } => Err(Halt::ChecksFailed(format!(
                     "Health checks failed {when}.\n\n{}",
                     probe::failure_detail(checks, &policy, &why, &report)
-                )),
+                ))),
             }
         };
         match outcome {
-            Ok(()) if cut_short => Err(format!("The timeout ran out {when}.")),
+            Ok(()) if cut_short => Err(Halt::Stopped(format!("The timeout ran out {when}."))),
             other => other,
         }
     }
