@@ -25,6 +25,16 @@ pub enum PlanCheck {
 }
 
 impl PlanCheck {
+    /// `address`'s attribute at `path` goes from `before` to the known value `after`.
+    pub fn change(address: &'static str, path: &'static str, before: Value, after: Value) -> Self {
+        PlanCheck::Change {
+            address,
+            path,
+            before,
+            after: Some(after),
+        }
+    }
+
     pub fn check(&self, plan: &Value, text: &str) -> Result<(), String> {
         let actions = |address: &str| -> Result<Vec<String>, String> {
             let change = resource_change(plan, address)?;

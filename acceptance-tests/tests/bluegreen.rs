@@ -82,24 +82,14 @@ async fn baked_image_fleet_release_rollback_and_failed_release() {
             config: fleet_config(&fx, "v1", &v1, ""),
             plan_checks: vec![
                 PlanCheck::Create(DEPLOYMENT),
-                PlanCheck::Change {
-                    address: DEPLOYMENT,
-                    path: "active_color",
-                    before: json!(null),
-                    after: Some(json!("green")),
-                },
-                PlanCheck::Change {
-                    address: DEPLOYMENT,
-                    path: "generation",
-                    before: json!(null),
-                    after: Some(json!(1)),
-                },
-                PlanCheck::Change {
-                    address: DEPLOYMENT,
-                    path: "traffic_weights",
-                    before: json!(null),
-                    after: Some(json!({"blue": 0, "green": 100})),
-                },
+                PlanCheck::change(DEPLOYMENT, "active_color", json!(null), json!("green")),
+                PlanCheck::change(DEPLOYMENT, "generation", json!(null), json!(1)),
+                PlanCheck::change(
+                    DEPLOYMENT,
+                    "traffic_weights",
+                    json!(null),
+                    json!({"blue": 0, "green": 100}),
+                ),
             ],
             state_checks: vec![
                 StateCheck::Equals(DEPLOYMENT, "active_color", json!("green")),
@@ -133,36 +123,16 @@ async fn baked_image_fleet_release_rollback_and_failed_release() {
             config: fleet_config(&fx, "v2", &v2, ""),
             plan_checks: vec![
                 PlanCheck::UpdateInPlace(DEPLOYMENT),
-                PlanCheck::Change {
-                    address: DEPLOYMENT,
-                    path: "active_color",
-                    before: json!("green"),
-                    after: Some(json!("blue")),
-                },
-                PlanCheck::Change {
-                    address: DEPLOYMENT,
-                    path: "generation",
-                    before: json!(1),
-                    after: Some(json!(2)),
-                },
-                PlanCheck::Change {
-                    address: DEPLOYMENT,
-                    path: "previous_release",
-                    before: json!(null),
-                    after: Some(json!("v1")),
-                },
-                PlanCheck::Change {
-                    address: DEPLOYMENT,
-                    path: "blue_release",
-                    before: json!(null),
-                    after: Some(json!("v2")),
-                },
-                PlanCheck::Change {
-                    address: DEPLOYMENT,
-                    path: "traffic_weights",
-                    before: json!({"blue": 0, "green": 100}),
-                    after: Some(json!({"blue": 100, "green": 0})),
-                },
+                PlanCheck::change(DEPLOYMENT, "active_color", json!("green"), json!("blue")),
+                PlanCheck::change(DEPLOYMENT, "generation", json!(1), json!(2)),
+                PlanCheck::change(DEPLOYMENT, "previous_release", json!(null), json!("v1")),
+                PlanCheck::change(DEPLOYMENT, "blue_release", json!(null), json!("v2")),
+                PlanCheck::change(
+                    DEPLOYMENT,
+                    "traffic_weights",
+                    json!({"blue": 0, "green": 100}),
+                    json!({"blue": 100, "green": 0}),
+                ),
                 PlanCheck::TextContains(r#"active_color            = "green" -> "blue""#),
             ],
             state_checks: vec![
@@ -191,18 +161,8 @@ async fn baked_image_fleet_release_rollback_and_failed_release() {
         ws.step(Step {
             config: fleet_config(&fx, "v1", &v1, ""),
             plan_checks: vec![
-                PlanCheck::Change {
-                    address: DEPLOYMENT,
-                    path: "active_color",
-                    before: json!("blue"),
-                    after: Some(json!("green")),
-                },
-                PlanCheck::Change {
-                    address: DEPLOYMENT,
-                    path: "active_release",
-                    before: json!("v2"),
-                    after: Some(json!("v1")),
-                },
+                PlanCheck::change(DEPLOYMENT, "active_color", json!("blue"), json!("green")),
+                PlanCheck::change(DEPLOYMENT, "active_release", json!("v2"), json!("v1")),
             ],
             state_checks: vec![
                 StateCheck::Equals(DEPLOYMENT, "generation", json!(3)),
@@ -262,12 +222,12 @@ async fn baked_image_fleet_release_rollback_and_failed_release() {
             config: fleet_config(&fx, "v3", &v3, ""),
             plan_only: true,
             expect_non_empty_plan: true,
-            plan_checks: vec![PlanCheck::Change {
-                address: DEPLOYMENT,
-                path: "active_color",
-                before: json!("green"),
-                after: Some(json!("blue")),
-            }],
+            plan_checks: vec![PlanCheck::change(
+                DEPLOYMENT,
+                "active_color",
+                json!("green"),
+                json!("blue"),
+            )],
             ..Step::default()
         })
         .await;
@@ -302,24 +262,14 @@ async fn drift_is_planned_and_restored_and_a_deleted_listener_leaves_state() {
             config: fleet_config(&fx, "v1", &v1, ""),
             plan_checks: vec![
                 PlanCheck::UpdateInPlace(DEPLOYMENT),
-                PlanCheck::Change {
-                    address: DEPLOYMENT,
-                    path: "traffic_weights",
-                    before: json!({"blue": 100, "green": 0}),
-                    after: Some(json!({"blue": 0, "green": 100})),
-                },
-                PlanCheck::Change {
-                    address: DEPLOYMENT,
-                    path: "active_color",
-                    before: json!("green"),
-                    after: Some(json!("green")),
-                },
-                PlanCheck::Change {
-                    address: DEPLOYMENT,
-                    path: "generation",
-                    before: json!(1),
-                    after: Some(json!(1)),
-                },
+                PlanCheck::change(
+                    DEPLOYMENT,
+                    "traffic_weights",
+                    json!({"blue": 100, "green": 0}),
+                    json!({"blue": 0, "green": 100}),
+                ),
+                PlanCheck::change(DEPLOYMENT, "active_color", json!("green"), json!("green")),
+                PlanCheck::change(DEPLOYMENT, "generation", json!(1), json!(1)),
             ],
             state_checks: vec![StateCheck::Equals(
                 DEPLOYMENT,
@@ -336,12 +286,7 @@ async fn drift_is_planned_and_restored_and_a_deleted_listener_leaves_state() {
             config: fleet_config(&fx, "v1", &v1, "").replace("\"200ms\"", "\"300ms\""),
             plan_checks: vec![
                 PlanCheck::UpdateInPlace(DEPLOYMENT),
-                PlanCheck::Change {
-                    address: DEPLOYMENT,
-                    path: "active_color",
-                    before: json!("green"),
-                    after: Some(json!("green")),
-                },
+                PlanCheck::change(DEPLOYMENT, "active_color", json!("green"), json!("green")),
                 PlanCheck::Change {
                     address: DEPLOYMENT,
                     path: "deployed_at",
@@ -559,12 +504,7 @@ async fn self_registering_fleet_takes_its_release_from_the_slots_data_source() {
             plan_checks: vec![
                 PlanCheck::Replace("terraform_data.blue_service"),
                 PlanCheck::NoOp("terraform_data.green_service"),
-                PlanCheck::Change {
-                    address: DEPLOYMENT,
-                    path: "active_color",
-                    before: json!("green"),
-                    after: Some(json!("blue")),
-                },
+                PlanCheck::change(DEPLOYMENT, "active_color", json!("green"), json!("blue")),
             ],
             state_checks: vec![
                 StateCheck::Equals(DEPLOYMENT, "active_color", json!("blue")),
@@ -1029,18 +969,8 @@ async fn reordered_targets_are_not_a_release() {
             config: config("10.0.0.2", "10.0.0.1"),
             plan_checks: vec![
                 PlanCheck::UpdateInPlace(DEPLOYMENT),
-                PlanCheck::Change {
-                    address: DEPLOYMENT,
-                    path: "active_color",
-                    before: json!("green"),
-                    after: Some(json!("green")),
-                },
-                PlanCheck::Change {
-                    address: DEPLOYMENT,
-                    path: "generation",
-                    before: json!(1),
-                    after: Some(json!(1)),
-                },
+                PlanCheck::change(DEPLOYMENT, "active_color", json!("green"), json!("green")),
+                PlanCheck::change(DEPLOYMENT, "generation", json!(1), json!(1)),
             ],
             ..Step::default()
         })
