@@ -201,6 +201,21 @@ async fn invalid_arguments_are_reported_at_validate_with_their_attribute() {
             "{}",
             out.text()
         );
+        // Left out, request_timeout is 2s, or the interval when that is shorter.
+        ws.step(Step {
+            config: config("http://127.0.0.1:1", "")
+                .replace("  request_timeout   = \"150ms\"\n", ""),
+            plan_only: true,
+            expect_non_empty_plan: true,
+            plan_checks: vec![PlanCheck::change(
+                GATE,
+                "request_timeout",
+                json!(null),
+                json!("200ms"),
+            )],
+            ..Step::default()
+        })
+        .await;
     }
 }
 

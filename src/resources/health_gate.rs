@@ -15,6 +15,9 @@ use crate::tfplugin::schema::{Attribute, Block, Schema};
 use crate::tfplugin::value::Value;
 use crate::{duration, validators};
 
+/// A check's timeout when `request_timeout` is not set (and `interval` is not shorter).
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The gate's deadline when `timeouts { create }` is not set.
 const DEFAULT_DEADLINE: &str = "5m";
 
@@ -80,8 +83,9 @@ fn schema() -> Schema {
         ))
         .attribute(replace(
             Attribute::string("request_timeout")
-                .default("2s")
-                .description("How long one check may take before it counts as a timeout. At most `interval`.")
+                .optional()
+                .computed()
+                .description("How long one check may take before it counts as a timeout; at most `interval`. Defaults to `2s`, or to `interval` when that is shorter.")
                 .validate(validators::duration),
         ))
         .attribute(replace(
@@ -192,14 +196,15 @@ impl Resource for HealthGate {
             Some(Value::Null) | None => duration::parse(default).ok(),
             _ => None,
         };
-        let (Some(interval), Some(timeout), Some(delay)) = (
-            dur("interval", "5s"),
-            dur("request_timeout", "2s"),
-            dur("initial_delay", "0s"),
-        ) else {
+        let (Some(interval), Some(delay)) = (dur("interval", "5s"), dur("initial_delay", "0s"))
+        else {
             return;
         };
-        if timeout > interval {
+        let explicit_timeout = config
+            .get("request_timeout")
+            .and_then(Value::as_str)
+            .and_then(|s| duration::parse(s).ok());
+        if let Some(timeout) = explicit_timeout.filter(|t| *t > interval) {
             diags.attribute_error(
                 AttributePath::attr("request_timeout"),
                 "request_timeout longer than interval",
@@ -236,6 +241,27 @@ impl Resource for HealthGate {
                     duration::format(deadline)
                 ),
             );
+        }
+    }
+
+    /// Plans the default `request_timeout`: 2s, or `interval` when that is shorter.
+    async fn modify_plan(
+        &self,
+        _ctx: &Ctx,
+        _prior: &Value,
+        config: &Value,
+        planned: &mut Value,
+        _diags: &mut Diagnostics,
+    ) {
+        if config.get("request_timeout").is_some_and(|v| !v.is_null()) {
+            return;
+        }
+        let interval = planned
+            .get("interval")
+            .and_then(Value::as_str)
+            .and_then(|s| duration::parse(s).ok());
+        if let (Some(interval), Some(slot)) = (interval, planned.get_mut("request_timeout")) {
+            *slot = duration::format(interval.min(DEFAULT_REQUEST_TIMEOUT)).into();
         }
     }
 
