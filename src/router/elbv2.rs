@@ -18,9 +18,10 @@
 //! refused, DNS, TLS, timeouts), and `NotFound` when the listener or target group the call is
 //! about no longer exists. No request content is ever quoted, so credentials cannot leak.
 
+use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::error::Error as StdError;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use aws_sdk_elasticloadbalancingv2 as elbv2;
 use elbv2::config::http::HttpResponse;
@@ -47,6 +48,11 @@ pub struct Elbv2Router {
     /// SDK offers no getter for the endpoint it resolves (override or regional default), so
     /// an interceptor records it from the outgoing request.
     endpoint: Arc<OnceLock<String>>,
+    /// Each listener's default actions as last read or written. ModifyListener needs the
+    /// actions that are not the forward (authentication steps, the forward's stickiness)
+    /// to keep them; taking them from the read a cut-over starts with, rather than a fresh
+    /// DescribeListeners, keeps the cut-over itself to a write and its read-back.
+    known_actions: Arc<Mutex<HashMap<String, Vec<Action>>>>,
 }
 
 impl Elbv2Router {
@@ -63,6 +69,7 @@ impl Elbv2Router {
         Elbv2Router {
             client: elbv2::Client::from_conf(config),
             endpoint,
+            known_actions: Arc::default(),
         }
     }
 
@@ -81,8 +88,31 @@ impl Elbv2Router {
             .await
             .map_err(|e| self.error("DescribeListeners", "listener", listener, e))?;
         match out.listeners().first() {
-            Some(found) => Ok(found.default_actions().to_vec()),
+            Some(found) => {
+                let actions = found.default_actions().to_vec();
+                self.remember(listener, &actions);
+                Ok(actions)
+            }
             None => Err(RouterError::NotFound(format!("listener {listener}"))),
+        }
+    }
+
+    fn remember(&self, listener: &str, actions: &[Action]) {
+        if let Ok(mut known) = self.known_actions.lock() {
+            known.insert(listener.to_string(), actions.to_vec());
+        }
+    }
+
+    /// The listener's default actions as last seen, read afresh when never seen.
+    async fn current_actions(&self, listener: &str) -> Result<Vec<Action>, RouterError> {
+        let known = self
+            .known_actions
+            .lock()
+            .ok()
+            .and_then(|k| k.get(listener).cloned());
+        match known {
+            Some(actions) => Ok(actions),
+            None => self.default_actions(listener).await,
         }
     }
 
@@ -189,7 +219,7 @@ impl TrafficRouter for Elbv2Router {
     ///   with `UseExistingClientSecret`.
     async fn set_weights(&self, listener: &str, weights: &Weights) -> Result<(), RouterError> {
         check_weights(listener, weights)?;
-        let current = self.default_actions(listener).await?;
+        let current = self.current_actions(listener).await?;
         let actions = default_actions_with(current, weights);
         tracing::debug!(
             operation = "ModifyListener",
@@ -200,10 +230,11 @@ impl TrafficRouter for Elbv2Router {
         self.client
             .modify_listener()
             .listener_arn(listener)
-            .set_default_actions(Some(actions))
+            .set_default_actions(Some(actions.clone()))
             .send()
             .await
             .map_err(|e| self.error("ModifyListener", "listener", listener, e))?;
+        self.remember(listener, &actions);
         Ok(())
     }
 

@@ -14,7 +14,8 @@ use crate::tfplugin::value::Value;
 
 /// Tag on a colour's target group naming the release it holds.
 pub const RELEASE_TAG: &str = "immutable:release";
-/// Tag on the live colour's target group counting cut-overs.
+/// Tag on a colour's target group: the generation (count of cut-overs) it went, or is
+/// about to go, live as.
 pub const GENERATION_TAG: &str = "immutable:generation";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,7 +115,8 @@ pub struct Observed {
     pub live: Option<Color>,
     pub blue_release: Option<String>,
     pub green_release: Option<String>,
-    /// The highest generation tag of the two target groups (0 when untagged).
+    /// The live colour's generation tag (the higher of the two when neither is live; 0
+    /// when untagged).
     pub generation: i64,
 }
 
@@ -143,9 +145,16 @@ pub async fn observe(router: &dyn TrafficRouter, slots: &Slots) -> Result<Observ
             .and_then(|g| g.parse::<i64>().ok())
             .unwrap_or(0)
     };
+    // A colour is tagged with its generation before its gate, so only the live colour's
+    // tag counts (the standby's may be from a release that failed its gate).
+    let generation = match live {
+        Some(Color::Blue) => generation(&blue_tags),
+        Some(Color::Green) => generation(&green_tags),
+        None => generation(&blue_tags).max(generation(&green_tags)),
+    };
     Ok(Observed {
         live,
-        generation: generation(&blue_tags).max(generation(&green_tags)),
+        generation,
         blue_release: blue_tags.get(RELEASE_TAG).cloned(),
         green_release: green_tags.get(RELEASE_TAG).cloned(),
         weights,

@@ -187,8 +187,8 @@ impl Rollout<'_> {
             Err(Halt::ChecksFailed(e)) if !release.auto_rollback => Some(e),
             Err(halt) => return self.back_out(color, true, halt.into_message()).await,
         };
-        if let Err(e) = self.record(release).await {
-            tracing::warn!(error = %e, "traffic moved, but recording the generation failed");
+        if let Err(e) = self.release_previous(release).await {
+            tracing::warn!(error = %e, "traffic moved, but deregistering the previous fleet failed");
         }
         match kept {
             None => Outcome::Done(weights),
@@ -240,13 +240,23 @@ impl Rollout<'_> {
                 .await
                 .map_err(|e| e.to_string())?;
         }
+        // The release and the generation it will go live as, in one call before the gate,
+        // so that after the gate only the listener is written and read back.
+        let mut tags =
+            BTreeMap::from([(GENERATION_TAG.to_string(), release.generation.to_string())]);
         if release.tag_release {
-            let tags = BTreeMap::from([(RELEASE_TAG.to_string(), release.release.clone())]);
-            self.router
-                .add_tags(tg, &tags)
-                .await
-                .map_err(|e| e.to_string())?;
+            tags.insert(RELEASE_TAG.to_string(), release.release.clone());
         }
+        self.router
+            .add_tags(tg, &tags)
+            .await
+            .map_err(|e| e.to_string())?;
+        // The listener as it is before the release; the cut-over's write keeps its other
+        // actions from this read.
+        self.router
+            .weights(&self.slots.listener)
+            .await
+            .map_err(|e| e.to_string())?;
         if let Some(test_listener) = &release.test_listener {
             shift(
                 self.router,
@@ -489,31 +499,24 @@ impl Rollout<'_> {
         }
     }
 
-    /// Tags the new live colour with its generation and, unless the previous colour is
-    /// retained, deregisters the previous colour's fleet.
-    async fn record(&self, release: &Release) -> Result<(), String> {
-        let tg = self.slots.target_group(release.color);
-        let tags = BTreeMap::from([(GENERATION_TAG.to_string(), release.generation.to_string())]);
-        self.router
-            .add_tags(tg, &tags)
-            .await
-            .map_err(|e| e.to_string())?;
-        if !release.retain_previous && release.targets.is_some() {
-            let previous = self.slots.target_group(release.color.other());
-            let targets: Vec<Target> = self
-                .router
-                .target_health(previous)
-                .await
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .map(|t| t.target)
-                .collect();
-            self.router
-                .deregister(previous, &targets)
-                .await
-                .map_err(|e| e.to_string())?;
+    /// Unless the previous colour is retained, deregisters its fleet.
+    async fn release_previous(&self, release: &Release) -> Result<(), String> {
+        if release.retain_previous || release.targets.is_none() {
+            return Ok(());
         }
-        Ok(())
+        let previous = self.slots.target_group(release.color.other());
+        let targets: Vec<Target> = self
+            .router
+            .target_health(previous)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|t| t.target)
+            .collect();
+        self.router
+            .deregister(previous, &targets)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     fn remaining(&self) -> Duration {
