@@ -6,7 +6,7 @@ SHELL := bash
 # Terraform CLIs (PATH, then .tools/) and moto, as installed by scripts/tools.sh.
 TOOLS_ENV = eval "$$(bash scripts/tools.sh env)"
 
-.PHONY: tools build lint test unit acceptance docs demo install release
+.PHONY: tools build lint test unit acceptance docs demo install release bench
 
 tools:
 	@bash scripts/tools.sh install
@@ -47,3 +47,8 @@ install:
 # dist/: the zip, _SHA256SUMS and _manifest.json for this platform.
 release:
 	@bash scripts/release.sh
+
+# Benchmarks against the Go null provider and the scripted pipeline (release build, several
+# runs, medians); regenerates docs/benchmarks.md.
+bench:
+	bash bench/run.sh
