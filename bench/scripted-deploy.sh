@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The scripted blue/green pipeline that `immutable_bluegreen_deployment` replaces, written the
+# way the classic "blue/green with Terraform and an ALB" articles and team pipelines do it:
+#
+#   1. read which colour is live from the listener (DescribeListeners);
+#   2. `terraform apply -var environment=<target>`: the pipeline's Terraform run, which records
+#      the colour in state (here a config holding only `terraform_data`, the cheapest possible
+#      one: no provider to start, nothing to refresh);
+#   3. poll the target colour's health endpoint with curl until HEALTHY_THRESHOLD consecutive
+#      checks pass, INTERVAL seconds apart (the same thresholds the provider's gate uses);
+#   4. point the listener at the target colour (ModifyListener), as `aws elbv2 modify-listener`
+#      would (boto3 here: the AWS CLI is the same Python + botocore underneath).
+#
+# It does not read the listener back, and a failed health loop leaves no record anywhere: the
+# things the provider adds. Used by bench/bench.py for the rollback comparison; it prints
+# `stage <name> <epoch seconds>` lines so the stages can be timed.
+#
+# Environment: PYTHON (with boto3), TF (terraform), TF_DIR (initialised config dir), ENDPOINT
+# (ELBv2 endpoint URL), LISTENER_ARN, BLUE_TG_ARN, GREEN_TG_ARN, BLUE_URL, GREEN_URL (health
+# URLs of each colour), HEALTHY_THRESHOLD (2), INTERVAL (1), MAX_CHECKS (300).
+set -euo pipefail
+
+: "${PYTHON:?}" "${TF:?}" "${TF_DIR:?}" "${ENDPOINT:?}" "${LISTENER_ARN:?}"
+: "${BLUE_TG_ARN:?}" "${GREEN_TG_ARN:?}" "${BLUE_URL:?}" "${GREEN_URL:?}"
+HEALTHY_THRESHOLD="${HEALTHY_THRESHOLD:-2}" INTERVAL="${INTERVAL:-1}" MAX_CHECKS="${MAX_CHECKS:-300}"
+export ENDPOINT LISTENER_ARN BLUE_TG_ARN GREEN_TG_ARN
+
+stage() { echo "stage $1 $(date +%s.%N)"; }
+stage start
+
+# 1. The live colour: the target group with the highest weight in the listener's forward.
+current="$("$PYTHON" - <<'EOF'
+import os, boto3
+elb = boto3.client("elbv2", endpoint_url=os.environ["ENDPOINT"])
+action = elb.describe_listeners(ListenerArns=[os.environ["LISTENER_ARN"]])["Listeners"][0]["DefaultActions"][0]
+live = max(action["ForwardConfig"]["TargetGroups"], key=lambda t: t.get("Weight", 1))["TargetGroupArn"]
+print("blue" if live == os.environ["BLUE_TG_ARN"] else "green")
+EOF
+)"
+if [[ "$current" == blue ]]; then target=green url="$GREEN_URL"; else target=blue url="$BLUE_URL"; fi
+stage read
+echo "live: $current, deploying to: $target"
+
+# 2. The pipeline's Terraform run.
+(cd "$TF_DIR" && "$TF" apply -auto-approve -input=false -no-color -var "environment=$target" >/dev/null)
+stage terraform
+
+# 3. Health loop: HEALTHY_THRESHOLD consecutive passes, INTERVAL seconds apart.
+passes=0 checks=0
+while :; do
+  checks=$((checks + 1))
+  if curl -fsS -o /dev/null --max-time 2 "$url"; then passes=$((passes + 1)); else passes=0; fi
+  ((passes >= HEALTHY_THRESHOLD)) && break
+  if ((checks >= MAX_CHECKS)); then echo "$target is not healthy after $checks checks" >&2; exit 1; fi
+  sleep "$INTERVAL"
+done
+stage healthy
+
+# 4. Cut over.
+TARGET="$target" "$PYTHON" - <<'EOF'
+import os, boto3
+elb = boto3.client("elbv2", endpoint_url=os.environ["ENDPOINT"])
+new = os.environ[("GREEN" if os.environ["TARGET"] == "green" else "BLUE") + "_TG_ARN"]
+old = os.environ[("BLUE" if os.environ["TARGET"] == "green" else "GREEN") + "_TG_ARN"]
+elb.modify_listener(ListenerArn=os.environ["LISTENER_ARN"], DefaultActions=[{
+    "Type": "forward",
+    "ForwardConfig": {"TargetGroups": [{"TargetGroupArn": new, "Weight": 100},
+                                       {"TargetGroupArn": old, "Weight": 0}]},
+}])
+EOF
+stage switched
+echo "traffic on $target"
