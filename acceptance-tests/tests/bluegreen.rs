@@ -978,3 +978,25 @@ async fn reordered_targets_are_not_a_release() {
         assert_eq!(fx.weights(&fx.listener_arn).await, weights(0, 100));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_at_a_later_linear_step_moves_traffic_back() {
+    let linear = "  traffic {\n    strategy      = \"linear\"\n    step_percent  = 25\n    step_interval = \"3s\"\n  }\n";
+    for tf in acceptance_terraforms("bluegreen_linear_later_failure") {
+        let (fx, ws, _v1, v2, child) = second_release(&tf, "bg-linear75", linear).await;
+        // 25% and 50% pass; the release fails while 75% of traffic is on it.
+        wait_for_weights(&fx, |w| w["blue"] == 75 && w["green"] == 25).await;
+        v2.set(Behavior::Failing(503));
+        let (ok, out) = finish(child).await;
+        assert!(!ok, "{out}");
+        assert!(
+            flat(&out).contains("Health checks failed at 75% on blue"),
+            "{out}"
+        );
+        assert!(
+            flat(&out).contains("All traffic was moved back to green"),
+            "{out}"
+        );
+        assert_back_on_v1(&fx, &ws, &v2).await;
+    }
+}
