@@ -623,24 +623,28 @@ const LINEAR: &str = r#"  traffic {
   }
 "#;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_failure_during_a_linear_shift_moves_traffic_back() {
-    for tf in acceptance_terraforms("bluegreen_linear_failure") {
-        let (fx, ws, _v1, v2, child) = second_release(&tf, "bg-linear", LINEAR).await;
-        wait_for_weights(&fx, |w| w["blue"] == 50 && w["green"] == 50).await;
+/// Fails the second release's app once `percent` of traffic is on it during a linear
+/// shift, and checks that the release fails there and all traffic goes back.
+async fn fail_during_linear_shift(test: &str, traffic: &str, percent: i32) {
+    for tf in acceptance_terraforms(test) {
+        let (fx, ws, _v1, v2, child) = second_release(&tf, test, traffic).await;
+        wait_for_weights(&fx, |w| w["blue"] == percent && w["green"] == 100 - percent).await;
         v2.set(Behavior::Failing(503));
         let (ok, out) = finish(child).await;
         assert!(!ok, "{out}");
-        assert!(
-            flat(&out).contains("Health checks failed at 50% on blue"),
-            "{out}"
-        );
+        let failed_at = format!("Health checks failed at {percent}% on blue");
+        assert!(flat(&out).contains(&failed_at), "{out}");
         assert!(
             flat(&out).contains("All traffic was moved back to green"),
             "{out}"
         );
         assert_back_on_v1(&fx, &ws, &v2).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_during_a_linear_shift_moves_traffic_back() {
+    fail_during_linear_shift("bg-linear", LINEAR, 50).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -981,22 +985,7 @@ async fn reordered_targets_are_not_a_release() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failure_at_a_later_linear_step_moves_traffic_back() {
+    // 25% and 50% pass; the release fails while 75% of traffic is on it.
     let linear = "  traffic {\n    strategy      = \"linear\"\n    step_percent  = 25\n    step_interval = \"3s\"\n  }\n";
-    for tf in acceptance_terraforms("bluegreen_linear_later_failure") {
-        let (fx, ws, _v1, v2, child) = second_release(&tf, "bg-linear75", linear).await;
-        // 25% and 50% pass; the release fails while 75% of traffic is on it.
-        wait_for_weights(&fx, |w| w["blue"] == 75 && w["green"] == 25).await;
-        v2.set(Behavior::Failing(503));
-        let (ok, out) = finish(child).await;
-        assert!(!ok, "{out}");
-        assert!(
-            flat(&out).contains("Health checks failed at 75% on blue"),
-            "{out}"
-        );
-        assert!(
-            flat(&out).contains("All traffic was moved back to green"),
-            "{out}"
-        );
-        assert_back_on_v1(&fx, &ws, &v2).await;
-    }
+    fail_during_linear_shift("bg-linear75", linear, 75).await;
 }

@@ -175,7 +175,7 @@ impl TrafficRouter for Elbv2Router {
     /// (the documented default), and so does a forward given as a bare `TargetGroupArn`
     /// without a ForwardConfig: real AWS reads such an action back as a one-tuple
     /// ForwardConfig of weight 1, so reporting 1 keeps both spellings of the same listener
-    /// equal. Weights are relative; [`Weights::percent`] turns them into shares. A listener
+    /// equal. Weights are relative to their sum. A listener
     /// whose default action is no forward (redirect, fixed response) has empty weights.
     async fn weights(&self, listener: &str) -> Result<Weights, RouterError> {
         let actions = self.default_actions(listener).await?;
@@ -633,11 +633,9 @@ mod tests {
         let (fx, router) = fixture("weights-read").await;
         let w = router.weights(&fx.listener_arn).await.unwrap();
         assert_eq!(w, weights(&[(&fx.blue_tg_arn, 100), (&fx.green_tg_arn, 0)]));
-        assert_eq!(w.percent(&fx.blue_tg_arn), 100);
         // The test listener forwards to blue alone, the way AWS spells it (weight 1).
         let w = router.weights(&fx.test_listener_arn).await.unwrap();
         assert_eq!(w, weights(&[(&fx.blue_tg_arn, 1)]));
-        assert_eq!(w.percent(&fx.blue_tg_arn), 100);
     }
 
     #[tokio::test]

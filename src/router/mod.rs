@@ -22,15 +22,6 @@ impl Weights {
             .map(|(_, w)| *w)
             .sum()
     }
-
-    /// Percent of traffic (0-100, rounded) one target group gets.
-    pub fn percent(&self, target_group: &str) -> u32 {
-        let total: u32 = self.0.iter().map(|(_, w)| *w).sum();
-        if total == 0 {
-            return 0;
-        }
-        (self.of(target_group) * 100 + total / 2) / total
-    }
 }
 
 /// A target registered in a target group: an instance ID, IP address or Lambda ARN.
@@ -137,11 +128,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percentages_are_relative_to_the_sum() {
+    fn a_target_groups_weight_is_zero_when_not_forwarded_to() {
         let w = Weights(vec![("blue".into(), 900), ("green".into(), 100)]);
-        assert_eq!(w.percent("blue"), 90);
-        assert_eq!(w.percent("green"), 10);
-        assert_eq!(w.percent("other"), 0);
-        assert_eq!(Weights::default().percent("blue"), 0);
+        assert_eq!(w.of("blue"), 900);
+        assert_eq!(w.of("green"), 100);
+        assert_eq!(w.of("other"), 0);
+        assert_eq!(Weights::default().of("blue"), 0);
     }
 }

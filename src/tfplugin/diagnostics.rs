@@ -24,10 +24,6 @@ impl AttributePath {
         self.then(PathStep::Index(index as i64))
     }
 
-    pub fn then_key(&self, key: &str) -> Self {
-        self.then(PathStep::Key(key.to_string()))
-    }
-
     fn then(&self, step: PathStep) -> Self {
         let mut steps = self.0.clone();
         steps.push(step);
@@ -116,9 +112,11 @@ mod tests {
 
     #[test]
     fn paths_read_like_terraform_references() {
-        let path = AttributePath::attr("health_check")
-            .then_attr("headers")
-            .then_key("Authorization");
+        let path = AttributePath(vec![
+            PathStep::Attr("health_check".into()),
+            PathStep::Attr("headers".into()),
+            PathStep::Key("Authorization".into()),
+        ]);
         assert_eq!(path.to_string(), "health_check.headers[\"Authorization\"]");
         let path = AttributePath::attr("targets")
             .then_index(2)
