@@ -13,9 +13,17 @@
 //! keeps serving whatever the test's runtime does, and [`FaultProxy::set`] is synchronous: when
 //! `set(Fault::Down)` returns, the port refuses connections and every open connection is closed;
 //! when a switch back returns, the same port accepts again.
+//!
+//! [`FaultProxy::start_with`] puts a [`Hook`] behind the faults: each request the fault lets
+//! through goes to the hook as an [`Exchange`] (its action, decoded form and headers), which may
+//! answer by itself or [`forward`](Exchange::forward) the request, or a rewritten body, to the
+//! upstream. This is what the ALB emulator ([`crate::alb`]) is built on: faults stay in front of
+//! it, and [`FaultProxy::calls`] counts what clients sent, not what the hook does.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -24,7 +32,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
@@ -66,6 +74,17 @@ impl FaultProxy {
     /// A proxy on a free port of 127.0.0.1 forwarding to `upstream` (`http://127.0.0.1:PORT`,
     /// e.g. [`crate::moto::Moto::endpoint`]), in [`Fault::Pass`]. Panics if it cannot listen.
     pub fn start(upstream: &str) -> FaultProxy {
+        Self::launch(upstream, None)
+    }
+
+    /// Like [`start`](Self::start), with `hook` deciding what each request that the fault lets
+    /// through gets (see [`Hook`]). Faults still apply first, and every request they let through
+    /// is counted by [`calls`](Self::calls) whatever the hook answers.
+    pub fn start_with(upstream: &str, hook: Arc<dyn Hook>) -> FaultProxy {
+        Self::launch(upstream, Some(hook))
+    }
+
+    fn launch(upstream: &str, hook: Option<Arc<dyn Hook>>) -> FaultProxy {
         let listener = std::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
             .expect("binding a loopback port for the fault proxy");
         listener
@@ -78,6 +97,7 @@ impl FaultProxy {
             state: Mutex::new(Fault::Pass),
             calls: Mutex::new(BTreeMap::new()),
             commands: commands_tx,
+            hook,
         });
         let (stop, stopped) = oneshot::channel();
         let server = Server {
@@ -182,6 +202,7 @@ struct Shared {
     calls: Mutex<BTreeMap<String, u64>>,
     /// To the server loop: make the listener follow the state.
     commands: tokio::sync::mpsc::UnboundedSender<Command>,
+    hook: Option<Arc<dyn Hook>>,
 }
 
 /// Tells the server loop to open or close the port as the state now says (read when the command
@@ -418,34 +439,25 @@ impl Forward {
                 kind,
                 code,
                 message,
-            } => return Ok(error_response(status, kind, code, &message)),
+            } => return Ok(Reply::error(status, kind, code, &message).into_response()),
             Decision::Forward { then_down } => then_down,
         };
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        // Host stays as the client sent it: it is part of what SigV4 signs.
-        let upstream = self
-            .upstream
-            .request(parts.method, format!("{}{path}", self.shared.upstream))
-            .headers(end_to_end(&parts.headers))
-            .body(body)
-            .send()
-            .await;
-        let mut response = match upstream {
-            Ok(upstream) => {
-                let status = upstream.status();
-                let headers = end_to_end(upstream.headers());
-                match upstream.bytes().await {
-                    Ok(body) => {
-                        let mut response = Response::new(Full::new(body));
-                        *response.status_mut() = status;
-                        *response.headers_mut() = headers;
-                        response
-                    }
-                    Err(e) => bad_gateway(&e),
-                }
-            }
-            Err(e) => bad_gateway(&e),
+        let exchange = Exchange {
+            form: decode_form(&body),
+            action,
+            // Host stays as the client sent it: it is part of what SigV4 signs.
+            headers: end_to_end(&parts.headers),
+            body,
+            method: parts.method,
+            url: format!("{}{path}", self.shared.upstream),
+            client: self.upstream.clone(),
         };
+        let reply = match &self.shared.hook {
+            Some(hook) => hook.handle(exchange).await,
+            None => exchange.forward().await,
+        };
+        let mut response = reply.into_response();
         if then_down {
             // The port closes before this response leaves, so the client's next connection is
             // refused; this connection closes after the response.
@@ -467,6 +479,140 @@ impl Forward {
     }
 }
 
+/// Decides what a request that the fault let through gets: an answer of the hook's own, or
+/// what the upstream answers to it (or to a rewritten body). It is called on the proxy's
+/// thread, whose runtime also serves every connection: a hook with real work to do should run
+/// it on a runtime of its own and await the result.
+pub trait Hook: Send + Sync + 'static {
+    fn handle(&self, exchange: Exchange) -> Pin<Box<dyn Future<Output = Reply> + Send>>;
+}
+
+/// One request as a [`Hook`] sees it, with the means to forward it to the upstream.
+pub struct Exchange {
+    action: String,
+    form: Vec<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+    method: Method,
+    /// The upstream URL of this request (the upstream, then the request's path and query).
+    url: String,
+    client: reqwest::Client,
+}
+
+impl Exchange {
+    /// The `Action`, as [`FaultProxy::calls`] counts it (`"(none)"` without one).
+    pub fn action(&self) -> &str {
+        &self.action
+    }
+
+    /// The form-encoded body, decoded, in order.
+    pub fn form(&self) -> &[(String, String)] {
+        &self.form
+    }
+
+    /// The request's end-to-end headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// A header's value, when it is there and is text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Sends the request as it came to the upstream and returns its answer (a 502
+    /// `InternalFailure` when the upstream cannot be reached).
+    pub async fn forward(&self) -> Reply {
+        self.send(self.body.clone()).await
+    }
+
+    /// Sends the request with this body instead (same method, path and headers; the length is
+    /// set anew). moto checks no signature, so a rewritten body passes.
+    pub async fn forward_body(&self, body: String) -> Reply {
+        self.send(Bytes::from(body)).await
+    }
+
+    async fn send(&self, body: Bytes) -> Reply {
+        let sent = self
+            .client
+            .request(self.method.clone(), &self.url)
+            .headers(self.headers.clone())
+            .body(body)
+            .send()
+            .await;
+        let upstream = match sent {
+            Ok(upstream) => upstream,
+            Err(e) => return bad_gateway(&e),
+        };
+        let status = upstream.status().as_u16();
+        let headers = end_to_end(upstream.headers());
+        match upstream.bytes().await {
+            Ok(body) => Reply {
+                status,
+                headers,
+                body,
+            },
+            Err(e) => bad_gateway(&e),
+        }
+    }
+}
+
+/// An HTTP answer: the upstream's, or one a [`Hook`] or a fault makes.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    /// End-to-end headers only (the length is set from the body).
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// HTTP 200 with this XML body.
+    pub fn xml(body: String) -> Reply {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+        Reply {
+            status: 200,
+            headers,
+            body: Bytes::from(body),
+        }
+    }
+
+    /// An AWS Query (ELBv2) error: `<ErrorResponse><Error><Type/><Code/><Message/></Error>
+    /// <RequestId/></ErrorResponse>`, with the request id in `x-amzn-RequestId` too.
+    pub fn error(status: u16, kind: &str, code: &str, message: &str) -> Reply {
+        let request_id = request_id();
+        let body = format!(
+            r#"<ErrorResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"><Error><Type>{kind}</Type><Code>{code}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"#,
+            xml_escape(message)
+        );
+        let mut reply = Reply::xml(body);
+        reply.status = status;
+        if let Ok(id) = HeaderValue::from_str(&request_id) {
+            reply.headers.insert("x-amzn-requestid", id);
+        }
+        reply
+    }
+
+    /// 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn into_response(self) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::new(self.body));
+        *response.status_mut() =
+            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        *response.headers_mut() = self.headers;
+        response
+    }
+}
+
 /// The error that cuts a connection.
 #[derive(Debug)]
 struct Cut;
@@ -479,8 +625,8 @@ impl std::fmt::Display for Cut {
 
 impl std::error::Error for Cut {}
 
-fn bad_gateway(e: &reqwest::Error) -> Response<Full<Bytes>> {
-    error_response(
+fn bad_gateway(e: &reqwest::Error) -> Reply {
+    Reply::error(
         502,
         "Receiver",
         "InternalFailure",
@@ -491,16 +637,29 @@ fn bad_gateway(e: &reqwest::Error) -> Response<Full<Bytes>> {
 /// The `Action` of an AWS Query request: from the form-encoded body, else from the query
 /// string; `"(none)"` without one.
 fn action_of(query: Option<&str>, body: &[u8]) -> String {
-    let find = |form: &str| {
-        form.split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .find(|(key, _)| *key == "Action")
-            .map(|(_, value)| percent_decode(value))
+    let find = |form: &[u8]| {
+        decode_form(form)
+            .into_iter()
+            .find(|(key, _)| key == "Action")
+            .map(|(_, value)| value)
     };
-    find(&String::from_utf8_lossy(body))
-        .or_else(|| query.and_then(find))
+    find(body)
+        .or_else(|| query.and_then(|q| find(q.as_bytes())))
         .filter(|action| !action.is_empty())
         .unwrap_or_else(|| "(none)".into())
+}
+
+/// An `application/x-www-form-urlencoded` body as its `(key, value)` pairs, in order. A pair
+/// without `=` has an empty value; malformed escapes are kept as they are.
+pub fn decode_form(body: &[u8]) -> Vec<(String, String)> {
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key), percent_decode(value))
+        })
+        .collect()
 }
 
 fn percent_decode(s: &str) -> String {
@@ -514,8 +673,8 @@ fn percent_decode(s: &str) -> String {
         match (bytes[i], hex) {
             (b'+', _) => out.push(b' '),
             (b'%', Some(hex)) => {
-                let hex = std::str::from_utf8(hex).expect("ASCII hex digits");
-                out.push(u8::from_str_radix(hex, 16).expect("two hex digits"));
+                let digit = |b: u8| char::from(b).to_digit(16).unwrap_or(0) as u8;
+                out.push(digit(hex[0]) << 4 | digit(hex[1]));
                 i += 2;
             }
             (b, _) => out.push(b),
@@ -525,28 +684,8 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// An AWS Query (ELBv2) error response: `<ErrorResponse><Error><Type/><Code/><Message/></Error>
-/// <RequestId/></ErrorResponse>`, with the request id in `x-amzn-RequestId` too.
-fn error_response(status: u16, kind: &str, code: &str, message: &str) -> Response<Full<Bytes>> {
-    let request_id = request_id();
-    let body = format!(
-        r#"<ErrorResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"><Error><Type>{kind}</Type><Code>{code}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"#,
-        xml_escape(message)
-    );
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() =
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
-    headers.insert(
-        "x-amzn-requestid",
-        HeaderValue::from_str(&request_id).expect("a hex request id"),
-    );
-    response
-}
-
-/// A random UUID-shaped id.
-fn request_id() -> String {
+/// A random UUID-shaped id, as AWS request ids are.
+pub fn request_id() -> String {
     let hex = |n: usize| -> String {
         (0..n)
             .map(|_| char::from_digit(fastrand::u32(0..16), 16).unwrap())
@@ -555,7 +694,8 @@ fn request_id() -> String {
     format!("{}-{}-{}-{}-{}", hex(8), hex(4), hex(4), hex(4), hex(12))
 }
 
-fn xml_escape(s: &str) -> String {
+/// Escapes text for an XML element.
+pub fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -585,13 +725,20 @@ mod tests {
         assert_eq!(action_of(None, b"Version=1"), "(none)");
         assert_eq!(action_of(None, b""), "(none)");
         assert_eq!(percent_decode("a%3Db+c%2"), "a=b c%2");
+        assert_eq!(
+            decode_form(b"A=1&B.member.1=x%2Fy&&C&D=%zz"),
+            [("A", "1"), ("B.member.1", "x/y"), ("C", ""), ("D", "%zz")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
     }
 
     #[test]
     fn error_bodies_are_aws_query_errors() {
-        let response = error_response(400, "Sender", "Throttling", "Rate exceeded");
-        assert_eq!(response.status(), 400);
-        assert!(response.headers().contains_key("x-amzn-requestid"));
+        let reply = Reply::error(400, "Sender", "Throttling", "Rate exceeded");
+        assert_eq!(reply.status, 400);
+        assert!(reply.headers.contains_key("x-amzn-requestid"));
+        assert!(reply.text().contains("<Code>Throttling</Code>"));
+        assert!(!reply.is_success());
         let id = request_id();
         assert_eq!(id.len(), 36);
         assert_eq!(xml_escape("a<b&c>"), "a&lt;b&amp;c&gt;");
