@@ -3,7 +3,7 @@
 //! no credentials.
 
 use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
 use tokio::sync::OnceCell;
 
 /// What the provider block says about AWS; everything left out comes from the standard
@@ -64,7 +64,10 @@ impl Aws {
 }
 
 async fn load_sdk_config(settings: AwsSettings) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    // In every request's User-Agent, so that CloudTrail (and the test emulator) can tell
+    // the provider's calls from others.
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .app_name(AppName::new("terraform-provider-immutable").expect("a valid app name"));
     if let Some(region) = &settings.region {
         loader = loader.region(Region::new(region.clone()));
     }

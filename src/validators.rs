@@ -127,6 +127,23 @@ pub fn status_matcher(value: &Value) -> Result<(), String> {
     crate::probe::StatusMatcher::parse(string(value)).map(|_| ())
 }
 
+/// A target of an `ip` or `instance` target group: an IP address or an EC2 instance ID.
+/// ELBv2 takes no host names, and a typo here would otherwise surface only as a target
+/// that never turns healthy.
+pub fn elb_target_id(value: &Value) -> Result<(), String> {
+    let id = string(value);
+    let instance = id.strip_prefix("i-").is_some_and(|hex| {
+        matches!(hex.len(), 8 | 17) && hex.chars().all(|c| c.is_ascii_hexdigit())
+    });
+    if instance || id.parse::<std::net::IpAddr>().is_ok() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{id:?} is neither an IP address (\"10.0.1.5\") nor an EC2 instance ID (\"i-0123456789abcdef0\")"
+        ))
+    }
+}
+
 /// An Elastic Load Balancing ARN of one kind (`listener`, `targetgroup`), as AWS writes
 /// them: `arn:<partition>:elasticloadbalancing:<region>:<account>:<kind>/...`. moto
 /// accepts anything, real AWS does not, so the shape is checked before any call.
@@ -209,6 +226,16 @@ mod tests {
         assert!(
             tg(&"arn:aws:elasticloadbalancing:us-east-1:123:targetgroup/blue/x".into()).is_err()
         );
+    }
+
+    #[test]
+    fn target_ids_are_ips_or_instance_ids() {
+        for ok in ["10.0.1.5", "::1", "i-0123456789abcdef0", "i-01234567"] {
+            assert_eq!(elb_target_id(&Value::from(ok)), Ok(()), "{ok}");
+        }
+        for bad in ["", "web-1.internal", "i-xyz", "10.0.1"] {
+            assert!(elb_target_id(&Value::from(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! resource logic.
 
 pub mod elbv2;
+pub mod pace;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -89,6 +90,27 @@ pub trait TrafficRouter: Send + Sync {
         -> Result<(), RouterError>;
 
     async fn remove_tags(&self, arn: &str, keys: &[String]) -> Result<(), RouterError>;
+
+    /// Makes the load balancer health-check `target_group` while `listener` still sends
+    /// it no request: ELBv2 checks only the groups that a listener action uses, so a
+    /// release's group that no action names would stay `unused` and never pass its gate.
+    /// Returns what [`Self::stop_keeping_checked`] undoes once the group is part of the
+    /// listener's forward; `None` when the group is already in use.
+    async fn keep_checked(
+        &self,
+        listener: &str,
+        target_group: &str,
+    ) -> Result<Option<String>, RouterError>;
+
+    async fn stop_keeping_checked(&self, handle: &str) -> Result<(), RouterError>;
+
+    /// What stands in the way of `listener` forwarding to each of `target_groups`, in
+    /// their order (`None`: nothing), checked once before anything is written.
+    async fn check_target_groups(
+        &self,
+        listener: &str,
+        target_groups: &[&str],
+    ) -> Result<Vec<Option<String>>, RouterError>;
 }
 
 /// Sets the weights and reads them back: the write is done only when the listener says

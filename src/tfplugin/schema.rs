@@ -228,12 +228,24 @@ impl Block {
             let Some(value) = config.get(&attribute.name) else {
                 continue;
             };
-            if value.is_null() || value.contains_unknown() {
+            if value.is_null() || value.is_unknown() {
+                continue;
+            }
+            let at = path.then_attr(&attribute.name);
+            if let (Some(nested), Value::List(items)) = (&attribute.nested, value) {
+                let item_block = Block {
+                    attributes: nested.clone(),
+                    ..Block::default()
+                };
+                for (i, item) in items.iter().enumerate() {
+                    item_block.run_validators(item, &at.then_index(i), diags);
+                }
+            }
+            if value.contains_unknown() {
                 continue;
             }
             for check in &attribute.validators {
                 if let Err(message) = check(value) {
-                    let at = path.then_attr(&attribute.name);
                     diags.attribute_error(at.clone(), format!("Invalid value for {at}"), message);
                 }
             }
@@ -320,5 +332,41 @@ mod tests {
             .collect();
         assert_eq!(paths, ["count", "check[1].threshold"]);
         assert!(diags.0[0].detail.contains("greater than 0"));
+    }
+
+    #[test]
+    fn validators_reach_into_lists_of_objects() {
+        let port = |v: &Value| match v.as_i64() {
+            Some(1..=65535) => Ok(()),
+            _ => Err("must be 1-65535".to_string()),
+        };
+        let block = Block::new("root").attribute(
+            Attribute::new(
+                "targets",
+                Type::list(Type::object([("port", Type::Number)])),
+            )
+            .optional()
+            .nested_list(vec![Attribute::number("port").optional().validate(port)]),
+        );
+        let item = |v: Value| Value::Object([("port".to_string(), v)].into());
+        let config = Value::Object(
+            [(
+                "targets".to_string(),
+                Value::List(vec![
+                    item(Value::from(80i64)),
+                    item(Value::Unknown),
+                    item(Value::from(70000i64)),
+                ]),
+            )]
+            .into(),
+        );
+        let mut diags = Diagnostics::default();
+        block.run_validators(&config, &AttributePath::default(), &mut diags);
+        let paths: Vec<String> = diags
+            .0
+            .iter()
+            .map(|d| d.attribute.clone().unwrap().to_string())
+            .collect();
+        assert_eq!(paths, ["targets[2].port"]);
     }
 }

@@ -82,8 +82,8 @@ fn schema() -> Schema {
             )
             .optional()
             .nested_list(vec![
-                Attribute::string("id").required().description("Instance ID or IP address."),
-                Attribute::number("port").optional().description("Port; defaults to the target group's port."),
+                Attribute::string("id").required().description("Instance ID or IP address.").validate(validators::elb_target_id),
+                Attribute::number("port").optional().description("Port, 1-65535; defaults to the target group's port.").validate(validators::int_in_range(1, 65535)),
                 Attribute::string("availability_zone").optional().description("Availability zone, for IP targets outside the VPC."),
             ])
             .description("The release's fleet, registered by the provider into the standby colour (stale targets there are deregistered first). Leave it out when the fleet registers itself (ECS services, Auto Scaling groups). A change of the set of targets lands on the standby colour; reordering them, giving them to a deployment that had none (after import), or removing them is not a release."),
@@ -103,6 +103,12 @@ fn schema() -> Schema {
             Attribute::bool("retain_previous")
                 .default(true)
                 .description("Keep the previous colour's `targets` registered (at weight 0) for an instant rollback. When false they are deregistered after a successful cut-over."),
+        )
+        .attribute(
+            Attribute::string("rollback_window")
+                .optional()
+                .description("A rollback to the colour that served until less than this long ago (`release` set back to `previous_release`, its fleet unchanged) skips the traffic steps and the HTTP threshold: the load balancer must still report the colour healthy, and one HTTP check must pass. E.g. `\"1h\"`. Unset: a rollback is gated like any release.")
+                .validate(validators::duration),
         )
         .attribute(Attribute::string("id").computed().use_state_for_unknown().description("The listener ARN."))
         .attribute(computed("active_color", Type::String, "The colour serving traffic: `blue` or `green`."))
@@ -267,6 +273,24 @@ fn sorted_targets(config: &Value) -> Option<Vec<Target>> {
     })
 }
 
+/// Whether this apply rolls back, within `rollback_window`, to the colour that served
+/// until the last cut-over: the release is the previous one, the fleet is unchanged, and
+/// the last cut-over (when that colour stopped serving) is recent enough.
+fn within_rollback_window(prior: &Value, planned: &Value) -> bool {
+    let text = |v: &Value, name: &str| v.get(name).and_then(Value::as_str).map(str::to_string);
+    let Some(window) = text(planned, "rollback_window").and_then(|w| duration::parse(&w).ok())
+    else {
+        return false;
+    };
+    let rollback = text(planned, "release").is_some()
+        && text(planned, "release") == text(prior, "previous_release")
+        && sorted_targets(planned) == sorted_targets(prior);
+    let since_cut_over = text(prior, "deployed_at")
+        .and_then(|at| humantime::parse_rfc3339(&at).ok())
+        .and_then(|at| at.elapsed().ok());
+    rollback && since_cut_over.is_some_and(|elapsed| elapsed <= window)
+}
+
 fn set(state: &mut Value, name: &str, value: impl Into<Value>) {
     if let Some(slot) = state.get_mut(name) {
         *slot = value.into();
@@ -352,13 +376,18 @@ impl BlueGreenDeployment {
             );
             return prior.clone();
         };
-        let (health, strategy) = match (health(planned), strategy(planned)) {
+        let (mut health, mut strategy) = match (health(planned), strategy(planned)) {
             (Ok(h), Ok(s)) => (h, s),
             (Err(e), _) | (_, Err(e)) => {
                 diags.error("Invalid settings", e);
                 return prior.clone();
             }
         };
+        if within_rollback_window(prior, planned) {
+            tracing::info!("rollback within rollback_window: one check, all at once");
+            health.healthy_threshold = 1;
+            strategy = Strategy::AllAtOnce;
+        }
         let operation = if prior.is_null() { "create" } else { "update" };
         let timeout = common::timeout(planned, operation, DEFAULT_TIMEOUT)
             .unwrap_or(Duration::from_secs(1800));
@@ -407,6 +436,12 @@ impl BlueGreenDeployment {
                 .and_then(Value::as_i64)
                 .unwrap_or(1),
         };
+        if !self
+            .target_groups_usable(router.as_ref(), &slots, diags)
+            .await
+        {
+            return prior.clone();
+        }
         let summary = format!("Release {release_text:?} was not deployed to {to}");
         let now = || common::rfc3339(std::time::SystemTime::now());
         match rollout.run(&release).await {
@@ -415,12 +450,15 @@ impl BlueGreenDeployment {
                 set(&mut state, "deployed_at", now());
                 state
             }
-            Outcome::NotMoved { error, prepared } => {
+            Outcome::NotMoved {
+                error,
+                holds_release,
+            } => {
                 diags.error(summary, error);
                 // Nothing that serves traffic changed, but the standby colour may now hold
                 // the failed release: the state says so, and still plans the same release.
                 let mut state = prior.clone();
-                if prepared {
+                if holds_release {
                     set(&mut state, release_attr(to), release_text.as_str());
                 }
                 state
@@ -458,6 +496,45 @@ impl BlueGreenDeployment {
                 state
             }
         }
+    }
+
+    /// Checks both target groups once, before anything is written, for what the load
+    /// balancer would refuse; each problem is an error on its attribute.
+    async fn target_groups_usable(
+        &self,
+        router: &dyn TrafficRouter,
+        slots: &Slots,
+        diags: &mut Diagnostics,
+    ) -> bool {
+        let groups = [slots.blue.as_str(), slots.green.as_str()];
+        let problems = match router.check_target_groups(&slots.listener, &groups).await {
+            Ok(problems) => problems,
+            Err(RouterError::NotFound(what)) => {
+                diags.attribute_error(
+                    AttributePath::attr("listener_arn"),
+                    "Listener not found",
+                    format!("{what}: create it first, or fix listener_arn."),
+                );
+                return false;
+            }
+            Err(e) => {
+                diags.error("Cannot check the target groups", e.to_string());
+                return false;
+            }
+        };
+        let attrs = ["blue_target_group_arn", "green_target_group_arn"];
+        let mut usable = true;
+        for (attr, problem) in attrs.into_iter().zip(problems) {
+            if let Some(problem) = problem {
+                usable = false;
+                diags.attribute_error(
+                    AttributePath::attr(attr),
+                    "The listener cannot forward to this target group",
+                    format!("{problem}. Nothing was changed."),
+                );
+            }
+        }
+        usable
     }
 
     /// No colour flip: settings changed, or the listener drifted. Traffic is put back on

@@ -20,6 +20,11 @@ use crate::probe::{
 };
 use crate::router::{shift, verify, Target, TargetHealth, TrafficRouter, Weights};
 
+/// How long new listener weights are given to take effect on every load balancer node
+/// before the fleet they moved away from is deregistered. AWS publishes no figure for it
+/// (docs/guides/aws-emulation.md, "to confirm on a real account").
+const WEIGHTS_SETTLE: Duration = Duration::from_secs(5);
+
 /// How the standby colour is checked before and while it takes traffic.
 #[derive(Clone, Debug)]
 pub struct Health {
@@ -80,9 +85,11 @@ pub struct Release {
 pub enum Outcome {
     /// All traffic on the new colour, verified; the weights as read back.
     Done(Weights),
-    /// Failed before any traffic moved; the listener is as it was. `prepared` tells
-    /// whether the colour already took the release (targets and tag).
-    NotMoved { error: String, prepared: bool },
+    /// Failed before any traffic moved; the listener is as it was. `holds_release` tells
+    /// whether the colour now holds the failed release (its tag, and its fleet when the
+    /// fleet registers itself); a fleet given as `targets` is put back as it was, so that
+    /// the rollback to the release before stays instant.
+    NotMoved { error: String, holds_release: bool },
     /// Failed after traffic moved, and traffic is back on the previous colour.
     RolledBack(String, Weights),
     /// Failed at 100% with `auto_rollback` off: traffic stays on the new colour.
@@ -117,15 +124,62 @@ pub struct Rollout<'a> {
     pub deadline: Instant,
 }
 
+/// What preparing a colour changed, to undo when the release fails before traffic moved.
+#[derive(Debug, Default)]
+struct Prepared {
+    /// The fleet's targets taken out of the colour, and those put in (`targets` only).
+    removed: Vec<Target>,
+    added: Vec<Target>,
+    /// The colour's release and generation tags before, when the fleet is `targets`.
+    tags_before: Option<BTreeMap<String, String>>,
+    /// The router's handle for keeping the colour health-checked until it is in the
+    /// listener's forward.
+    kept_checked: Option<String>,
+    /// The colour carries the release's tag.
+    tagged: bool,
+}
+
 impl Rollout<'_> {
     pub async fn run(&self, release: &Release) -> Outcome {
+        let mut prepared = Prepared::default();
+        let outcome = self.release(release, &mut prepared).await;
+        if let Some(handle) = &prepared.kept_checked {
+            if let Err(e) = self.router.stop_keeping_checked(handle).await {
+                tracing::warn!(error = %e, "removing the health-check rule failed; it matches no request");
+            }
+        }
+        match outcome {
+            Outcome::NotMoved {
+                error,
+                holds_release: true,
+            } if prepared.tags_before.is_some() => match self.restore(release, &prepared).await {
+                Ok(()) => Outcome::NotMoved {
+                    error: format!(
+                        "{error}\nThe {} colour holds its previous fleet again.",
+                        release.color
+                    ),
+                    holds_release: false,
+                },
+                Err(e) => Outcome::NotMoved {
+                    error: format!(
+                        "{error}\nPutting the previous fleet back on {} failed: {e}",
+                        release.color
+                    ),
+                    holds_release: true,
+                },
+            },
+            other => other,
+        }
+    }
+
+    async fn release(&self, release: &Release, prepared: &mut Prepared) -> Outcome {
         let color = release.color;
-        if let Err(error) = self.prepare(release).await {
+        if let Err(error) = self.prepare(release, prepared).await {
             return Outcome::NotMoved {
                 error: format!(
                     "Preparing the {color} colour failed: {error}\nTraffic was not moved."
                 ),
-                prepared: false,
+                holds_release: prepared.tagged,
             };
         }
         if self.stop.is_cancelled() {
@@ -133,7 +187,7 @@ impl Rollout<'_> {
                 error: format!(
                     "Interrupted while preparing the {color} colour; traffic was not moved."
                 ),
-                prepared: true,
+                holds_release: true,
             };
         }
         let checks = match self.gate(release).await {
@@ -141,7 +195,7 @@ impl Rollout<'_> {
             Err(error) => {
                 return Outcome::NotMoved {
                     error,
-                    prepared: true,
+                    holds_release: true,
                 }
             }
         };
@@ -209,10 +263,14 @@ impl Rollout<'_> {
     }
 
     /// Registers the release's fleet in the colour (removing stale targets first), tags
-    /// the colour with the release, and points the test listener at it.
-    async fn prepare(&self, release: &Release) -> Result<(), String> {
+    /// the colour with the release, has the load balancer health-check it, and points the
+    /// test listener at it. Records what it changed in `prepared`.
+    async fn prepare(&self, release: &Release, prepared: &mut Prepared) -> Result<(), String> {
         let tg = self.slots.target_group(release.color);
         if let Some(wanted) = &release.targets {
+            let mut tags = self.router.tags(tg).await.map_err(|e| e.to_string())?;
+            tags.retain(|k, _| k == RELEASE_TAG || k == GENERATION_TAG);
+            prepared.tags_before = Some(tags);
             let current: Vec<Target> = self
                 .router
                 .target_health(tg)
@@ -235,10 +293,12 @@ impl Rollout<'_> {
                 .deregister(tg, &stale)
                 .await
                 .map_err(|e| e.to_string())?;
+            prepared.removed = stale;
             self.router
                 .register(tg, &new)
                 .await
                 .map_err(|e| e.to_string())?;
+            prepared.added = new;
         }
         // The release and the generation it will go live as, in one call before the gate,
         // so that after the gate only the listener is written and read back.
@@ -251,12 +311,18 @@ impl Rollout<'_> {
             .add_tags(tg, &tags)
             .await
             .map_err(|e| e.to_string())?;
+        prepared.tagged = release.tag_release;
         // The listener as it is before the release; the cut-over's write keeps its other
         // actions from this read.
         self.router
             .weights(&self.slots.listener)
             .await
             .map_err(|e| e.to_string())?;
+        prepared.kept_checked = self
+            .router
+            .keep_checked(&self.slots.listener, tg)
+            .await
+            .map_err(|e| format!("Having the load balancer health-check {tg} failed: {e}"))?;
         if let Some(test_listener) = &release.test_listener {
             shift(
                 self.router,
@@ -272,6 +338,28 @@ impl Rollout<'_> {
             })?;
         }
         Ok(())
+    }
+
+    /// Puts back the fleet and the tags the colour had before [`Self::prepare`].
+    async fn restore(&self, release: &Release, prepared: &Prepared) -> Result<(), String> {
+        let tg = self.slots.target_group(release.color);
+        let failed = |e: crate::router::RouterError| e.to_string();
+        self.router
+            .deregister(tg, &prepared.added)
+            .await
+            .map_err(failed)?;
+        self.router
+            .register(tg, &prepared.removed)
+            .await
+            .map_err(failed)?;
+        let before = prepared.tags_before.clone().unwrap_or_default();
+        let gone: Vec<String> = [RELEASE_TAG, GENERATION_TAG]
+            .into_iter()
+            .filter(|k| !before.contains_key(*k))
+            .map(str::to_string)
+            .collect();
+        self.router.add_tags(tg, &before).await.map_err(failed)?;
+        self.router.remove_tags(tg, &gone).await.map_err(failed)
     }
 
     /// Waits for the load balancer to report the colour healthy, then for the HTTP
@@ -348,36 +436,61 @@ impl Rollout<'_> {
                 return Ok(healthy);
             }
             if Instant::now() + self.health.interval > self.deadline {
-                let unhealthy: Vec<String> = health
-                    .iter()
-                    .filter(|t| !t.is_healthy())
-                    .map(|t| {
-                        format!(
-                            "{} {}{}",
-                            describe(&t.target),
-                            t.state,
-                            t.reason
-                                .as_deref()
-                                .map(|r| format!(" ({r})"))
-                                .unwrap_or_default()
-                        )
-                    })
-                    .collect();
-                return Err(format!(
-                    "The load balancer reports {} of {} targets healthy in the {} target group; at least {} {} needed before traffic can move (ALB sends traffic to all targets when none is healthy, so the provider refuses). Traffic was not moved.{}",
-                    healthy.len(),
-                    health.len(),
-                    color,
-                    self.health.min_healthy_targets,
-                    if required.is_empty() { "are".to_string() } else { "and all of `targets` are".to_string() },
-                    if unhealthy.is_empty() { String::new() } else { format!("\nNot healthy: {}", unhealthy.join(", ")) }
-                ));
+                return Err(self.target_health_failure(color, &health, &healthy, required));
             }
             tokio::select! {
                 _ = self.stop.cancelled() => return Err("Interrupted while waiting for target health; traffic was not moved.".into()),
                 _ = tokio::time::sleep(self.health.interval) => {}
             }
         }
+    }
+
+    /// Why the load balancer's view kept the gate shut, target by target, in words.
+    fn target_health_failure(
+        &self,
+        color: Color,
+        health: &[TargetHealth],
+        healthy: &[TargetHealth],
+        required: &[Target],
+    ) -> String {
+        let tg = self.slots.target_group(color);
+        let mut lines: Vec<String> = health
+            .iter()
+            .filter(|t| !t.is_healthy())
+            .map(|t| format!("{}: {}", describe(&t.target), explain(t)))
+            .collect();
+        lines.extend(
+            required
+                .iter()
+                .filter(|r| !health.iter().any(|h| same_target(&h.target, r)))
+                .map(|r| format!("{}: not reported by the load balancer (not registered, or the registration is not visible yet)", describe(r))),
+        );
+        if health
+            .iter()
+            .any(|t| t.reason.as_deref() == Some("Target.NotInUse"))
+        {
+            lines.push(format!(
+                "The {color} target group ({tg}) is not used by any listener action, and the load balancer health-checks only target groups that a listener's default action or rule forwards to, so its targets stay `unused`."
+            ));
+        }
+        let needed = if required.is_empty() {
+            format!("at least {} healthy", self.health.min_healthy_targets)
+        } else {
+            format!(
+                "at least {} healthy, and all of `targets`,",
+                self.health.min_healthy_targets
+            )
+        };
+        format!(
+            "The load balancer reports {} of {} targets healthy in the {color} target group; {needed} are needed before traffic can move (ALB sends traffic to all targets of a group when none is healthy, so the provider refuses). Traffic was not moved.{}",
+            healthy.len(),
+            health.len(),
+            if lines.is_empty() {
+                String::new()
+            } else {
+                format!("\n{}", lines.join("\n"))
+            }
+        )
     }
 
     /// The HTTP checks of a colour: its URL, or each of its healthy IP targets.
@@ -482,7 +595,7 @@ impl Rollout<'_> {
         if !moved {
             return Outcome::NotMoved {
                 error: format!("{error}\nTraffic was not moved."),
-                prepared: true,
+                holds_release: true,
             };
         }
         let previous = color.other();
@@ -499,10 +612,17 @@ impl Rollout<'_> {
         }
     }
 
-    /// Unless the previous colour is retained, deregisters its fleet.
+    /// Unless the previous colour is retained, deregisters its fleet, once the new weights
+    /// have had [`WEIGHTS_SETTLE`] (the bake time counts) to reach the load balancer's
+    /// nodes: a request still sent by the old weights to a fleet already draining fails.
     async fn release_previous(&self, release: &Release) -> Result<(), String> {
         if release.retain_previous || release.targets.is_none() {
             return Ok(());
+        }
+        let settle = WEIGHTS_SETTLE.saturating_sub(release.bake_time);
+        tokio::select! {
+            _ = self.stop.cancelled() => return Err("interrupted before the previous fleet was deregistered; it stays registered at weight 0".into()),
+            _ = tokio::time::sleep(settle) => {}
         }
         let previous = self.slots.target_group(release.color.other());
         let targets: Vec<Target> = self
@@ -531,6 +651,27 @@ fn same_target(a: &Target, b: &Target) -> bool {
 
 fn contains(list: &[Target], target: &Target) -> bool {
     list.iter().any(|t| same_target(t, target))
+}
+
+/// A target's health state and reason code, with what they mean for the release.
+fn explain(t: &TargetHealth) -> String {
+    let meaning = match (t.state.as_str(), t.reason.as_deref()) {
+        ("initial", Some("Elb.RegistrationInProgress")) => "still being registered",
+        ("initial", _) => "its first health checks have not passed yet",
+        ("unhealthy", Some("Target.ResponseCodeMismatch")) => {
+            "the health check got a status outside the target group's matcher"
+        }
+        ("unhealthy", Some("Target.Timeout")) => "the health check timed out",
+        ("unhealthy", _) => "failing the target group's health checks",
+        ("unused", Some("Target.NotInUse")) => "not checked: its group is not in use",
+        ("unused", _) => "not checked by the load balancer",
+        ("draining", _) => "being deregistered: it takes no new requests",
+        _ => "not healthy",
+    };
+    match &t.reason {
+        Some(reason) => format!("{} ({reason}): {meaning}", t.state),
+        None => format!("{}: {meaning}", t.state),
+    }
 }
 
 fn describe(t: &Target) -> String {

@@ -32,7 +32,9 @@ use elbv2::types::{
     Action, ActionTypeEnum, ForwardActionConfig, Tag, TargetDescription, TargetGroupTuple,
 };
 
-use super::{RouterError, Target, TargetHealth, TrafficRouter, Weights};
+mod checks;
+
+use super::{pace, RouterError, Target, TargetHealth, TrafficRouter, Weights};
 
 /// Weights ELBv2 accepts in a forward action's target group tuple.
 const MAX_WEIGHT: u32 = 999;
@@ -53,6 +55,8 @@ pub struct Elbv2Router {
     /// to keep them; taking them from the read a cut-over starts with, rather than a fresh
     /// DescribeListeners, keeps the cut-over itself to a write and its read-back.
     known_actions: Arc<Mutex<HashMap<String, Vec<Action>>>>,
+    /// Each listener's load balancer ARN, from the same reads.
+    load_balancers: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl Elbv2Router {
@@ -70,6 +74,7 @@ impl Elbv2Router {
             client: elbv2::Client::from_conf(config),
             endpoint,
             known_actions: Arc::default(),
+            load_balancers: Arc::default(),
         }
     }
 
@@ -80,6 +85,7 @@ impl Elbv2Router {
             arn = listener,
             "ELBv2 call"
         );
+        pace::elbv2().ready("DescribeListeners").await;
         let out = self
             .client
             .describe_listeners()
@@ -91,6 +97,11 @@ impl Elbv2Router {
             Some(found) => {
                 let actions = found.default_actions().to_vec();
                 self.remember(listener, &actions);
+                if let (Some(lb), Ok(mut known)) =
+                    (found.load_balancer_arn(), self.load_balancers.lock())
+                {
+                    known.insert(listener.to_string(), lb.to_string());
+                }
                 Ok(actions)
             }
             None => Err(RouterError::NotFound(format!("listener {listener}"))),
@@ -114,6 +125,26 @@ impl Elbv2Router {
             Some(actions) => Ok(actions),
             None => self.default_actions(listener).await,
         }
+    }
+
+    /// The listener's load balancer, read with its actions when not known yet.
+    async fn load_balancer_of(&self, listener: &str) -> Result<String, RouterError> {
+        let known = |router: &Self| {
+            router
+                .load_balancers
+                .lock()
+                .ok()
+                .and_then(|k| k.get(listener).cloned())
+        };
+        if let Some(lb) = known(self) {
+            return Ok(lb);
+        }
+        self.default_actions(listener).await?;
+        known(self).ok_or_else(|| {
+            RouterError::Failed(format!(
+                "DescribeListeners did not say which load balancer {listener} belongs to"
+            ))
+        })
     }
 
     /// Turns an SDK error into the user's one-line message. `noun` is what `arn` names
@@ -227,6 +258,7 @@ impl TrafficRouter for Elbv2Router {
             weights = ?weights.0,
             "ELBv2 call"
         );
+        pace::elbv2().ready("ModifyListener").await;
         self.client
             .modify_listener()
             .listener_arn(listener)
@@ -244,6 +276,7 @@ impl TrafficRouter for Elbv2Router {
             arn = target_group,
             "ELBv2 call"
         );
+        pace::elbv2().ready("DescribeTargetHealth").await;
         let out = self
             .client
             .describe_target_health()
@@ -289,6 +322,7 @@ impl TrafficRouter for Elbv2Router {
             count = targets.len(),
             "ELBv2 call"
         );
+        pace::elbv2().ready("RegisterTargets").await;
         self.client
             .register_targets()
             .target_group_arn(target_group)
@@ -309,6 +343,7 @@ impl TrafficRouter for Elbv2Router {
             count = targets.len(),
             "ELBv2 call"
         );
+        pace::elbv2().ready("DeregisterTargets").await;
         self.client
             .deregister_targets()
             .target_group_arn(target_group)
@@ -321,6 +356,7 @@ impl TrafficRouter for Elbv2Router {
 
     async fn tags(&self, arn: &str) -> Result<BTreeMap<String, String>, RouterError> {
         tracing::debug!(operation = "DescribeTags", arn, "ELBv2 call");
+        pace::elbv2().ready("DescribeTags").await;
         let out = self
             .client
             .describe_tags()
@@ -352,6 +388,7 @@ impl TrafficRouter for Elbv2Router {
         }
         let keys: Vec<&String> = tags.keys().collect();
         tracing::debug!(operation = "AddTags", arn, keys = ?keys, "ELBv2 call");
+        pace::elbv2().ready("AddTags").await;
         let tags = tags
             .iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
@@ -371,6 +408,7 @@ impl TrafficRouter for Elbv2Router {
             return Ok(());
         }
         tracing::debug!(operation = "RemoveTags", arn, keys = ?keys, "ELBv2 call");
+        pace::elbv2().ready("RemoveTags").await;
         self.client
             .remove_tags()
             .resource_arns(arn)
@@ -379,6 +417,26 @@ impl TrafficRouter for Elbv2Router {
             .await
             .map_err(|e| self.error("RemoveTags", noun_of(arn), arn, e))?;
         Ok(())
+    }
+
+    async fn keep_checked(
+        &self,
+        listener: &str,
+        target_group: &str,
+    ) -> Result<Option<String>, RouterError> {
+        self.warm_up(listener, target_group).await
+    }
+
+    async fn stop_keeping_checked(&self, handle: &str) -> Result<(), RouterError> {
+        self.end_warm_up(handle).await
+    }
+
+    async fn check_target_groups(
+        &self,
+        listener: &str,
+        target_groups: &[&str],
+    ) -> Result<Vec<Option<String>>, RouterError> {
+        self.preflight(listener, target_groups).await
     }
 }
 

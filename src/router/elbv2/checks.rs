@@ -1,0 +1,212 @@
+//! What a release needs from ELBv2 before its cut-over, besides the targets: the target
+//! groups checked once, up front, for what AWS would refuse in the cut-over's
+//! ModifyListener; and the release's group put under the load balancer's health checks
+//! without sending it a request.
+//!
+//! # Health checks before the first cut-over
+//! ELBv2 health-checks only the target groups that a listener action uses. A listener that
+//! forwards to blue alone (the usual `aws_lb_listener`), or answers with a fixed response,
+//! leaves the standby group `unused` (`Target.NotInUse`): its targets would never turn
+//! healthy and the gate would wait until its timeout. So the provider adds a listener rule
+//! that forwards to the standby group on a condition no real request meets (a header
+//! carrying a random token), and deletes it once the group is in the listener's weighted
+//! forward. The default action is not touched before the gate, and no request reaches the
+//! group until its gate has passed.
+
+use aws_sdk_elasticloadbalancingv2 as elbv2;
+use elbv2::types::{
+    Action, ActionTypeEnum, ForwardActionConfig, HttpHeaderConditionConfig, ProtocolEnum,
+    RuleCondition, TargetGroupTuple,
+};
+
+use super::Elbv2Router;
+use crate::router::{pace, RouterError};
+
+/// The header of the warm-up rule's condition; the provider recognises its own rules by it.
+const WARM_UP_HEADER: &str = "X-Immutable-Warm-Up";
+/// Rule priorities run from 1 to 50000; the warm-up rule takes the last free one, after
+/// every rule of the user's.
+const LOWEST_PRIORITY: i32 = 50_000;
+
+/// Whether an action forwards (at any weight) to the target group.
+fn forwards_to(action: &Action, target_group: &str) -> bool {
+    action.target_group_arn() == Some(target_group)
+        || action.forward_config().is_some_and(|c| {
+            c.target_groups()
+                .iter()
+                .any(|t| t.target_group_arn() == Some(target_group))
+        })
+}
+
+fn is_warm_up(rule: &elbv2::types::Rule) -> bool {
+    rule.conditions().iter().any(|c| {
+        c.http_header_config()
+            .and_then(HttpHeaderConditionConfig::http_header_name)
+            .is_some_and(|name| name.eq_ignore_ascii_case(WARM_UP_HEADER))
+    })
+}
+
+impl Elbv2Router {
+    pub(super) async fn warm_up(
+        &self,
+        listener: &str,
+        target_group: &str,
+    ) -> Result<Option<String>, RouterError> {
+        let actions = self.current_actions(listener).await?;
+        if actions.iter().any(|a| forwards_to(a, target_group)) {
+            return Ok(None);
+        }
+        tracing::debug!(operation = "DescribeRules", arn = listener, "ELBv2 call");
+        pace::elbv2().ready("DescribeRules").await;
+        let rules = self
+            .client
+            .describe_rules()
+            .listener_arn(listener)
+            .send()
+            .await
+            .map_err(|e| self.error("DescribeRules", "listener", listener, e))?;
+        let rules = rules.rules();
+        let uses =
+            |r: &&elbv2::types::Rule| r.actions().iter().any(|a| forwards_to(a, target_group));
+        if let Some(rule) = rules.iter().find(uses) {
+            // One of ours left by an apply that was killed: reuse it, and delete it after
+            // the cut-over. A rule of the user's: the group is in use already.
+            return Ok(is_warm_up(rule)
+                .then(|| rule.rule_arn().map(str::to_string))
+                .flatten());
+        }
+        let taken: Vec<i32> = rules
+            .iter()
+            .filter_map(|r| r.priority()?.parse().ok())
+            .collect();
+        let Some(priority) = (1..=LOWEST_PRIORITY).rev().find(|p| !taken.contains(p)) else {
+            return Err(RouterError::Failed(format!(
+                "listener {listener} has no free rule priority for the rule that makes the load balancer health-check {target_group}"
+            )));
+        };
+        let token: String = (0..32).map(|_| fastrand::alphanumeric()).collect();
+        let condition = RuleCondition::builder()
+            .field("http-header")
+            .http_header_config(
+                HttpHeaderConditionConfig::builder()
+                    .http_header_name(WARM_UP_HEADER)
+                    .values(token)
+                    .build(),
+            )
+            .build();
+        let forward = Action::builder()
+            .r#type(ActionTypeEnum::Forward)
+            .forward_config(
+                ForwardActionConfig::builder()
+                    .target_groups(
+                        TargetGroupTuple::builder()
+                            .target_group_arn(target_group)
+                            .weight(1)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build();
+        tracing::debug!(
+            operation = "CreateRule",
+            arn = listener,
+            priority,
+            "ELBv2 call"
+        );
+        pace::elbv2().ready("CreateRule").await;
+        let created = self
+            .client
+            .create_rule()
+            .listener_arn(listener)
+            .priority(priority)
+            .conditions(condition)
+            .actions(forward)
+            .send()
+            .await
+            .map_err(|e| self.error("CreateRule", "listener", listener, e))?;
+        Ok(created
+            .rules()
+            .first()
+            .and_then(|r| r.rule_arn())
+            .map(str::to_string))
+    }
+
+    pub(super) async fn end_warm_up(&self, rule: &str) -> Result<(), RouterError> {
+        tracing::debug!(operation = "DeleteRule", arn = rule, "ELBv2 call");
+        pace::elbv2().ready("DeleteRule").await;
+        match self.client.delete_rule().rule_arn(rule).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => match self.error("DeleteRule", "listener rule", rule, e) {
+                RouterError::NotFound(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Each group must exist, be in the load balancer's VPC, speak HTTP or HTTPS, and be
+    /// used by no other load balancer: what ModifyListener would otherwise refuse mid-release.
+    pub(super) async fn preflight(
+        &self,
+        listener: &str,
+        target_groups: &[&str],
+    ) -> Result<Vec<Option<String>>, RouterError> {
+        let load_balancer = self.load_balancer_of(listener).await?;
+        tracing::debug!(operation = "DescribeLoadBalancers", arn = %load_balancer, "ELBv2 call");
+        pace::elbv2().ready("DescribeLoadBalancers").await;
+        let lb = self
+            .client
+            .describe_load_balancers()
+            .load_balancer_arns(&load_balancer)
+            .send()
+            .await
+            .map_err(|e| self.error("DescribeLoadBalancers", "load balancer", &load_balancer, e))?;
+        let vpc = lb
+            .load_balancers()
+            .first()
+            .and_then(|l| l.vpc_id())
+            .unwrap_or_default()
+            .to_string();
+        let mut problems = Vec::new();
+        for &arn in target_groups {
+            tracing::debug!(operation = "DescribeTargetGroups", arn, "ELBv2 call");
+            pace::elbv2().ready("DescribeTargetGroups").await;
+            let found = self
+                .client
+                .describe_target_groups()
+                .target_group_arns(arn)
+                .send()
+                .await
+                .map_err(|e| self.error("DescribeTargetGroups", "target group", arn, e));
+            let group = match found {
+                Ok(out) => out.target_groups().first().cloned(),
+                Err(RouterError::NotFound(_)) => None,
+                Err(e) => return Err(e),
+            };
+            let Some(group) = group else {
+                problems.push(Some(format!("target group {arn} does not exist")));
+                continue;
+            };
+            let protocol = group.protocol();
+            let other_lb = group
+                .load_balancer_arns()
+                .iter()
+                .find(|a| **a != load_balancer);
+            problems.push(if group.vpc_id().unwrap_or_default() != vpc {
+                Some(format!(
+                    "target group {arn} is in VPC {}, but the listener's load balancer is in {vpc}: a listener forwards only to target groups of its own VPC",
+                    group.vpc_id().unwrap_or("(none)")
+                ))
+            } else if !matches!(protocol, Some(ProtocolEnum::Http | ProtocolEnum::Https)) {
+                Some(format!(
+                    "target group {arn} uses protocol {}: an Application Load Balancer listener forwards to HTTP or HTTPS target groups",
+                    protocol.map_or("(none)", |p| p.as_str())
+                ))
+            } else {
+                other_lb.map(|other| format!(
+                    "target group {arn} is already used by another load balancer ({other}): a target group of an Application Load Balancer serves one load balancer"
+                ))
+            });
+        }
+        Ok(problems)
+    }
+}
