@@ -5,6 +5,7 @@
 pub mod app;
 pub mod checks;
 pub mod elb;
+pub mod load;
 pub mod moto;
 pub mod proxy;
 pub mod terraform;
