@@ -2,6 +2,7 @@
 //! through steps of config, plan checks, state checks and import verification, against
 //! moto (ELBv2 on loopback) and real HTTP apps on loopback.
 
+pub mod alb;
 pub mod app;
 pub mod checks;
 pub mod elb;
