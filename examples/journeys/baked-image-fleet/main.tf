@@ -112,7 +112,8 @@ resource "aws_lb_target_group" "color" {
 }
 
 # Forwards to both colours from the start (blue 100, green 0), so that the load
-# balancer health-checks both. The deployment owns the default action afterwards.
+# balancer health-checks both; a forward to blue alone works too (the first release adds
+# a temporary warm-up rule). The deployment owns the default action afterwards.
 resource "aws_lb_listener" "https" {
   load_balancer_arn = aws_lb.web.arn
   port              = 443

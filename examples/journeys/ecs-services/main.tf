@@ -115,7 +115,8 @@ resource "aws_lb_target_group" "color" {
 }
 
 # Forwards to both colours from the start (blue 100, green 0), so that the load
-# balancer health-checks both. The deployment owns the default action afterwards.
+# balancer health-checks both; a forward to blue alone works too (the first release adds
+# a temporary warm-up rule). The deployment owns the default action afterwards.
 resource "aws_lb_listener" "production" {
   load_balancer_arn = aws_lb.web.arn
   port              = 443
@@ -290,6 +291,10 @@ resource "immutable_bluegreen_deployment" "web" {
     step_interval = "1m"
     bake_time     = "5m"
   }
+
+  # A rollback within an hour of the last cut-over moves all traffic at once, after the
+  # load balancer's target health and one passing check; bake_time still applies.
+  rollback_window = "1h"
 
   timeouts {
     create = "30m"

@@ -79,8 +79,10 @@ resource "aws_lb_target_group" "color" {
   }
 }
 
-# Created forwarding to both colours (blue 100, green 0) so that the load balancer
-# health-checks both; from then on the deployment owns the default action.
+# Created forwarding to both colours (blue 100, green 0), so that the load balancer
+# health-checks both from the start. A forward to blue alone, or a fixed response, works
+# too: the first release then adds a temporary warm-up rule. From then on the deployment
+# owns the default action.
 resource "aws_lb_listener" "https" {
   load_balancer_arn = aws_lb.web.arn
   port              = 443
