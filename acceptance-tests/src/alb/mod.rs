@@ -31,6 +31,7 @@ mod model;
 mod routing;
 mod state;
 mod targets;
+pub mod testenv;
 mod throttle;
 mod validate;
 mod xml;

@@ -33,19 +33,20 @@ fn listed_targets(form: &Form) -> Result<Vec<(String, Option<u16>)>, AwsError> {
                 .ok_or_else(|| {
                     AwsError::sender("ValidationError", "A target ID must be specified")
                 })?;
-            let port =
-                match form::get(&fields, "Port") {
-                    None => None,
-                    Some(text) => match text.parse::<u16>() {
-                        Ok(port) if port >= 1 => Some(port),
-                        _ => return Err(AwsError::sender(
+            let port = match form::get(&fields, "Port") {
+                None => None,
+                Some(text) => match text.parse::<u16>() {
+                    Ok(port) if port >= 1 => Some(port),
+                    _ => {
+                        return Err(AwsError::sender(
                             "ValidationError",
                             format!(
                                 "Port {text} of target {id} must be between 1 and 65535, inclusive"
                             ),
-                        )),
-                    },
-                };
+                        ))
+                    }
+                },
+            };
             Ok((id.to_string(), port))
         })
         .collect()
