@@ -17,6 +17,7 @@ use acceptance_tests::alb::testenv::{
 use acceptance_tests::alb::{self, Bucket, Settings, Throttling};
 use acceptance_tests::app::{Behavior, TestApp};
 use acceptance_tests::proxy::Fault;
+use acceptance_tests::{elb, moto};
 use aws_sdk_elasticloadbalancingv2 as elbv2;
 use elbv2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use elbv2::types::{
@@ -616,4 +617,37 @@ async fn the_data_plane_routes_by_rules_and_weights_and_fails_open() {
     env.deregister(&green, &[on(&green_app)]).await;
     assert_eq!(get("/").await, (503, None));
     assert_eq!(env.emulator.in_flight(&green), 0);
+}
+
+#[tokio::test]
+async fn a_listener_made_in_moto_directly_is_met_and_https_checks_take_any_certificate() {
+    if !enabled() {
+        return;
+    }
+    let env = Env::new("alb-https", unthrottled()).await;
+    let tg = env.group("tg", &env.vpc).await;
+    env.elb
+        .modify_target_group()
+        .target_group_arn(&tg)
+        .health_check_protocol(ProtocolEnum::Https)
+        .send()
+        .await
+        .unwrap();
+    // Behind the emulator's back: it meets the listener through the group's LoadBalancerArns.
+    let listener = elb::client(&moto::shared().endpoint())
+        .create_listener()
+        .load_balancer_arn(&env.lb)
+        .protocol(ProtocolEnum::Http)
+        .port(80)
+        .default_actions(plain_forward(&tg))
+        .send()
+        .await
+        .unwrap();
+    let listener = listener.listeners()[0].listener_arn().unwrap().to_string();
+    // A certificate from a CA of its own, which ALB does not check.
+    let (app, _ca) = TestApp::start_tls("tls").await;
+    env.register(&tg, &[on(&app)]).await;
+    env.until(&tg, LONG, state_is("healthy", "")).await;
+    assert!(app.requests() >= 1);
+    assert!(env.emulator.listener_url(&listener).is_some());
 }

@@ -232,7 +232,10 @@ impl Core {
 
     /// Reads every listener of a load balancer the emulator has not met yet. One that does not
     /// exist stays unknown.
-    async fn ensure_known(self: &Arc<Self>, load_balancer: &str) -> Result<(), AwsError> {
+    pub(super) async fn ensure_known(
+        self: &Arc<Self>,
+        load_balancer: &str,
+    ) -> Result<(), AwsError> {
         if self.state().known_load_balancers.contains(load_balancer) {
             return Ok(());
         }

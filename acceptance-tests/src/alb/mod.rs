@@ -50,6 +50,9 @@ use state::State;
 use throttle::Buckets;
 pub use throttle::{Bucket, Throttling};
 
+/// The longest scaled duration: a year is forever for a test.
+const LONGEST: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// How the emulator behaves; [`Settings::default`] suits the acceptance suite.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -82,14 +85,15 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// An AWS duration on the test's clock.
+    /// An AWS duration on the test's clock (at most [`LONGEST`], so that instants never
+    /// overflow whatever the scale).
     fn scaled(&self, aws: Duration) -> Duration {
         let scale = if self.time_scale.is_finite() {
             self.time_scale.max(0.0)
         } else {
             1.0
         };
-        Duration::try_from_secs_f64(aws.as_secs_f64() * scale).unwrap_or(Duration::MAX)
+        Duration::try_from_secs_f64(aws.as_secs_f64() * scale).map_or(LONGEST, |d| d.min(LONGEST))
     }
 
     fn timing(&self) -> Timing {
@@ -140,7 +144,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// An AWS Query error the emulator answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AwsError {
+pub(crate) struct AwsError {
     pub status: u16,
     pub kind: &'static str,
     pub code: String,
@@ -356,4 +360,34 @@ pub fn shared() -> &'static AlbEmulator {
     static SHARED: OnceLock<AlbEmulator> = OnceLock::new();
     SHARED
         .get_or_init(|| AlbEmulator::start(&crate::moto::shared().endpoint(), Settings::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_scale_and_stay_finite() {
+        let settings = Settings::default();
+        assert_eq!(
+            settings.scaled(Duration::from_secs(5)),
+            Duration::from_millis(250)
+        );
+        assert_eq!(settings.timing().registration, Duration::from_millis(200));
+        let huge = Settings {
+            time_scale: 1e300,
+            ..Settings::default()
+        };
+        assert_eq!(huge.scaled(Duration::from_secs(5)), LONGEST);
+        let nan = Settings {
+            time_scale: f64::NAN,
+            ..Settings::default()
+        };
+        assert_eq!(nan.scaled(Duration::from_secs(5)), Duration::from_secs(5));
+        let negative = Settings {
+            time_scale: -1.0,
+            ..Settings::default()
+        };
+        assert_eq!(negative.scaled(Duration::from_secs(5)), Duration::ZERO);
+    }
 }

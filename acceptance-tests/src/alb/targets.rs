@@ -2,6 +2,7 @@
 //! itself: moto keys targets by id alone and reports them all healthy at once; here they are
 //! keyed by (id, port) and their health comes from the checks (see [`super::health`]).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::proxy::{Exchange, Reply};
@@ -69,8 +70,9 @@ fn targets(form: &Form, settings: &CheckSettings) -> Result<Vec<TargetKey>, AwsE
 
 impl Core {
     /// The group's settings as moto has them now (which also checks that it exists), kept
-    /// for the health checker.
-    pub(super) async fn read_group(&self, arn: &str) -> Result<CheckSettings, AwsError> {
+    /// for the health checker. The load balancers moto lists for it are met (their
+    /// listeners read), so that a group whose listener was made in moto directly is in use.
+    pub(super) async fn read_group(self: &Arc<Self>, arn: &str) -> Result<CheckSettings, AwsError> {
         let out = self
             .moto
             .describe_target_groups()
@@ -82,6 +84,9 @@ impl Core {
             AwsError::sender("TargetGroupNotFound", "One or more target groups not found")
         })?;
         let settings = CheckSettings::of(group);
+        for load_balancer in group.load_balancer_arns() {
+            self.ensure_known(load_balancer).await?;
+        }
         self.state()
             .groups
             .entry(arn.to_string())
@@ -91,7 +96,10 @@ impl Core {
     }
 
     /// The group's kept settings, read from moto when there are none.
-    pub(super) async fn group_settings(&self, arn: &str) -> Result<CheckSettings, AwsError> {
+    pub(super) async fn group_settings(
+        self: &Arc<Self>,
+        arn: &str,
+    ) -> Result<CheckSettings, AwsError> {
         let kept = self
             .state()
             .groups
@@ -120,7 +128,10 @@ impl Core {
             .map_or(DEFAULT_DEREGISTRATION_DELAY, Duration::from_secs))
     }
 
-    pub(super) async fn register_targets(&self, exchange: &Exchange) -> Result<Reply, AwsError> {
+    pub(super) async fn register_targets(
+        self: &Arc<Self>,
+        exchange: &Exchange,
+    ) -> Result<Reply, AwsError> {
         let arn = target_group_arn(exchange.form())?;
         let settings = self.read_group(&arn).await?;
         let targets = targets(exchange.form(), &settings)?;
@@ -139,7 +150,10 @@ impl Core {
     }
 
     /// Starts draining; a target that is not registered is no error (as on AWS).
-    pub(super) async fn deregister_targets(&self, exchange: &Exchange) -> Result<Reply, AwsError> {
+    pub(super) async fn deregister_targets(
+        self: &Arc<Self>,
+        exchange: &Exchange,
+    ) -> Result<Reply, AwsError> {
         let arn = target_group_arn(exchange.form())?;
         let settings = self.read_group(&arn).await?;
         let targets = targets(exchange.form(), &settings)?;
@@ -160,7 +174,7 @@ impl Core {
     }
 
     pub(super) async fn describe_target_health(
-        &self,
+        self: &Arc<Self>,
         exchange: &Exchange,
     ) -> Result<Reply, AwsError> {
         let arn = target_group_arn(exchange.form())?;
