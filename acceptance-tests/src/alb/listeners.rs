@@ -236,8 +236,13 @@ impl Core {
         self: &Arc<Self>,
         load_balancer: &str,
     ) -> Result<(), AwsError> {
-        if self.state().known_load_balancers.contains(load_balancer) {
-            return Ok(());
+        {
+            let state = self.state();
+            if state.known_load_balancers.contains(load_balancer)
+                || state.gone_load_balancers.contains(load_balancer)
+            {
+                return Ok(());
+            }
         }
         let mut listeners = Vec::new();
         let mut marker = None;
@@ -251,7 +256,11 @@ impl Core {
                 .await
                 .map_err(AwsError::from_sdk);
             let page = match page {
-                Err(e) if e.code == "LoadBalancerNotFound" => return Ok(()),
+                Err(e) if e.code == "LoadBalancerNotFound" => {
+                    let gone = load_balancer.to_string();
+                    self.state().gone_load_balancers.insert(gone);
+                    return Ok(());
+                }
                 page => page?,
             };
             for listener in page.listeners() {
@@ -338,6 +347,7 @@ impl Core {
                     let mut state = self.state();
                     state.listeners.retain(|_, l| l.load_balancer != lb);
                     state.known_load_balancers.remove(&lb);
+                    state.gone_load_balancers.insert(lb);
                 }
                 Vec::new()
             }

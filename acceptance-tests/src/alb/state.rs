@@ -46,6 +46,9 @@ pub struct State {
     pub listeners: BTreeMap<String, ListenerModel>,
     /// Load balancers whose listeners have all been read from moto.
     pub known_load_balancers: BTreeSet<String>,
+    /// Load balancers moto does not have (any more): ARNs are never reused, so they are not
+    /// asked about again (moto keeps deleted ones in a group's `LoadBalancerArns`).
+    pub gone_load_balancers: BTreeSet<String>,
     pub groups: BTreeMap<String, Group>,
     pub planes: BTreeMap<String, Plane>,
     /// Requests routed per (target group, target).

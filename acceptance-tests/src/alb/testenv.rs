@@ -42,6 +42,7 @@ pub fn provider_client(endpoint: &str) -> elbv2::Client {
     elbv2::Client::from_conf(config)
 }
 
+/// A target group of a forward, with its weight when given.
 pub fn tuple(arn: &str, weight: Option<i32>) -> TargetGroupTuple {
     TargetGroupTuple::builder()
         .target_group_arn(arn)
@@ -49,6 +50,7 @@ pub fn tuple(arn: &str, weight: Option<i32>) -> TargetGroupTuple {
         .build()
 }
 
+/// A forward through a ForwardConfig of these groups.
 pub fn forward(groups: &[(&str, Option<i32>)]) -> Action {
     let config = groups
         .iter()
@@ -62,6 +64,7 @@ pub fn forward(groups: &[(&str, Option<i32>)]) -> Action {
         .build()
 }
 
+/// A forward written with `TargetGroupArn` only.
 pub fn plain_forward(arn: &str) -> Action {
     Action::builder()
         .r#type(ActionTypeEnum::Forward)
@@ -69,6 +72,7 @@ pub fn plain_forward(arn: &str) -> Action {
         .build()
 }
 
+/// A fixed response with this status.
 pub fn fixed(status: &str) -> Action {
     Action::builder()
         .r#type(ActionTypeEnum::FixedResponse)
@@ -95,6 +99,7 @@ pub struct TestEnv {
 }
 
 impl TestEnv {
+    /// A new emulator with these settings, and a VPC and load balancer made through it.
     pub async fn new(prefix: &str, settings: Settings) -> TestEnv {
         let emulator = AlbEmulator::start(&moto::shared().endpoint(), settings);
         let http = reqwest::Client::builder()
@@ -145,6 +150,7 @@ impl TestEnv {
         text[start..start + text[start..].find('<').unwrap()].to_string()
     }
 
+    /// A new VPC (10.0.0.0/16).
     pub async fn ec2_vpc(&self) -> String {
         self.ec2(
             &[("Action", "CreateVpc"), ("CidrBlock", "10.0.0.0/16")],
@@ -220,6 +226,7 @@ impl TestEnv {
         arn
     }
 
+    /// An HTTP listener of load balancer `lb`.
     pub async fn listener(&self, lb: &str, port: i32, action: Action) -> String {
         let out = self
             .elb
@@ -234,6 +241,7 @@ impl TestEnv {
         out.listeners()[0].listener_arn().unwrap().to_string()
     }
 
+    /// Sets a listener's default action.
     pub async fn modify(&self, listener: &str, action: Action) {
         self.elb
             .modify_listener()
@@ -244,6 +252,7 @@ impl TestEnv {
             .unwrap_or_else(|e| panic!("ModifyListener: {}", DisplayErrorContext(e)));
     }
 
+    /// Registers `(id, port)` targets (no port: the group's).
     pub async fn register(&self, tg: &str, targets: &[(&str, Option<i32>)]) {
         self.elb
             .register_targets()
@@ -254,6 +263,7 @@ impl TestEnv {
             .unwrap_or_else(|e| panic!("RegisterTargets: {}", DisplayErrorContext(e)));
     }
 
+    /// Deregisters `(id, port)` targets.
     pub async fn deregister(&self, tg: &str, targets: &[(&str, Option<i32>)]) {
         self.elb
             .deregister_targets()
@@ -264,6 +274,7 @@ impl TestEnv {
             .unwrap_or_else(|e| panic!("DeregisterTargets: {}", DisplayErrorContext(e)));
     }
 
+    /// DescribeTargetHealth as rows, sorted.
     pub async fn health(&self, tg: &str) -> Vec<Row> {
         let mut rows: Vec<Row> = self
             .describe(tg, None)
@@ -356,6 +367,7 @@ impl TestEnv {
     }
 }
 
+/// `(id, port)` pairs as target descriptions.
 pub fn descriptions(targets: &[(&str, Option<i32>)]) -> Vec<TargetDescription> {
     targets
         .iter()
@@ -363,10 +375,12 @@ pub fn descriptions(targets: &[(&str, Option<i32>)]) -> Vec<TargetDescription> {
         .collect()
 }
 
+/// A row of [`TestEnv::health`].
 pub fn row(id: &str, port: u16, state: &str, reason: &str) -> Row {
     (id.into(), i32::from(port), state.into(), reason.into())
 }
 
+/// Where the test apps listen.
 pub const HOST: &str = "127.0.0.1";
 
 /// The app as a target.
@@ -379,6 +393,7 @@ pub fn local(app: &TestApp, state: &str, reason: &str) -> Row {
     row(HOST, app.port(), state, reason)
 }
 
+/// A `path-pattern` condition.
 pub fn path(pattern: &str) -> RuleCondition {
     RuleCondition::builder()
         .field("path-pattern")
