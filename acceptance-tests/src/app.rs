@@ -13,6 +13,7 @@
 //! behaviour from outside the process (see `src/bin/test-app.rs`); the body is parsed by
 //! [`Behavior`]'s `FromStr`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
@@ -32,6 +33,9 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+/// How many distinct header pairs [`TestApp::saw_header`] remembers.
+const HEADERS_SEEN_CAP: usize = 10_000;
+
 /// The path that switches behaviour over HTTP.
 pub const CONTROL_PATH: &str = "/_control/behavior";
 
@@ -44,7 +48,7 @@ pub enum Behavior {
     Failing(u16),
     /// 200, after this delay.
     Slow(Duration),
-    /// Per request, in a cycle: `healthy` answers 200, then `failing` answer 503.
+    /// Per request to a path, in a cycle: `healthy` answers 200, then `failing` answer 503.
     Flapping { healthy: u32, failing: u32 },
     /// The port refuses connections: the listener is closed and open connections are
     /// dropped. Switching to anything else binds the same port again.
@@ -205,6 +209,17 @@ impl TestApp {
         self.shared.connections.load(Ordering::SeqCst)
     }
 
+    /// Whether any request so far carried header `name` (lower case) with a value that
+    /// contains `needle`: the last request may be a load balancer's health check.
+    pub fn saw_header(&self, name: &str, needle: &str) -> bool {
+        self.shared
+            .headers_seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(n, v)| n == name && v.contains(needle))
+    }
+
     /// The headers of the last request, names in lower case, in arrival order.
     pub fn last_headers(&self) -> Vec<(String, String)> {
         self.shared.last_headers.lock().unwrap().clone()
@@ -232,6 +247,8 @@ struct Shared {
     requests: AtomicU64,
     connections: AtomicU64,
     last_headers: Mutex<Vec<(String, String)>>,
+    /// Every (name, value) header pair received, up to [`HEADERS_SEEN_CAP`].
+    headers_seen: Mutex<BTreeSet<(String, String)>>,
     /// Whether the app port should be open; the server thread follows it.
     want_listening: watch::Sender<bool>,
     /// Whether it is open, for `set` to wait on.
@@ -242,8 +259,9 @@ struct Shared {
 struct State {
     behavior: Behavior,
     since: Instant,
-    /// Requests received since the switch, for `Flapping`'s cycle.
-    received: u64,
+    /// Requests received per path since the switch, for `Flapping`'s cycle: a load
+    /// balancer's checks on one path do not shift the cycle another client sees on another.
+    received: BTreeMap<String, u64>,
 }
 
 /// What one request gets.
@@ -272,11 +290,12 @@ impl Shared {
             state: Mutex::new(State {
                 behavior: Behavior::Healthy,
                 since: Instant::now(),
-                received: 0,
+                received: BTreeMap::new(),
             }),
             requests: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             last_headers: Mutex::new(Vec::new()),
+            headers_seen: Mutex::new(BTreeSet::new()),
             want_listening: watch::Sender::new(true),
             listening: Mutex::new(true),
             listening_changed: Condvar::new(),
@@ -289,7 +308,7 @@ impl Shared {
         *self.state.lock().unwrap() = State {
             behavior,
             since: Instant::now(),
-            received: 0,
+            received: BTreeMap::new(),
         };
         self.want_listening.send_if_modified(|want| {
             let changed = *want != up;
@@ -316,10 +335,11 @@ impl Shared {
         assert!(!timeout.timed_out(), "the test app did not switch its port");
     }
 
-    fn next_reply(&self) -> Reply {
+    fn next_reply(&self, path: &str) -> Reply {
         let mut state = self.state.lock().unwrap();
-        let n = state.received;
-        state.received += 1;
+        let received = state.received.entry(path.to_string()).or_insert(0);
+        let n = *received;
+        *received += 1;
         match &state.behavior {
             // `Down` is only seen by a request that raced the switch.
             Behavior::Healthy | Behavior::Down => Reply::new(200, "ok"),
@@ -456,7 +476,7 @@ async fn respond(shared: &Shared, port: Port, request: Request<Incoming>) -> Res
     if port == Port::Control {
         return text(StatusCode::NOT_FOUND, format!("only {CONTROL_PATH} here\n"));
     }
-    *shared.last_headers.lock().unwrap() = request
+    let headers: Vec<(String, String)> = request
         .headers()
         .iter()
         .map(|(name, value)| {
@@ -464,9 +484,17 @@ async fn respond(shared: &Shared, port: Port, request: Request<Incoming>) -> Res
             (name.as_str().to_string(), value)
         })
         .collect();
+    {
+        let mut seen = shared.headers_seen.lock().unwrap();
+        if seen.len() < HEADERS_SEEN_CAP {
+            seen.extend(headers.iter().cloned());
+        }
+    }
+    *shared.last_headers.lock().unwrap() = headers;
+    let path = request.uri().path().to_string();
     // Read the body, as a real app would, so the connection stays reusable.
     let _ = request.into_body().collect().await;
-    let reply = shared.next_reply();
+    let reply = shared.next_reply(&path);
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }

@@ -1,10 +1,13 @@
-//! The AWS side of a blue/green acceptance test, created in moto through the API (Terraform
-//! cannot: no registry provider is available to tests).
+//! The AWS side of a blue/green acceptance test, created through the ELBv2 API (Terraform
+//! cannot: no registry provider is available to tests), in moto or in the ALB emulator in
+//! front of it ([`crate::alb`], the default: it health-checks, validates, throttles and
+//! routes like an Application Load Balancer).
 //!
 //! [`BlueGreenFixture::create`] builds a VPC with two subnets (EC2 through raw Query API POSTs,
 //! to avoid compiling aws-sdk-ec2), an application load balancer, `blue` and `green` target
-//! groups, a production listener (port 80) forwarding 100/0 to blue/green and a test listener
-//! (port 8080) forwarding to blue. Every name carries a random suffix, so tests can share one moto
+//! groups (health-checked on `/health` with AWS's shortest settings), a production listener
+//! (port 80) forwarding 100/0 to blue/green (or as [`Start`] says) and a test listener (port
+//! 8080) forwarding to blue. Every name carries a random suffix, so tests can share one moto
 //! in parallel. Nothing is deleted afterwards: moto's state goes away with the moto process.
 //!
 //! The helpers panic with the full SDK error on failure, as test fixtures do.
@@ -16,8 +19,8 @@ use aws_sdk_elasticloadbalancingv2 as elbv2;
 use elbv2::config::{BehaviorVersion, Credentials, Region};
 use elbv2::error::DisplayErrorContext;
 use elbv2::types::{
-    Action, ActionTypeEnum, ForwardActionConfig, LoadBalancerTypeEnum, ProtocolEnum, Tag,
-    TargetDescription, TargetGroupTuple, TargetTypeEnum,
+    Action, ActionTypeEnum, FixedResponseActionConfig, ForwardActionConfig, LoadBalancerTypeEnum,
+    ProtocolEnum, Tag, TargetDescription, TargetGroupTuple, TargetTypeEnum,
 };
 
 use crate::moto::Moto;
@@ -37,17 +40,47 @@ pub fn client(endpoint: &str) -> elbv2::Client {
     elbv2::Client::from_conf(config)
 }
 
+/// Something that answers the ELBv2 API on loopback: moto itself, or the ALB emulator in
+/// front of it (`crate::alb`).
+pub trait ElbEndpoint {
+    /// `http://127.0.0.1:PORT`
+    fn endpoint(&self) -> String;
+}
+
+impl ElbEndpoint for Moto {
+    fn endpoint(&self) -> String {
+        Moto::endpoint(self)
+    }
+}
+
+impl ElbEndpoint for crate::alb::AlbEmulator {
+    fn endpoint(&self) -> String {
+        crate::alb::AlbEmulator::endpoint(self)
+    }
+}
+
+/// What the production listener's default action is before the provider arrives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// A weighted forward to both colours, blue 100 and green 0.
+    BothColours,
+    /// A forward to blue alone (the usual `aws_lb_listener`), as AWS reads it back.
+    BlueOnly,
+    /// A fixed 404 response: nothing is deployed yet.
+    FixedResponse,
+}
+
 /// A VPC, an application load balancer with a production and a test listener, and the two
 /// colour target groups, in moto.
 pub struct BlueGreenFixture {
-    /// The moto endpoint (`http://127.0.0.1:PORT`), e.g. for the provider's `endpoints { elbv2 }`.
+    /// The ELBv2 endpoint (`http://127.0.0.1:PORT`), e.g. for the provider's `endpoints { elbv2 }`.
     pub endpoint: String,
     /// The unique name stem of this fixture's resources (`<name>-<suffix>`).
     pub name: String,
     pub vpc_id: String,
     pub subnet_ids: Vec<String>,
     pub lb_arn: String,
-    /// Port 80, default action: forward blue 100 / green 0.
+    /// Port 80, default action: forward blue 100 / green 0, unless created with another [`Start`].
     pub listener_arn: String,
     /// Port 8080, default action: forward to blue.
     pub test_listener_arn: String,
@@ -59,8 +92,13 @@ pub struct BlueGreenFixture {
 impl BlueGreenFixture {
     /// Creates the fixture. `name` is a readable prefix (sanitized to `[a-z0-9-]` and shortened);
     /// a random suffix keeps names unique within the 32-character ELB limit. Panics on failure.
-    pub async fn create(moto: &Moto, name: &str) -> BlueGreenFixture {
-        let endpoint = moto.endpoint();
+    pub async fn create(at: &impl ElbEndpoint, name: &str) -> BlueGreenFixture {
+        Self::create_with(at, name, Start::BothColours).await
+    }
+
+    /// The fixture with the production listener starting as `start` says.
+    pub async fn create_with(at: &impl ElbEndpoint, name: &str, start: Start) -> BlueGreenFixture {
+        let endpoint = at.endpoint();
         let name = unique_name(name);
         let ec2 = Ec2Query::new(&endpoint);
         let vpc_id = ec2
@@ -109,6 +147,12 @@ impl BlueGreenFixture {
                 .port(80)
                 .vpc_id(&vpc_id)
                 .target_type(TargetTypeEnum::Ip)
+                // AWS's shortest checks (the emulator scales their time down).
+                .health_check_path("/health")
+                .health_check_interval_seconds(5)
+                .health_check_timeout_seconds(4)
+                .healthy_threshold_count(2)
+                .unhealthy_threshold_count(2)
                 .send()
                 .await
                 .unwrap_or_else(|e| {
@@ -123,13 +167,6 @@ impl BlueGreenFixture {
         }
         let (blue_tg_arn, green_tg_arn) = (tg_arns[0].clone(), tg_arns[1].clone());
 
-        let listener_arn = create_listener(
-            &client,
-            &lb_arn,
-            80,
-            weighted_forward(&[(&blue_tg_arn, 100), (&green_tg_arn, 0)]),
-        )
-        .await;
         // A plain "forward to one group", written the way real AWS reads it back (both
         // TargetGroupArn and a one-entry ForwardConfig with weight 1); moto echoes what it is given.
         let single = Action::builder()
@@ -141,6 +178,21 @@ impl BlueGreenFixture {
                     .build(),
             )
             .build();
+        let production = match start {
+            Start::BothColours => weighted_forward(&[(&blue_tg_arn, 100), (&green_tg_arn, 0)]),
+            Start::BlueOnly => single.clone(),
+            Start::FixedResponse => Action::builder()
+                .r#type(ActionTypeEnum::FixedResponse)
+                .fixed_response_config(
+                    FixedResponseActionConfig::builder()
+                        .status_code("404")
+                        .content_type("text/plain")
+                        .message_body("nothing deployed yet")
+                        .build(),
+                )
+                .build(),
+        };
+        let listener_arn = create_listener(&client, &lb_arn, 80, production).await;
         let test_listener_arn = create_listener(&client, &lb_arn, 8080, single).await;
 
         BlueGreenFixture {
@@ -317,6 +369,17 @@ impl BlueGreenFixture {
             .send()
             .await
             .unwrap_or_else(|e| panic!("AddTags {arn}: {}", DisplayErrorContext(e)));
+    }
+
+    /// Points the load balancer's health checks of the group at another path.
+    pub async fn set_health_check_path(&self, tg_arn: &str, path: &str) {
+        self.client
+            .modify_target_group()
+            .target_group_arn(tg_arn)
+            .health_check_path(path)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("ModifyTargetGroup {tg_arn}: {}", DisplayErrorContext(e)));
     }
 
     /// Deletes a target group (moto, like AWS, refuses while a listener forwards to it, even at

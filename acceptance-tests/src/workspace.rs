@@ -124,6 +124,15 @@ impl Workspace {
             .await
             .unwrap_or_else(|_| panic!("terraform {args:?} took longer than {COMMAND_TIMEOUT:?}"))
             .expect("terraform output");
+        // The provider validates every write before sending it: a request the emulated load
+        // balancer refused is a provider bug, whatever the test expected of the apply.
+        let refused = crate::alb::provider_refusals();
+        assert!(
+            refused.is_empty(),
+            "terraform {args:?}: the ALB emulator refused requests of the provider (AWS would have too): {refused:#?}\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         Output {
             success: out.status.success(),
             code: out.status.code(),

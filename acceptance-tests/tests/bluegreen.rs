@@ -1,13 +1,13 @@
 //! `immutable_bluegreen_deployment` and `immutable_bluegreen_slots` through the real
-//! Terraform CLI, against moto's ELBv2 API and real HTTP apps on loopback: every step
+//! Terraform CLI, against the ALB emulator (moto behind it) and real HTTP apps on loopback: every step
 //! checks the plan, the state and the listener's actual forward weights.
 
 use std::collections::BTreeMap;
 
+use acceptance_tests::alb;
 use acceptance_tests::app::{Behavior, TestApp};
 use acceptance_tests::checks::{PlanCheck, StateCheck};
 use acceptance_tests::elb::BlueGreenFixture;
-use acceptance_tests::moto;
 use acceptance_tests::terraform::{acceptance_terraforms, REQUIRED_PROVIDERS};
 use acceptance_tests::workspace::{Step, Workspace};
 use serde_json::json;
@@ -69,7 +69,7 @@ resource "immutable_bluegreen_deployment" "app" {{
 #[tokio::test(flavor = "multi_thread")]
 async fn baked_image_fleet_release_rollback_and_failed_release() {
     for tf in acceptance_terraforms("bluegreen_baked_fleet") {
-        let fx = BlueGreenFixture::create(moto::shared(), "fleet").await;
+        let fx = BlueGreenFixture::create(alb::shared(), "fleet").await;
         let (v1, v2, v3) = (
             TestApp::start("v1").await,
             TestApp::start("v2").await,
@@ -192,18 +192,45 @@ async fn baked_image_fleet_release_rollback_and_failed_release() {
         )
         .await;
 
-        // A broken v3 fails its gate: traffic stays on v1, state unchanged, the next plan
-        // still shows the pending release.
+        // A broken v3 fails its gate (the load balancer's own checks see its 503s first):
+        // traffic stays on v1, blue gets v2's fleet back so that the rollback to v2 stays
+        // instant, state unchanged, and the next plan still shows the pending release.
         v3.set(Behavior::Failing(503));
         let failed = ws
             .step(Step {
                 config: fleet_config(&fx, "v3", &v3, "").replace("\"20s\"", "\"2s\""),
-                expect_error: Some(r"(?s)not deployed to blue.*503 x\d+"),
+                expect_error: Some(
+                    r"(?s)not deployed to blue.*unhealthy \(Target.ResponseCodeMismatch\).*holds its previous fleet again",
+                ),
                 ..Step::default()
             })
             .await;
+        // (A target registered again shows up after a moment, as in AWS.)
+        let mut blue = Vec::new();
+        for _ in 0..30 {
+            blue = fx.targets(&fx.blue_tg_arn).await;
+            blue.retain(|t| t.2 != "draining");
+            if !blue.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            blue.iter().map(|t| t.1).collect::<Vec<_>>(),
+            vec![v2.port() as i32],
+            "blue holds v2's fleet again (v3's target drains)"
+        );
+        assert_eq!(
+            fx.tags(&fx.blue_tg_arn)
+                .await
+                .get("immutable:release")
+                .map(String::as_str),
+            Some("v2")
+        );
         assert!(
-            failed.log.contains("traffic was not moved"),
+            flat(&failed.log)
+                .to_lowercase()
+                .contains("traffic was not moved"),
             "{}",
             failed.log
         );
@@ -213,8 +240,8 @@ async fn baked_image_fleet_release_rollback_and_failed_release() {
             StateCheck::Equals(DEPLOYMENT, "active_color", json!("green")),
             StateCheck::Equals(DEPLOYMENT, "release", json!("v1")),
             StateCheck::Equals(DEPLOYMENT, "generation", json!(3)),
-            // The truth about the standby colour: it holds the failed release now.
-            StateCheck::Equals(DEPLOYMENT, "blue_release", json!("v3")),
+            // The truth about the standby colour: it holds v2 again.
+            StateCheck::Equals(DEPLOYMENT, "blue_release", json!("v2")),
         ] {
             check.check(&state).unwrap();
         }
@@ -246,7 +273,7 @@ async fn baked_image_fleet_release_rollback_and_failed_release() {
 #[tokio::test(flavor = "multi_thread")]
 async fn drift_is_planned_and_restored_and_a_deleted_listener_leaves_state() {
     for tf in acceptance_terraforms("bluegreen_drift") {
-        let fx = BlueGreenFixture::create(moto::shared(), "drift").await;
+        let fx = BlueGreenFixture::create(alb::shared(), "drift").await;
         let v1 = TestApp::start("v1").await;
         let ws = Workspace::new(&tf, "bg-drift");
         ws.step(Step {
@@ -479,7 +506,7 @@ async fn self_registering_fleet_takes_its_release_from_the_slots_data_source() {
         .into_iter()
         .filter(|tf| tf.at_least(1, 4))
     {
-        let fx = BlueGreenFixture::create(moto::shared(), "ecs").await;
+        let fx = BlueGreenFixture::create(alb::shared(), "ecs").await;
         let fleet = Fleet::start(&fx).await;
         let ws = Workspace::new(&tf, "bg-ecs");
         // One apply per release: the standby colour's service is updated first, then the
@@ -572,7 +599,7 @@ async fn second_release(
     TestApp,
     tokio::process::Child,
 ) {
-    let fx = BlueGreenFixture::create(moto::shared(), name).await;
+    let fx = BlueGreenFixture::create(alb::shared(), name).await;
     let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
     let ws = Workspace::new(tf, name);
     ws.step(Step {
@@ -664,7 +691,7 @@ async fn a_failure_while_baking_rolls_back() {
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_during_the_gate_leaves_traffic_where_it_was() {
     for tf in acceptance_terraforms("bluegreen_interrupt_gate") {
-        let fx = BlueGreenFixture::create(moto::shared(), "bg-int-gate").await;
+        let fx = BlueGreenFixture::create(alb::shared(), "bg-int-gate").await;
         let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
         let ws = Workspace::new(&tf, "bg-int-gate");
         ws.step(Step {
@@ -784,7 +811,7 @@ async fn invalid_deployment_settings_are_reported_at_validate() {
 #[tokio::test(flavor = "multi_thread")]
 async fn canary_with_a_test_listener_and_without_retaining_the_previous_colour() {
     for tf in acceptance_terraforms("bluegreen_canary") {
-        let fx = BlueGreenFixture::create(moto::shared(), "bg-canary").await;
+        let fx = BlueGreenFixture::create(alb::shared(), "bg-canary").await;
         let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
         let ws = Workspace::new(&tf, "bg-canary");
         let extra = format!(
@@ -809,9 +836,10 @@ async fn canary_with_a_test_listener_and_without_retaining_the_previous_colour()
         assert!(ok, "{out}");
         assert_eq!(fx.weights(&fx.listener_arn).await, weights(100, 0));
         assert_eq!(fx.weights(&fx.test_listener_arn).await, weights(100, 0));
+        let green = fx.targets(&fx.green_tg_arn).await;
         assert!(
-            fx.targets(&fx.green_tg_arn).await.is_empty(),
-            "retain_previous = false deregisters the previous fleet"
+            green.iter().all(|t| t.2 == "draining"),
+            "retain_previous = false deregisters the previous fleet: {green:?}"
         );
         assert_eq!(fx.targets(&fx.blue_tg_arn).await.len(), 1);
     }
@@ -844,7 +872,7 @@ const WRITES: [&str; 5] = [
 async fn throttling_is_retried_and_settings_changes_write_nothing() {
     use acceptance_tests::proxy::{Fault, FaultProxy};
     for tf in acceptance_terraforms("bluegreen_throttling") {
-        let fx = BlueGreenFixture::create(moto::shared(), "bg-throttle").await;
+        let fx = BlueGreenFixture::create(alb::shared(), "bg-throttle").await;
         let proxy = FaultProxy::start(&fx.endpoint);
         let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
         let ws = Workspace::new(&tf, "bg-throttle");
@@ -894,7 +922,7 @@ async fn throttling_is_retried_and_settings_changes_write_nothing() {
 async fn an_unreachable_elbv2_endpoint_during_apply_leaves_traffic_and_state_as_they_were() {
     use acceptance_tests::proxy::{Fault, FaultProxy};
     for tf in acceptance_terraforms("bluegreen_endpoint_down") {
-        let fx = BlueGreenFixture::create(moto::shared(), "bg-down").await;
+        let fx = BlueGreenFixture::create(alb::shared(), "bg-down").await;
         let proxy = FaultProxy::start(&fx.endpoint);
         let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
         let ws = Workspace::new(&tf, "bg-down");
@@ -952,25 +980,24 @@ async fn ctrl_c_while_baking_moves_traffic_back_even_without_auto_rollback() {
 #[tokio::test(flavor = "multi_thread")]
 async fn reordered_targets_are_not_a_release() {
     for tf in acceptance_terraforms("bluegreen_reorder") {
-        let fx = BlueGreenFixture::create(moto::shared(), "bg-reorder").await;
-        let app = TestApp::start("v1").await;
+        let fx = BlueGreenFixture::create(alb::shared(), "bg-reorder").await;
+        let (app, twin) = (TestApp::start("v1").await, TestApp::start("v1").await);
         let ws = Workspace::new(&tf, "bg-reorder");
-        // Two targets, checked through one URL (moto keys targets by ID alone).
-        let config = |first: &str, second: &str| {
-            fleet_config(&fx, "v1", &app, "")
-                .replace(
-                    &format!("targets                = [{{ id = \"127.0.0.1\", port = {} }}]", app.port()),
-                    &format!("targets                = [{{ id = \"{first}\", port = 80 }}, {{ id = \"{second}\", port = 80 }}]"),
-                )
-                .replace("path              = \"/health\"", &format!("url               = \"{}/health\"", app.url()))
+        // Two targets on one address, told apart by their ports as the load balancer does.
+        let config = |first: u16, second: u16| {
+            fleet_config(&fx, "v1", &app, "").replace(
+                &format!("targets                = [{{ id = \"127.0.0.1\", port = {} }}]", app.port()),
+                &format!("targets                = [{{ id = \"127.0.0.1\", port = {first} }}, {{ id = \"127.0.0.1\", port = {second} }}]"),
+            )
         };
         ws.step(Step {
-            config: config("10.0.0.1", "10.0.0.2"),
+            config: config(app.port(), twin.port()),
             ..Step::default()
         })
         .await;
+        assert_eq!(fx.targets(&fx.green_tg_arn).await.len(), 2);
         ws.step(Step {
-            config: config("10.0.0.2", "10.0.0.1"),
+            config: config(twin.port(), app.port()),
             plan_checks: vec![
                 PlanCheck::UpdateInPlace(DEPLOYMENT),
                 PlanCheck::change(DEPLOYMENT, "active_color", json!("green"), json!("green")),

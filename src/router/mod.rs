@@ -41,6 +41,8 @@ pub struct TargetHealth {
     pub state: String,
     /// e.g. `Target.ResponseCodeMismatch`, when not healthy.
     pub reason: Option<String>,
+    /// The load balancer's words for it, e.g. "Health checks failed with these codes: [503]".
+    pub description: Option<String>,
 }
 
 impl TargetHealth {

@@ -274,8 +274,9 @@ fn sorted_targets(config: &Value) -> Option<Vec<Target>> {
 }
 
 /// Whether this apply rolls back, within `rollback_window`, to the colour that served
-/// until the last cut-over: the release is the previous one, the fleet is unchanged, and
-/// the last cut-over (when that colour stopped serving) is recent enough.
+/// until the last cut-over: the release is the previous one, and the last cut-over (when
+/// that colour stopped serving) is recent enough. (The rollout also requires the colour
+/// to hold that release and its fleet still.)
 fn within_rollback_window(prior: &Value, planned: &Value) -> bool {
     let text = |v: &Value, name: &str| v.get(name).and_then(Value::as_str).map(str::to_string);
     let Some(window) = text(planned, "rollback_window").and_then(|w| duration::parse(&w).ok())
@@ -283,8 +284,7 @@ fn within_rollback_window(prior: &Value, planned: &Value) -> bool {
         return false;
     };
     let rollback = text(planned, "release").is_some()
-        && text(planned, "release") == text(prior, "previous_release")
-        && sorted_targets(planned) == sorted_targets(prior);
+        && text(planned, "release") == text(prior, "previous_release");
     let since_cut_over = text(prior, "deployed_at")
         .and_then(|at| humantime::parse_rfc3339(&at).ok())
         .and_then(|at| at.elapsed().ok());
@@ -376,18 +376,13 @@ impl BlueGreenDeployment {
             );
             return prior.clone();
         };
-        let (mut health, mut strategy) = match (health(planned), strategy(planned)) {
+        let (health, strategy) = match (health(planned), strategy(planned)) {
             (Ok(h), Ok(s)) => (h, s),
             (Err(e), _) | (_, Err(e)) => {
                 diags.error("Invalid settings", e);
                 return prior.clone();
             }
         };
-        if within_rollback_window(prior, planned) {
-            tracing::info!("rollback within rollback_window: one check, all at once");
-            health.healthy_threshold = 1;
-            strategy = Strategy::AllAtOnce;
-        }
         let operation = if prior.is_null() { "create" } else { "update" };
         let timeout = common::timeout(planned, operation, DEFAULT_TIMEOUT)
             .unwrap_or(Duration::from_secs(1800));
@@ -435,6 +430,7 @@ impl BlueGreenDeployment {
                 .get("generation")
                 .and_then(Value::as_i64)
                 .unwrap_or(1),
+            quick_rollback: within_rollback_window(prior, planned),
         };
         if !self
             .target_groups_usable(router.as_ref(), &slots, diags)
@@ -518,7 +514,10 @@ impl BlueGreenDeployment {
                 return false;
             }
             Err(e) => {
-                diags.error("Cannot check the target groups", e.to_string());
+                diags.error(
+                    "Cannot check the target groups",
+                    format!("{e}\nNothing was changed; traffic was not moved."),
+                );
                 return false;
             }
         };
@@ -530,7 +529,7 @@ impl BlueGreenDeployment {
                 diags.attribute_error(
                     AttributePath::attr(attr),
                     "The listener cannot forward to this target group",
-                    format!("{problem}. Nothing was changed."),
+                    format!("{problem}. Nothing was changed; traffic was not moved."),
                 );
             }
         }

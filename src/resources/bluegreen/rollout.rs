@@ -78,6 +78,9 @@ pub struct Release {
     pub auto_rollback: bool,
     pub retain_previous: bool,
     pub generation: i64,
+    /// A rollback to the colour that served within `rollback_window`: when the colour
+    /// still holds the release and its fleet, one HTTP check and no steps.
+    pub quick_rollback: bool,
 }
 
 /// How a cut-over ended.
@@ -139,6 +142,15 @@ struct Prepared {
     tagged: bool,
 }
 
+impl Prepared {
+    /// Whether the colour's `targets` fleet or its tags were changed, and so are put back
+    /// when the release fails before traffic moved.
+    fn changed_fleet(&self) -> bool {
+        self.tags_before.is_some()
+            && (self.tagged || !self.added.is_empty() || !self.removed.is_empty())
+    }
+}
+
 impl Rollout<'_> {
     pub async fn run(&self, release: &Release) -> Outcome {
         let mut prepared = Prepared::default();
@@ -149,25 +161,24 @@ impl Rollout<'_> {
             }
         }
         match outcome {
-            Outcome::NotMoved {
-                error,
-                holds_release: true,
-            } if prepared.tags_before.is_some() => match self.restore(release, &prepared).await {
-                Ok(()) => Outcome::NotMoved {
-                    error: format!(
-                        "{error}\nThe {} colour holds its previous fleet again.",
-                        release.color
-                    ),
-                    holds_release: false,
-                },
-                Err(e) => Outcome::NotMoved {
-                    error: format!(
-                        "{error}\nPutting the previous fleet back on {} failed: {e}",
-                        release.color
-                    ),
-                    holds_release: true,
-                },
-            },
+            Outcome::NotMoved { error, .. } if prepared.changed_fleet() => {
+                match self.restore(release, &prepared).await {
+                    Ok(()) => Outcome::NotMoved {
+                        error: format!(
+                            "{error}\nThe {} colour holds its previous fleet again.",
+                            release.color
+                        ),
+                        holds_release: false,
+                    },
+                    Err(e) => Outcome::NotMoved {
+                        error: format!(
+                            "{error}\nPutting the previous fleet back on {} failed: {e}",
+                            release.color
+                        ),
+                        holds_release: true,
+                    },
+                }
+            }
             other => other,
         }
     }
@@ -190,7 +201,14 @@ impl Rollout<'_> {
                 holds_release: true,
             };
         }
-        let checks = match self.gate(release).await {
+        let quick = release.quick_rollback
+            && !release.tag_release
+            && prepared.added.is_empty()
+            && prepared.removed.is_empty();
+        if quick {
+            tracing::info!(%color, "rollback within rollback_window: one check, all at once");
+        }
+        let checks = match self.gate(release, quick).await {
             Ok(checks) => checks,
             Err(error) => {
                 return Outcome::NotMoved {
@@ -199,7 +217,12 @@ impl Rollout<'_> {
                 }
             }
         };
-        let (steps, step_interval): (Vec<u32>, Duration) = match release.strategy {
+        let strategy = if quick {
+            Strategy::AllAtOnce
+        } else {
+            release.strategy
+        };
+        let (steps, step_interval): (Vec<u32>, Duration) = match strategy {
             Strategy::AllAtOnce => (vec![], Duration::ZERO),
             Strategy::Canary { percent, interval } => (vec![percent], interval),
             Strategy::Linear { step, interval } => (
@@ -364,10 +387,17 @@ impl Rollout<'_> {
 
     /// Waits for the load balancer to report the colour healthy, then for the HTTP
     /// checks to pass; returns the checks, which keep running during the shift and bake.
-    async fn gate(&self, release: &Release) -> Result<Vec<Check>, String> {
+    /// `quick`: one passing round of HTTP checks is enough.
+    async fn gate(&self, release: &Release, quick: bool) -> Result<Vec<Check>, String> {
+        let threshold = if quick {
+            1
+        } else {
+            self.health.healthy_threshold
+        };
         self.gate_color(
             release.color,
             release.targets.as_deref().unwrap_or_default(),
+            threshold,
         )
         .await
     }
@@ -375,10 +405,17 @@ impl Rollout<'_> {
     /// Gates a colour that already serves (or served) traffic, before traffic is put
     /// back on it.
     pub async fn check_color(&self, color: Color) -> Result<(), String> {
-        self.gate_color(color, &[]).await.map(|_| ())
+        self.gate_color(color, &[], self.health.healthy_threshold)
+            .await
+            .map(|_| ())
     }
 
-    async fn gate_color(&self, color: Color, required: &[Target]) -> Result<Vec<Check>, String> {
+    async fn gate_color(
+        &self,
+        color: Color,
+        required: &[Target],
+        healthy_threshold: u32,
+    ) -> Result<Vec<Check>, String> {
         let healthy = self.wait_for_target_health(color, required).await?;
         if self.stop.is_cancelled() {
             return Err(format!(
@@ -390,7 +427,7 @@ impl Rollout<'_> {
             return Ok(checks);
         }
         let policy = Policy {
-            healthy_threshold: self.health.healthy_threshold,
+            healthy_threshold,
             unhealthy_threshold: self.health.unhealthy_threshold,
             interval: self.health.interval,
             initial_delay: Duration::ZERO,
@@ -421,6 +458,9 @@ impl Rollout<'_> {
         required: &[Target],
     ) -> Result<Vec<TargetHealth>, String> {
         let tg = self.slots.target_group(color);
+        // Polls in a row in which the load balancer called a target that is needed unhealthy:
+        // `unhealthy_threshold` of them fail the gate early, as failed HTTP checks do.
+        let mut unhealthy_polls = 0;
         loop {
             let health = self
                 .router
@@ -435,7 +475,17 @@ impl Rollout<'_> {
             if healthy.len() as u32 >= self.health.min_healthy_targets && all_required {
                 return Ok(healthy);
             }
-            if Instant::now() + self.health.interval > self.deadline {
+            let needed = |t: &&TargetHealth| {
+                required.is_empty() || required.iter().any(|r| same_target(&t.target, r))
+            };
+            if health.iter().filter(needed).any(|t| t.state == "unhealthy") {
+                unhealthy_polls += 1;
+            } else {
+                unhealthy_polls = 0;
+            }
+            let given_up = self.health.unhealthy_threshold > 0
+                && unhealthy_polls >= self.health.unhealthy_threshold;
+            if given_up || Instant::now() + self.health.interval > self.deadline {
                 return Err(self.target_health_failure(color, &health, &healthy, required));
             }
             tokio::select! {
@@ -668,9 +718,14 @@ fn explain(t: &TargetHealth) -> String {
         ("draining", _) => "being deregistered: it takes no new requests",
         _ => "not healthy",
     };
+    let said = t
+        .description
+        .as_deref()
+        .map(|d| format!(" (\"{d}\")"))
+        .unwrap_or_default();
     match &t.reason {
-        Some(reason) => format!("{} ({reason}): {meaning}", t.state),
-        None => format!("{}: {meaning}", t.state),
+        Some(reason) => format!("{} ({reason}): {meaning}{said}", t.state),
+        None => format!("{}: {meaning}{said}", t.state),
     }
 }
 

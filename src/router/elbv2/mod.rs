@@ -307,6 +307,7 @@ impl TrafficRouter for Elbv2Router {
                     reason: health
                         .and_then(|h| h.reason())
                         .map(|r| r.as_str().to_string()),
+                    description: health.and_then(|h| h.description()).map(str::to_string),
                 }
             })
             .collect())
