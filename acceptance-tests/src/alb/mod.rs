@@ -291,6 +291,17 @@ impl AlbEmulator {
             .map(|plane| format!("http://127.0.0.1:{}", plane.port))
     }
 
+    /// Every listener the emulator knows, with its data plane's URL as [`Self::listener_url`]
+    /// gives it, by ARN (for the `alb-emulator` binary, which prints them).
+    pub fn listener_urls(&self) -> Vec<(String, String)> {
+        self.core
+            .state()
+            .planes
+            .iter()
+            .map(|(arn, plane)| (arn.clone(), format!("http://127.0.0.1:{}", plane.port)))
+            .collect()
+    }
+
     pub fn settings(&self) -> Settings {
         self.core.settings()
     }
