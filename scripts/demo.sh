@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # make demo: a blue/green release, a failed release and a rollback, end to end on this machine.
 #
-# Everything runs on loopback and goes away at the end (also on failure or Ctrl-C): moto plays
-# the ELBv2 API (an application load balancer with a listener and two colour target groups,
-# created with boto3 from .venv), and three instances of the test app (acceptance-tests) play
-# the releases v1, v2 and a broken v3. Terraform drives immutable_bluegreen_deployment through four
+# Everything runs on loopback and goes away at the end (also on failure or Ctrl-C): the ALB
+# emulator (acceptance-tests' alb-emulator, with moto_server behind it as the store of record)
+# plays ELBv2 as AWS behaves: it health-checks the registered targets for real, validates and
+# throttles requests as AWS does, and routes requests through a data-plane port per listener.
+# boto3 (from .venv) creates an application load balancer with a listener that answers a fixed
+# 503 and two colour target groups; three instances of the test app (acceptance-tests) play the
+# releases v1, v2 and a broken v3. Terraform drives immutable_bluegreen_deployment through four
 # releases: v1, v2 (the colour flips), v3 (fails its health gate, traffic stays) and a rollback
-# to v1. After each, the listener's weights and the release each colour holds are read back
-# from the ELBv2 API.
+# to v1. During each apply, what the load balancer reports for the release's target group (and
+# the provider's temporary warm-up rule, when it needs one) is printed as it changes; after
+# each, the listener's weights, the releases held, the targets' health and who answers 20
+# requests sent through the listener.
 #
 # Environment (all optional):
-#   TERRAFORM=path   the Terraform CLI (default: terraform on PATH, else .tools/terraform-1.15.5)
-#   MOTO_PORT=N      moto's port (default: a free one)
-#   DEMO_KEEP=1      keep the Terraform working directory (its path is printed)
+#   TERRAFORM=path      the Terraform CLI (default: terraform on PATH, else .tools/terraform-1.15.5)
+#   MOTO_PORT=N         moto's port (default: a free one)
+#   EMULATOR_PORT=N     the ALB emulator's port, the ELBv2 endpoint (default: a free one)
+#   DEMO_KEEP=1         keep the Terraform working directory and the logs (its path is printed)
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -39,7 +45,7 @@ cleanup() {
   if [[ -n "$work" && -d "$work" ]]; then
     if [[ -n "${DEMO_KEEP:-}" ]]; then say "kept $work" >&3; else rm -rf "$work"; fi
   fi
-  ((${#pids[@]} == 0)) || say "stopped moto and the apps" >&3
+  ((${#pids[@]} == 0)) || say "stopped moto, the ALB emulator and the apps" >&3
   exit "$status"
 }
 trap cleanup EXIT
@@ -48,7 +54,7 @@ trap '{ echo; say "interrupted"; } >&3; exit 130' INT
 trap 'say "terminated" >&3; exit 143' TERM
 
 # --- Tools -----------------------------------------------------------------------------------
-header "0/4 Setup: build, tools, moto, apps, load balancer"
+header "0/4 Setup: build, tools, moto, the ALB emulator, apps, load balancer"
 command -v cargo >/dev/null || die "cargo not found: install Rust from https://rustup.rs, then rerun make demo"
 bash scripts/tools.sh install || exit 1 # it says what to do when python3, pip or the network is missing
 PY="$ROOT/.venv/bin/python"
@@ -71,20 +77,32 @@ tf_version="$("$TERRAFORM" version </dev/null 2>/dev/null | sed -n '1s/^Terrafor
 say "terraform $tf_version ($TERRAFORM)"
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-port_in_use() { die "port $1 is in use: stop what listens on it, or choose another with MOTO_PORT=N (or unset MOTO_PORT)"; }
-if [[ -n "${MOTO_PORT:-}" ]]; then
-  listening "$MOTO_PORT" && port_in_use "$MOTO_PORT"
-fi
+port_in_use() { die "port $1 is in use: stop what listens on it, or choose another with $2=N (or unset $2)"; }
+for var in MOTO_PORT EMULATOR_PORT; do
+  if [[ -n "${!var:-}" ]]; then
+    [[ "${!var}" =~ ^[0-9]+$ ]] || die "$var=${!var}: not a port number"
+    listening "${!var}" && port_in_use "${!var}" "$var"
+  fi
+done
 
-say "building the provider and the test app (cargo build)"
+say "building the provider, the test app and the ALB emulator (cargo build)"
 cargo build --locked -p terraform-provider-immutable -p acceptance-tests \
-  --bin terraform-provider-immutable --bin test-app || die "cargo build failed (see above)"
-bin_dir="$(target_dir)/debug"
+  --bin terraform-provider-immutable --bin test-app --bin alb-emulator || die "cargo build failed (see above)"
+# The demo runs links (copies where links cannot be made) of the binaries just built, in a
+# directory of its own: a cargo build during the demo then changes nothing under it, and
+# Terraform's dev_overrides finds only the provider there.
+built="$(target_dir)/debug" bin_dir="$work/bin"
+mkdir "$bin_dir"
+for bin in terraform-provider-immutable test-app alb-emulator; do
+  ln "$built/$bin" "$bin_dir/$bin" 2>/dev/null || cp "$built/$bin" "$bin_dir/$bin" ||
+    die "cannot copy $built/$bin into $bin_dir"
+done
 
 # --- moto ------------------------------------------------------------------------------------
 moto_port="${MOTO_PORT:-$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
-# moto and the apps run in sessions of their own, so that a Ctrl-C reaches only this script and
-# Terraform: Terraform then stops gracefully against a live moto, and cleanup stops them.
+# moto, the emulator and the apps run in sessions of their own, so that a Ctrl-C reaches only
+# this script and Terraform: Terraform then stops gracefully against a live load balancer, and
+# cleanup stops them.
 detached=()
 command -v setsid >/dev/null && detached=(setsid)
 : >"$work/moto.log"
@@ -94,14 +112,37 @@ pids+=("$moto_pid")
 for _ in {1..150}; do
   grep -q "Running on" "$work/moto.log" && listening "$moto_port" && break
   if ! kill -0 "$moto_pid" 2>/dev/null; then
-    grep -qi 'in use' "$work/moto.log" && port_in_use "$moto_port"
+    grep -qi 'in use' "$work/moto.log" && port_in_use "$moto_port" MOTO_PORT
     die "moto_server exited at start: $(tail -1 "$work/moto.log") (rerun scripts/tools.sh, or remove .venv and rerun)"
   fi
   sleep 0.1
 done
 listening "$moto_port" || die "moto_server did not listen on 127.0.0.1:$moto_port within 15 s (see $work/moto.log, DEMO_KEEP=1 keeps it)"
-endpoint="http://127.0.0.1:$moto_port"
-say "moto (ELBv2 API) on $endpoint"
+moto_endpoint="http://127.0.0.1:$moto_port"
+say "moto (the store of record behind the emulator) on $moto_endpoint"
+
+# Waits for a line of a process's output file matching a sed -n pattern; prints what it captured.
+wait_line() {
+  local out="$1" pattern="$2" pid="$3" what="$4" tries="${5:-100}" found="" i
+  for ((i = 0; i < tries; i++)); do
+    found="$(sed -n "$pattern" "$out" | head -1)"
+    [[ -n "$found" ]] && break
+    kill -0 "$pid" 2>/dev/null || die "$what exited: $(tail -1 "$out")"
+    sleep 0.05
+  done
+  [[ -n "$found" ]] || die "$what: nothing after $((tries / 20)) s (see $out, DEMO_KEEP=1 keeps it)"
+  echo "$found"
+}
+
+# --- The ALB emulator, in front of moto: the ELBv2 endpoint of boto3 and the provider ----------
+emu_out="$work/alb-emulator.out"
+: >"$emu_out"
+"${detached[@]}" "$bin_dir/alb-emulator" --moto "$moto_endpoint" --port "${EMULATOR_PORT:-0}" \
+  >"$emu_out" 2>"$work/alb-emulator.err" </dev/null 3>&- 4>&- &
+emu_pid=$!
+pids+=("$emu_pid")
+endpoint="$(wait_line "$emu_out" 's#^listening \(http://127\.0\.0\.1:[0-9]*\)$#\1#p' "$emu_pid" "alb-emulator")" || exit 1
+say "ALB emulator (ELBv2 API, health checks, data plane) on $endpoint, in front of moto"
 
 # --- The releases: test apps on loopback -------------------------------------------------------
 declare -A app_port
@@ -128,7 +169,11 @@ start_app v3
 "$PY" scripts/demo_aws.py setup "$endpoint" >"$work/aws.env" || die "creating the load balancer in moto failed (see above)"
 # shellcheck disable=SC1091  # written just above: LISTENER_ARN, BLUE_TG_ARN, GREEN_TG_ARN
 source "$work/aws.env"
-say "load balancer 'demo': listener :80 (answers 503 'no release yet'), target groups demo-blue and demo-green"
+# The emulator prints each listener's data-plane URL once it knows the listener.
+listener_url="$(wait_line "$emu_out" "s#^listener $LISTENER_ARN \\(http://127\\.0\\.0\\.1:[0-9]*\\)\$#\\1#p" "$emu_pid" "alb-emulator (the listener's data plane)")" || exit 1
+say "load balancer 'demo': listener :80 (answers 503 'no release yet'; its data plane: $listener_url),"
+say "  target groups demo-blue and demo-green, health-checked by the load balancer on /health every 5 s"
+say "  (in AWS time: the emulator runs it 20x faster), used by no action of the listener yet"
 
 # --- The configuration ---------------------------------------------------------------------------
 cat >"$work/cli.tfrc" <<EOF
@@ -150,7 +195,7 @@ provider "immutable" {
   region      = "us-east-1"
   max_retries = 2
   endpoints {
-    elbv2 = "$endpoint" # moto
+    elbv2 = "$endpoint" # the ALB emulator, moto behind it
   }
 }
 
@@ -194,11 +239,44 @@ plan_story() {
   ' | sed -E 's/^  //; s/^(Plan:|No changes)/    \1/'
 }
 
-# The listener's weights and each colour's release, from the ELBv2 API; with a colour, also
-# checks that the listener sends all traffic to it.
+# The listener's weights, each colour's release and targets' health from the ELBv2 API, and
+# who answers requests sent through the listener; with a colour, also checks that the listener
+# sends all traffic to it.
 show_aws() {
-  "$PY" scripts/demo_aws.py show "$endpoint" "$LISTENER_ARN" "$BLUE_TG_ARN" "$GREEN_TG_ARN" ${1:+"$1"} ||
+  "$PY" scripts/demo_aws.py show "$endpoint" "$listener_url" "$LISTENER_ARN" "$BLUE_TG_ARN" "$GREEN_TG_ARN" ${1:+"$1"} ||
     die "the listener does not send all traffic to $1, the active colour in Terraform's state"
+}
+
+# While an apply runs: what the load balancer reports for the colour the plan lands on, and
+# the listener's rules, as they change (demo_aws.py watch). Started before the apply, stopped
+# (after one last look) when it ends.
+watch_pid=""
+watch_start() {
+  local color="$1" tg
+  [[ "$color" == blue ]] && tg="$BLUE_TG_ARN" || tg="$GREEN_TG_ARN"
+  : >"$work/watch.out"
+  "$PY" scripts/demo_aws.py watch "$endpoint" "$LISTENER_ARN" "$tg" "$color" >"$work/watch.out" 2>&1 </dev/null 3>&- 4>&- &
+  watch_pid=$!
+  pids+=("$watch_pid")
+  # Its first look (two lines) before the apply starts, so that it sees everything the apply does.
+  local i
+  for ((i = 0; i < 100; i++)); do
+    (($(wc -l <"$work/watch.out") >= 2)) && return 0
+    kill -0 "$watch_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  say "watching the load balancer did not start: $(tail -1 "$work/watch.out")"
+}
+watch_stop() {
+  [[ -n "$watch_pid" ]] || return 0
+  kill -TERM "$watch_pid" 2>/dev/null || true
+  wait "$watch_pid" 2>/dev/null || true
+  local pid rest=()
+  for pid in "${pids[@]}"; do [[ "$pid" == "$watch_pid" ]] || rest+=("$pid"); done
+  pids=("${rest[@]}")
+  watch_pid=""
+  echo "    the load balancer, during the apply (DescribeTargetHealth of the release's group, DescribeRules):"
+  cat "$work/watch.out"
 }
 
 # plan + apply for one release; returns apply's status, the apply time in $apply_secs.
@@ -211,11 +289,16 @@ release() {
     die "terraform plan failed (output above)"
   fi
   plan_story <"$work/plan.log"
+  # The colour the release lands on: the plan's new active_color.
+  local lands
+  lands="$(sed -nE 's/^ *[+~] *active_color *= *(".*" -> )?"(blue|green)".*/\2/p' "$work/plan.log" | head -1)"
   echo "  \$ terraform apply tfplan"
+  [[ -n "$lands" ]] && watch_start "$lands"
   t="$(now)"
   local status=0
   tf apply -no-color -input=false -auto-approve tfplan >"$work/apply.log" 2>&1 || status=$?
   apply_secs="$(secs "$t")"
+  watch_stop
   return "$status"
 }
 
@@ -242,6 +325,8 @@ show_aws
 
 # --- 1. v1 ---------------------------------------------------------------------------------------
 header "1/4 Release v1: the first release lands on a colour (blue when neither serves)"
+say "no action of the listener uses blue's group, so the load balancer would leave its targets 'unused':"
+say "the provider adds a warm-up rule (matching no request) for the gate, and deletes it after the cut-over"
 release v1 || { cat "$work/apply.log"; die "releasing v1 failed (output above)"; }
 applied
 summary=("1. v1          -> $serving")
@@ -249,6 +334,7 @@ show_aws "$active"
 
 # --- 2. v2 ---------------------------------------------------------------------------------------
 header "2/4 Release v2: lands on the standby colour, is gated, then traffic flips"
+say "green is in the listener's forward (at weight 0) since the first cut-over: health-checked already, no rule"
 before="$active"
 release v2 || { cat "$work/apply.log"; die "releasing v2 failed (output above)"; }
 applied
@@ -270,6 +356,10 @@ if release v3; then
   cat "$work/apply.log"
   die "releasing the broken v3 succeeded, but its health gate should have failed"
 fi
+grep -q 'was not deployed to' "$work/apply.log" || {
+  cat "$work/apply.log"
+  die "releasing the broken v3 failed, but not at its health gate (output above)"
+}
 echo "    apply failed, as it should, after ${apply_secs} s:"
 # The error's summary and first lines of detail, without Terraform's box drawing.
 sed -n '/Error: /,/^╵/p' "$work/apply.log" | sed -E 's/^(│|╷|╵) ?//' |
@@ -299,3 +389,10 @@ show_aws "$active"
 
 header "Done in $(secs "$started_at") s"
 printf '  %s\n' "${summary[@]}"
+refused="$(grep -c ' by-provider: ' "$emu_out" || true)"
+if ((refused == 0)); then
+  say "the ALB emulator refused none of the provider's requests (it refuses what AWS would)"
+else
+  say "the ALB emulator refused $refused of the provider's requests, as AWS would:"
+  grep ' by-provider: ' "$emu_out" | sed 's/^/    /'
+fi
