@@ -208,6 +208,77 @@ async fn fifty_deployments_in_one_apply_survive_throttling() {
     }
 }
 
+/// The provider keeps inside AWS's default API buckets on its own: fifty deployments gating
+/// ten at a time draw no `Throttling` answer, and the apply takes little longer than the
+/// gates themselves.
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_deployments_pace_their_calls_inside_the_aws_buckets() {
+    const N: usize = 50;
+    const PARALLELISM: usize = 10;
+    // Each HTTP gate: 21 passing checks 1 s apart.
+    const GATE: Duration = Duration::from_secs(20);
+    let Some(tf) = acceptance_terraforms("faults_pacing").into_iter().next() else {
+        return;
+    };
+    let app = TestApp::start("v1").await;
+    alb::shared().set_throttling(None);
+    let mut fixtures = Vec::new();
+    for i in 0..N {
+        fixtures.push(BlueGreenFixture::create(alb::shared(), &format!("pace{i}")).await);
+    }
+    let mut config = provider(&alb::shared().endpoint());
+    for (i, fx) in fixtures.iter().enumerate() {
+        config += &deployment(&format!("d{i}"), fx, "v1", &app, "").replace(
+            "healthy_threshold = 1\n    interval          = \"200ms\"",
+            "healthy_threshold = 21\n    interval          = \"1s\"",
+        );
+    }
+    let ws = Workspace::new(&tf, "pace");
+    ws.write_config(&config);
+    let parallelism = format!("-parallelism={PARALLELISM}");
+    let plan = ws
+        .terraform(
+            &[
+                "plan",
+                "-no-color",
+                "-input=false",
+                &parallelism,
+                "-out=tfplan",
+            ],
+            &[],
+        )
+        .await;
+    assert!(plan.success, "{}", plan.text());
+    alb::shared().set_throttling(Some(Throttling::default()));
+    let started = Instant::now();
+    let apply = ws
+        .terraform(
+            &["apply", "-no-color", "-input=false", &parallelism, "tfplan"],
+            &[],
+        )
+        .await;
+    let took = started.elapsed();
+    assert!(apply.success, "{}", apply.text());
+    let throttled = alb::shared().throttled();
+    let gates_alone = GATE * (N / PARALLELISM) as u32;
+    eprintln!(
+        "pacing: {N} deployments, -parallelism={PARALLELISM}: apply {took:?}, gates alone {gates_alone:?} ({:.2}x), provider calls throttled: {}",
+        took.as_secs_f64() / gates_alone.as_secs_f64(),
+        throttled.from_provider
+    );
+    assert_eq!(
+        throttled.from_provider, 0,
+        "the provider was throttled: {throttled:?}"
+    );
+    assert!(
+        took.as_secs_f64() <= gates_alone.as_secs_f64() * 1.2,
+        "the apply took {took:?}, more than 1.2 times the {gates_alone:?} its gates need"
+    );
+    for fx in &fixtures {
+        assert_eq!(fx.weights(&fx.listener_arn).await.get("green"), Some(&100));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn health_check_headers_stay_in_their_sensitive_attribute() {
     const SECRET: &str = "tok-3a7f9c1e-never-show";

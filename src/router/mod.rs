@@ -86,7 +86,8 @@ pub trait TrafficRouter: Send + Sync {
 
     async fn deregister(&self, target_group: &str, targets: &[Target]) -> Result<(), RouterError>;
 
-    async fn tags(&self, arn: &str) -> Result<BTreeMap<String, String>, RouterError>;
+    /// The tags of each resource, in the order given.
+    async fn tags(&self, arns: &[&str]) -> Result<Vec<BTreeMap<String, String>>, RouterError>;
 
     async fn add_tags(&self, arn: &str, tags: &BTreeMap<String, String>)
         -> Result<(), RouterError>;
@@ -107,7 +108,8 @@ pub trait TrafficRouter: Send + Sync {
     async fn stop_keeping_checked(&self, handle: &str) -> Result<(), RouterError>;
 
     /// What stands in the way of `listener` forwarding to each of `target_groups`, in
-    /// their order (`None`: nothing), checked once before anything is written.
+    /// their order (`None`: nothing), checked once before anything is written. Reads the
+    /// listener as it is before the release.
     async fn check_target_groups(
         &self,
         listener: &str,

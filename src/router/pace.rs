@@ -5,9 +5,12 @@
 //! ELBv2 throttles per account and region, with a bucket per API family (see the ELB API
 //! throttling page): Describe* 40 tokens refilling 10/s in the stricter of the published
 //! tables, Register/Deregister 20 at 4/s, the other writes 20 at 3/s. The provider paces
-//! itself below those: a quarter of the burst (so a new provider process, started right
-//! after the last one drained the account's bucket, does not overdraw it) and 80% of the
-//! refill (the rest is left to whatever else calls the API in the account).
+//! itself below those: three quarters of the burst (a new provider process, started right
+//! after the last one used the account's bucket, finds most of it refilled, since the
+//! last one drew below the refill rate) and 80% of the refill (the rest is left to
+//! whatever else calls the API in the account). A deep burst matters: a wave of
+//! deployments starting together needs many calls at once, and tokens that refill
+//! while gates run cannot be banked beyond it.
 
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -85,7 +88,7 @@ pub struct Pacer {
 
 impl Pacer {
     fn aws_defaults() -> Pacer {
-        let paced = |burst: f64, per_second: f64| Bucket::new(burst / 4.0, per_second * 0.8);
+        let paced = |burst: f64, per_second: f64| Bucket::new(burst * 0.75, per_second * 0.8);
         Pacer {
             describe: paced(40.0, 10.0),
             register: paced(20.0, 4.0),

@@ -129,11 +129,14 @@ impl Observed {
     }
 }
 
-/// Reads the listener's weights and both target groups' tags: three calls.
+/// Reads the listener's weights and both target groups' tags: two calls.
 pub async fn observe(router: &dyn TrafficRouter, slots: &Slots) -> Result<Observed, RouterError> {
     let weights = router.weights(&slots.listener).await?;
-    let blue_tags = router.tags(&slots.blue).await?;
-    let green_tags = router.tags(&slots.green).await?;
+    let mut tags = router.tags(&[&slots.blue, &slots.green]).await?.into_iter();
+    let (blue_tags, green_tags) = (
+        tags.next().unwrap_or_default(),
+        tags.next().unwrap_or_default(),
+    );
     let (b, g) = (weights.of(&slots.blue), weights.of(&slots.green));
     let live = match (b, g) {
         (0, 0) => None,

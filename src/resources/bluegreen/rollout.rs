@@ -291,7 +291,13 @@ impl Rollout<'_> {
     async fn prepare(&self, release: &Release, prepared: &mut Prepared) -> Result<(), String> {
         let tg = self.slots.target_group(release.color);
         if let Some(wanted) = &release.targets {
-            let mut tags = self.router.tags(tg).await.map_err(|e| e.to_string())?;
+            let mut tags = self
+                .router
+                .tags(&[tg])
+                .await
+                .map_err(|e| e.to_string())?
+                .pop()
+                .unwrap_or_default();
             tags.retain(|k, _| k == RELEASE_TAG || k == GENERATION_TAG);
             prepared.tags_before = Some(tags);
             let current: Vec<Target> = self
@@ -335,12 +341,6 @@ impl Rollout<'_> {
             .await
             .map_err(|e| e.to_string())?;
         prepared.tagged = release.tag_release;
-        // The listener as it is before the release; the cut-over's write keeps its other
-        // actions from this read.
-        self.router
-            .weights(&self.slots.listener)
-            .await
-            .map_err(|e| e.to_string())?;
         prepared.kept_checked = self
             .router
             .keep_checked(&self.slots.listener, tg)
@@ -410,19 +410,58 @@ impl Rollout<'_> {
             .map(|_| ())
     }
 
+    /// The load balancer's target health, and the HTTP checks. When the checks are known
+    /// before the load balancer's answer (a URL, or the fleet given as `targets`), both
+    /// run at once and the gate opens when both have passed; otherwise the checks go to the
+    /// targets the load balancer calls healthy, once it does. The first failure closes it.
     async fn gate_color(
         &self,
         color: Color,
         required: &[Target],
         healthy_threshold: u32,
     ) -> Result<Vec<Check>, String> {
-        let healthy = self.wait_for_target_health(color, required).await?;
-        if self.stop.is_cancelled() {
-            return Err(format!(
-                "Interrupted while checking the {color} colour; traffic was not moved."
-            ));
+        let up_front = match &self.health.endpoint {
+            Some(Endpoint::Targets { port, .. }) => {
+                !required.is_empty() && required.iter().all(|t| port.or(t.port).is_some())
+            }
+            _ => true,
+        };
+        if !up_front {
+            let healthy = self.wait_for_target_health(color, required).await?;
+            if self.stop.is_cancelled() {
+                return Err(interrupted_gate(color));
+            }
+            let targets: Vec<Target> = healthy.into_iter().map(|t| t.target).collect();
+            let checks = self.checks(color, &targets)?;
+            return self.http_gate(color, checks, healthy_threshold).await;
         }
-        let checks = self.checks(color, &healthy)?;
+        let checks = self.checks(color, required)?;
+        let elb = self.wait_for_target_health(color, required);
+        let http = self.http_gate(color, checks, healthy_threshold);
+        tokio::pin!(elb, http);
+        let mut elb_passed = false;
+        let mut checks = None;
+        loop {
+            tokio::select! {
+                // Ctrl-C ends both at once: the HTTP side's report says more.
+                biased;
+                passed = &mut http, if checks.is_none() => checks = Some(passed?),
+                passed = &mut elb, if !elb_passed => elb_passed = passed.map(|_| true)?,
+            }
+            if elb_passed {
+                if let Some(checks) = checks {
+                    return Ok(checks);
+                }
+            }
+        }
+    }
+
+    async fn http_gate(
+        &self,
+        color: Color,
+        checks: Vec<Check>,
+        healthy_threshold: u32,
+    ) -> Result<Vec<Check>, String> {
         if checks.is_empty() {
             return Ok(checks);
         }
@@ -437,7 +476,7 @@ impl Rollout<'_> {
             GateResult::Passed(_) => Ok(checks),
             GateResult::Failed { why, report } => {
                 let headline = if why == FailReason::Interrupted {
-                    format!("Interrupted while checking the {color} colour; traffic was not moved.")
+                    interrupted_gate(color)
                 } else {
                     format!(
                         "The {color} colour did not pass its health checks; traffic was not moved."
@@ -489,7 +528,7 @@ impl Rollout<'_> {
                 return Err(self.target_health_failure(color, &health, &healthy, required));
             }
             tokio::select! {
-                _ = self.stop.cancelled() => return Err("Interrupted while waiting for target health; traffic was not moved.".into()),
+                _ = self.stop.cancelled() => return Err(interrupted_gate(color)),
                 _ = tokio::time::sleep(self.health.interval) => {}
             }
         }
@@ -543,8 +582,8 @@ impl Rollout<'_> {
         )
     }
 
-    /// The HTTP checks of a colour: its URL, or each of its healthy IP targets.
-    fn checks(&self, color: Color, healthy: &[TargetHealth]) -> Result<Vec<Check>, String> {
+    /// The HTTP checks of a colour: its URL, or each of these IP targets.
+    fn checks(&self, color: Color, targets: &[Target]) -> Result<Vec<Check>, String> {
         let check = |url: String| -> Result<Check, String> {
             Ok(Check {
                 url: reqwest::Url::parse(&url)
@@ -570,11 +609,11 @@ impl Rollout<'_> {
                 protocol,
                 port,
             }) => {
-                let urls: Vec<String> = healthy
+                let urls: Vec<String> = targets
                     .iter()
                     .filter_map(|t| {
-                        let ip: std::net::IpAddr = t.target.id.parse().ok()?;
-                        let port = port.or(t.target.port)?;
+                        let ip: std::net::IpAddr = t.id.parse().ok()?;
+                        let port = port.or(t.port)?;
                         let host = match ip {
                             std::net::IpAddr::V6(v6) => format!("[{v6}]"),
                             v4 => v4.to_string(),
@@ -701,6 +740,10 @@ fn same_target(a: &Target, b: &Target) -> bool {
 
 fn contains(list: &[Target], target: &Target) -> bool {
     list.iter().any(|t| same_target(t, target))
+}
+
+fn interrupted_gate(color: Color) -> String {
+    format!("Interrupted while checking the {color} colour; traffic was not moved.")
 }
 
 /// A target's health state and reason code, with what they mean for the release.

@@ -143,13 +143,34 @@ impl Elbv2Router {
         }
     }
 
+    async fn target_groups(
+        &self,
+        arns: &[&str],
+    ) -> Result<Vec<elbv2::types::TargetGroup>, RouterError> {
+        let first = arns.first().copied().unwrap_or_default();
+        tracing::debug!(operation = "DescribeTargetGroups", arns = ?arns, "ELBv2 call");
+        pace::elbv2().ready("DescribeTargetGroups").await;
+        let out = self
+            .client
+            .describe_target_groups()
+            .set_target_group_arns(Some(arns.iter().map(|a| a.to_string()).collect()))
+            .send()
+            .await
+            .map_err(|e| self.error("DescribeTargetGroups", "target group", first, e))?;
+        Ok(out.target_groups().to_vec())
+    }
+
     /// Each group must exist, be in the load balancer's VPC, speak HTTP or HTTPS, and be
     /// used by no other load balancer: what ModifyListener would otherwise refuse mid-release.
+    /// Four calls: the listener, its load balancer, the groups.
     pub(super) async fn preflight(
         &self,
         listener: &str,
         target_groups: &[&str],
     ) -> Result<Vec<Option<String>>, RouterError> {
+        // A fresh read of the listener, which the cut-over's write keeps its other actions
+        // from (see `Elbv2Router::set_weights`).
+        self.default_actions(listener).await?;
         let load_balancer = self.load_balancer_of(listener).await?;
         tracing::debug!(operation = "DescribeLoadBalancers", arn = %load_balancer, "ELBv2 call");
         pace::elbv2().ready("DescribeLoadBalancers").await;
@@ -166,23 +187,25 @@ impl Elbv2Router {
             .and_then(|l| l.vpc_id())
             .unwrap_or_default()
             .to_string();
+        let groups = match self.target_groups(target_groups).await {
+            Ok(groups) => groups,
+            // Which of them is missing: one by one.
+            Err(RouterError::NotFound(_)) => {
+                let mut groups = Vec::new();
+                for &arn in target_groups {
+                    groups.extend(match self.target_groups(&[arn]).await {
+                        Ok(found) => found,
+                        Err(RouterError::NotFound(_)) => Vec::new(),
+                        Err(e) => return Err(e),
+                    });
+                }
+                groups
+            }
+            Err(e) => return Err(e),
+        };
         let mut problems = Vec::new();
         for &arn in target_groups {
-            tracing::debug!(operation = "DescribeTargetGroups", arn, "ELBv2 call");
-            pace::elbv2().ready("DescribeTargetGroups").await;
-            let found = self
-                .client
-                .describe_target_groups()
-                .target_group_arns(arn)
-                .send()
-                .await
-                .map_err(|e| self.error("DescribeTargetGroups", "target group", arn, e));
-            let group = match found {
-                Ok(out) => out.target_groups().first().cloned(),
-                Err(RouterError::NotFound(_)) => None,
-                Err(e) => return Err(e),
-            };
-            let Some(group) = group else {
+            let Some(group) = groups.iter().find(|g| g.target_group_arn() == Some(arn)) else {
                 problems.push(Some(format!("target group {arn} does not exist")));
                 continue;
             };

@@ -355,28 +355,34 @@ impl TrafficRouter for Elbv2Router {
         Ok(())
     }
 
-    async fn tags(&self, arn: &str) -> Result<BTreeMap<String, String>, RouterError> {
-        tracing::debug!(operation = "DescribeTags", arn, "ELBv2 call");
+    /// One DescribeTags for all of them (it takes up to 20 ARNs).
+    async fn tags(&self, arns: &[&str]) -> Result<Vec<BTreeMap<String, String>>, RouterError> {
+        let Some(first) = arns.first() else {
+            return Ok(Vec::new());
+        };
+        tracing::debug!(operation = "DescribeTags", arns = ?arns, "ELBv2 call");
         pace::elbv2().ready("DescribeTags").await;
         let out = self
             .client
             .describe_tags()
-            .resource_arns(arn)
+            .set_resource_arns(Some(arns.iter().map(|a| a.to_string()).collect()))
             .send()
             .await
-            .map_err(|e| self.error("DescribeTags", noun_of(arn), arn, e))?;
-        Ok(out
-            .tag_descriptions()
-            .iter()
-            .filter(|d| d.resource_arn() == Some(arn))
-            .flat_map(|d| d.tags())
-            .filter_map(|t| {
-                Some((
-                    t.key()?.to_string(),
-                    t.value().unwrap_or_default().to_string(),
-                ))
-            })
-            .collect())
+            .map_err(|e| self.error("DescribeTags", noun_of(first), first, e))?;
+        let of = |arn: &str| -> BTreeMap<String, String> {
+            out.tag_descriptions()
+                .iter()
+                .filter(|d| d.resource_arn() == Some(arn))
+                .flat_map(|d| d.tags())
+                .filter_map(|t| {
+                    Some((
+                        t.key()?.to_string(),
+                        t.value().unwrap_or_default().to_string(),
+                    ))
+                })
+                .collect()
+        };
+        Ok(arns.iter().map(|arn| of(arn)).collect())
     }
 
     async fn add_tags(
@@ -872,23 +878,26 @@ mod tests {
         }
         let (fx, router) = fixture("tags").await;
         let tg = fx.blue_tg_arn.as_str();
-        assert!(router.tags(tg).await.unwrap().is_empty());
+        assert!(router.tags(&[tg]).await.unwrap()[0].is_empty());
         let tags = BTreeMap::from([
             ("immutable:release".to_string(), "v1".to_string()),
             ("immutable:generation".to_string(), "3".to_string()),
         ]);
         router.add_tags(tg, &tags).await.unwrap();
-        assert_eq!(router.tags(tg).await.unwrap(), tags);
+        assert_eq!(router.tags(&[tg]).await.unwrap(), [tags]);
         router
             .remove_tags(tg, &["immutable:release".to_string()])
             .await
             .unwrap();
         assert_eq!(
-            router.tags(tg).await.unwrap(),
-            BTreeMap::from([("immutable:generation".to_string(), "3".to_string())])
+            router.tags(&[tg]).await.unwrap(),
+            [BTreeMap::from([(
+                "immutable:generation".to_string(),
+                "3".to_string()
+            )])]
         );
         // Tags of the other colour are untouched.
-        assert!(router.tags(&fx.green_tg_arn).await.unwrap().is_empty());
+        assert!(router.tags(&[&fx.green_tg_arn]).await.unwrap()[0].is_empty());
     }
 
     #[tokio::test]
