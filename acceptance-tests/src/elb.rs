@@ -247,6 +247,22 @@ impl BlueGreenFixture {
         weights
     }
 
+    /// The listener's rules other than its default one, as DescribeRules returns them.
+    pub async fn rules(&self, listener_arn: &str) -> Vec<elbv2::types::Rule> {
+        let out = self
+            .client
+            .describe_rules()
+            .listener_arn(listener_arn)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DescribeRules {listener_arn}: {}", DisplayErrorContext(e)));
+        out.rules()
+            .iter()
+            .filter(|r| r.is_default() != Some(true))
+            .cloned()
+            .collect()
+    }
+
     /// The listener's default actions, as DescribeListeners returns them.
     pub async fn default_actions(&self, listener_arn: &str) -> Vec<Action> {
         let out = self

@@ -778,3 +778,55 @@ fn describe(t: &Target) -> String {
         None => t.id.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health(state: &str, reason: Option<&str>, description: Option<&str>) -> TargetHealth {
+        TargetHealth {
+            target: Target {
+                id: "10.0.1.5".into(),
+                port: Some(8080),
+                availability_zone: None,
+            },
+            state: state.into(),
+            reason: reason.map(str::to_string),
+            description: description.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn every_target_state_is_explained_in_words() {
+        let cases = [
+            (
+                health("initial", Some("Elb.RegistrationInProgress"), None),
+                "initial (Elb.RegistrationInProgress): still being registered",
+            ),
+            (
+                health("initial", Some("Elb.InitialHealthChecking"), None),
+                "its first health checks have not passed yet",
+            ),
+            (
+                health(
+                    "unhealthy",
+                    Some("Target.ResponseCodeMismatch"),
+                    Some("Health checks failed with these codes: [503]"),
+                ),
+                "outside the target group's matcher (\"Health checks failed with these codes: [503]\")",
+            ),
+            (
+                health("unused", Some("Target.NotInUse"), None),
+                "not checked: its group is not in use",
+            ),
+            (
+                health("draining", Some("Target.DeregistrationInProgress"), None),
+                "being deregistered: it takes no new requests",
+            ),
+        ];
+        for (target, expected) in cases {
+            let text = explain(&target);
+            assert!(text.contains(expected), "{text:?} lacks {expected:?}");
+        }
+    }
+}

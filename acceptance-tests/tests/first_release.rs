@@ -1,0 +1,145 @@
+//! The first release of `immutable_bluegreen_deployment`, from every listener a user may
+//! start with: a forward to one target group (the usual `aws_lb_listener`), a fixed
+//! response, or a forward to both colours. The emulated load balancer health-checks only
+//! target groups that a listener action uses, so each case passes only if the provider
+//! has the release's group checked before its gate, without routing a request to it.
+
+use acceptance_tests::alb;
+use acceptance_tests::app::{Behavior, TestApp};
+use acceptance_tests::checks::StateCheck;
+use acceptance_tests::elb::{BlueGreenFixture, Start};
+use acceptance_tests::terraform::{acceptance_terraforms, REQUIRED_PROVIDERS};
+use acceptance_tests::workspace::{Step, Workspace};
+use aws_sdk_elasticloadbalancingv2::types::ActionTypeEnum;
+use serde_json::json;
+
+const DEPLOYMENT: &str = "immutable_bluegreen_deployment.app";
+
+fn config(fx: &BlueGreenFixture, release: &str, app: &TestApp) -> String {
+    format!(
+        r#"{REQUIRED_PROVIDERS}
+provider "immutable" {{
+  region = "us-east-1"
+  endpoints {{
+    elbv2 = "{}"
+  }}
+}}
+
+resource "immutable_bluegreen_deployment" "app" {{
+  listener_arn           = "{}"
+  blue_target_group_arn  = "{}"
+  green_target_group_arn = "{}"
+  release                = "{release}"
+  targets                = [{{ id = "127.0.0.1", port = {} }}]
+
+  health_check {{
+    path              = "/health"
+    healthy_threshold = 2
+    interval          = "200ms"
+    request_timeout   = "150ms"
+  }}
+
+  timeouts {{
+    create = "15s"
+  }}
+}}
+"#,
+        fx.endpoint,
+        fx.listener_arn,
+        fx.blue_tg_arn,
+        fx.green_tg_arn,
+        app.port()
+    )
+}
+
+/// Creates the deployment on a listener that starts as `start` and checks where the
+/// release went, that the load balancer calls its target healthy, and that the rule the
+/// provider used to have it checked is gone.
+async fn first_release_from(start: Start, live_app: bool, lands_on: &str) {
+    let test = format!("first_release_{start:?}");
+    let Some(tf) = acceptance_terraforms(&test).into_iter().next() else {
+        return;
+    };
+    let fx = BlueGreenFixture::create_with(alb::shared(), &format!("first-{start:?}"), start).await;
+    let (v0, v1) = (TestApp::start("v0").await, TestApp::start("v1").await);
+    if live_app {
+        fx.register(&fx.blue_tg_arn, &[("127.0.0.1", v0.port() as i32)])
+            .await;
+    }
+    let ws = Workspace::new(&tf, &format!("first-{start:?}"));
+    ws.step(Step {
+        config: config(&fx, "v1", &v1),
+        state_checks: vec![
+            StateCheck::Equals(DEPLOYMENT, "active_color", json!(lands_on)),
+            StateCheck::Equals(DEPLOYMENT, "active_release", json!("v1")),
+        ],
+        ..Step::default()
+    })
+    .await;
+    let (tg, other) = if lands_on == "blue" {
+        (&fx.blue_tg_arn, "green")
+    } else {
+        (&fx.green_tg_arn, "blue")
+    };
+    let weights = fx.weights(&fx.listener_arn).await;
+    assert_eq!(weights.get(lands_on), Some(&100), "{weights:?}");
+    assert_eq!(weights.get(other), Some(&0), "{weights:?}");
+    let targets = fx.targets(tg).await;
+    assert_eq!(
+        targets,
+        vec![("127.0.0.1".to_string(), v1.port() as i32, "healthy".into())],
+        "the load balancer checked the release's group"
+    );
+    assert!(
+        fx.rules(&fx.listener_arn).await.is_empty(),
+        "the rule that had the group checked is gone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_release_from_a_forward_to_one_group() {
+    first_release_from(Start::BlueOnly, true, "green").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_release_from_a_fixed_response() {
+    first_release_from(Start::FixedResponse, false, "blue").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_release_from_a_forward_to_both_colours() {
+    first_release_from(Start::BothColours, false, "green").await;
+}
+
+/// A first release that fails its gate leaves the fixed response in place and no rule
+/// behind, and the release's group never served a request.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_first_release_leaves_the_fixed_response() {
+    let Some(tf) = acceptance_terraforms("first_release_failed")
+        .into_iter()
+        .next()
+    else {
+        return;
+    };
+    let fx =
+        BlueGreenFixture::create_with(alb::shared(), "first-failed", Start::FixedResponse).await;
+    let v1 = TestApp::start("v1").await;
+    v1.set(Behavior::Failing(500));
+    let ws = Workspace::new(&tf, "first-failed");
+    ws.step(Step {
+        config: config(&fx, "v1", &v1).replace("\"15s\"", "\"3s\""),
+        expect_error: Some("(?s)not deployed to blue.*raffic was not moved"),
+        ..Step::default()
+    })
+    .await;
+    let actions = fx.default_actions(&fx.listener_arn).await;
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0].r#type(), Some(&ActionTypeEnum::FixedResponse));
+    assert!(fx.rules(&fx.listener_arn).await.is_empty());
+    assert_eq!(alb::shared().served(&fx.blue_tg_arn), 0);
+    let state = ws.state().await;
+    assert!(
+        acceptance_tests::checks::resource_values(&state, DEPLOYMENT).is_none(),
+        "a failed create leaves nothing in state"
+    );
+}
