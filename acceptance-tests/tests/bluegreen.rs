@@ -779,6 +779,9 @@ async fn invalid_deployment_settings_are_reported_at_validate() {
         (config(L, B, G, "  health_check {\n    expected_status = \"ok\"\n  }"), "health_check.expected_status"),
         (config(L, B, G, "  health_check {\n    min_healthy_targets = 0\n  }"), "health_check.min_healthy_targets"),
         (config(L, B, G, "  release = \"\""), "release"),
+        (config(L, B, G, "  targets = [{ id = \"10.0.1.5\", port = 70000 }]"), "targets[0].port"),
+        (config(L, B, G, "  targets = [{ id = \"10.0.1.5\", port = 80 }, { id = \"web-1.internal\" }]"), "targets[1].id"),
+        (config(L, B, G, "  rollback_window = \"an hour\""), "rollback_window"),
         (config(L, B, G, "  timeouts {\n    update = \"30 minutes\"\n  }"), "timeouts.update"),
         (
             format!("{REQUIRED_PROVIDERS}\ndata \"immutable_bluegreen_slots\" \"s\" {{\n  listener_arn = \"{L}\"\n  blue_target_group_arn = \"{B}\"\n  green_target_group_arn = \"nope\"\n  release = \"v1\"\n}}\n"),

@@ -143,3 +143,61 @@ async fn a_failed_first_release_leaves_the_fixed_response() {
         "a failed create leaves nothing in state"
     );
 }
+
+/// Target groups the listener cannot forward to are refused before anything is written,
+/// with an error on the attribute that names them, and the load balancer never sees a
+/// request it would refuse (the harness fails any command that drew a refusal).
+#[tokio::test(flavor = "multi_thread")]
+async fn target_groups_the_listener_cannot_use_are_refused_up_front() {
+    use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, TargetTypeEnum};
+    let Some(tf) = acceptance_terraforms("first_release_preflight")
+        .into_iter()
+        .next()
+    else {
+        return;
+    };
+    let fx = BlueGreenFixture::create(alb::shared(), "preflight").await;
+    let elsewhere = BlueGreenFixture::create(alb::shared(), "elsewhere").await;
+    let tcp = fx
+        .client
+        .create_target_group()
+        .name(format!("{}-tcp", fx.name))
+        .protocol(ProtocolEnum::Tcp)
+        .port(80)
+        .vpc_id(&fx.vpc_id)
+        .target_type(TargetTypeEnum::Ip)
+        .send()
+        .await
+        .expect("CreateTargetGroup TCP");
+    let tcp = tcp.target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_string();
+    let v1 = TestApp::start("v1").await;
+    let ws = Workspace::new(&tf, "preflight");
+    for (green, expected) in [
+        (
+            &elsewhere.green_tg_arn,
+            "(?s)green_target_group_arn.*is in VPC vpc-",
+        ),
+        (&tcp, "(?s)green_target_group_arn.*uses protocol TCP"),
+    ] {
+        let hcl = config(&fx, "v1", &v1).replace(&fx.green_tg_arn, green);
+        ws.step(Step {
+            config: hcl,
+            expect_error: Some(expected),
+            ..Step::default()
+        })
+        .await;
+        assert!(fx.targets(green).await.is_empty(), "nothing registered");
+        assert!(
+            fx.rules(&fx.listener_arn).await.is_empty(),
+            "no rule written"
+        );
+        assert_eq!(
+            fx.weights(&fx.listener_arn).await,
+            [("blue".to_string(), 100), ("green".to_string(), 0)].into(),
+            "the listener is untouched"
+        );
+    }
+}
