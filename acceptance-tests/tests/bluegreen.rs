@@ -259,11 +259,33 @@ async fn baked_image_fleet_release_rollback_and_failed_release() {
         })
         .await;
 
+        // The rollback to v2 after the failed release is still instant: blue kept its fleet.
+        let serving = |mut targets: Vec<(String, i32, String)>| {
+            targets.retain(|t| t.2 != "draining");
+            targets
+        };
+        let blue_before = serving(fx.targets(&fx.blue_tg_arn).await);
+        ws.step(Step {
+            config: fleet_config(&fx, "v2", &v2, ""),
+            plan_checks: vec![
+                PlanCheck::change(DEPLOYMENT, "active_color", json!("green"), json!("blue")),
+                PlanCheck::change(DEPLOYMENT, "active_release", json!("v1"), json!("v2")),
+            ],
+            ..Step::default()
+        })
+        .await;
+        assert_eq!(fx.weights(&fx.listener_arn).await, weights(100, 0));
+        assert_eq!(
+            serving(fx.targets(&fx.blue_tg_arn).await),
+            blue_before,
+            "the rollback registered nothing"
+        );
+
         // Destroy leaves the listener serving the active colour and removes the tags.
         ws.destroy().await;
-        assert_eq!(fx.weights(&fx.listener_arn).await, weights(0, 100));
+        assert_eq!(fx.weights(&fx.listener_arn).await, weights(100, 0));
         assert!(!fx
-            .tags(&fx.green_tg_arn)
+            .tags(&fx.blue_tg_arn)
             .await
             .contains_key("immutable:release"));
         drop((v1, v2, v3));
