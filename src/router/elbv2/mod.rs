@@ -660,10 +660,11 @@ mod tests {
         elbv2::Client::from_conf(config)
     }
 
+    /// A fixture in the ALB emulator (moto behind it), and a router talking to it.
     async fn fixture(name: &str) -> (BlueGreenFixture, Elbv2Router) {
-        let moto = acceptance_tests::moto::shared();
-        let fx = BlueGreenFixture::create(moto, name).await;
-        let router = Elbv2Router::new(client(&moto.endpoint(), 3));
+        let alb = acceptance_tests::alb::shared();
+        let fx = BlueGreenFixture::create(alb, name).await;
+        let router = Elbv2Router::new(client(&alb.endpoint(), 3));
         (fx, router)
     }
 
@@ -841,29 +842,50 @@ mod tests {
             return;
         }
         let (fx, router) = fixture("targets").await;
-        let target = |ip: &str| Target {
-            id: ip.into(),
-            port: Some(8080),
+        // Two targets on one address, told apart by their ports as ELBv2 does.
+        let (a, b) = (
+            acceptance_tests::app::TestApp::start("a").await,
+            acceptance_tests::app::TestApp::start("b").await,
+        );
+        let target = |port: u16| Target {
+            id: "127.0.0.1".into(),
+            port: Some(port),
             availability_zone: None,
         };
-        let targets = [target("10.0.1.10"), target("10.0.2.11")];
+        let targets = [target(a.port()), target(b.port())];
         router.register(&fx.green_tg_arn, &targets).await.unwrap();
-        let mut health = router.target_health(&fx.green_tg_arn).await.unwrap();
-        health.sort_by(|a, b| a.target.cmp(&b.target));
-        let ids: Vec<_> = health
-            .iter()
-            .map(|h| (h.target.id.as_str(), h.target.port))
-            .collect();
-        assert_eq!(ids, [("10.0.1.10", Some(8080)), ("10.0.2.11", Some(8080))]);
-        assert!(health.iter().all(TargetHealth::is_healthy), "{health:?}");
+        // The load balancer checks them before calling them healthy.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let health = loop {
+            let mut health = router.target_health(&fx.green_tg_arn).await.unwrap();
+            health.sort_by(|x, y| x.target.cmp(&y.target));
+            if health.len() == 2 && health.iter().all(TargetHealth::is_healthy) {
+                break health;
+            }
+            assert!(std::time::Instant::now() < deadline, "{health:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        let mut want = targets.to_vec();
+        want.sort();
+        assert_eq!(
+            health.iter().map(|h| h.target.clone()).collect::<Vec<_>>(),
+            want
+        );
 
         router
             .deregister(&fx.green_tg_arn, &targets[..1])
             .await
             .unwrap();
         let health = router.target_health(&fx.green_tg_arn).await.unwrap();
-        let ids: Vec<_> = health.iter().map(|h| h.target.id.as_str()).collect();
-        assert_eq!(ids, ["10.0.2.11"], "{health:?}");
+        let states: Vec<_> = health
+            .iter()
+            .map(|h| (h.target.port, h.state.as_str()))
+            .collect();
+        assert!(
+            states.contains(&(Some(a.port()), "draining"))
+                && states.contains(&(Some(b.port()), "healthy")),
+            "{health:?}"
+        );
         assert!(router
             .target_health(&fx.blue_tg_arn)
             .await
