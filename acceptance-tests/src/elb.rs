@@ -174,12 +174,12 @@ impl BlueGreenFixture {
             .target_group_arn(&blue_tg_arn)
             .forward_config(
                 ForwardActionConfig::builder()
-                    .target_groups(tuple(&blue_tg_arn, 1))
+                    .target_groups(tuple(&blue_tg_arn, Some(1)))
                     .build(),
             )
             .build();
         let production = match start {
-            Start::BothColours => weighted_forward(&[(&blue_tg_arn, 100), (&green_tg_arn, 0)]),
+            Start::BothColours => forward(&[(&blue_tg_arn, Some(100)), (&green_tg_arn, Some(0))]),
             Start::BlueOnly => single.clone(),
             Start::FixedResponse => Action::builder()
                 .r#type(ActionTypeEnum::FixedResponse)
@@ -287,7 +287,10 @@ impl BlueGreenFixture {
     /// Rewrites the listener's default action to forward blue/green at these weights, as a hand
     /// change in the console would (drift).
     pub async fn set_weights(&self, listener_arn: &str, blue: i32, green: i32) {
-        let action = weighted_forward(&[(&self.blue_tg_arn, blue), (&self.green_tg_arn, green)]);
+        let action = forward(&[
+            (&self.blue_tg_arn, Some(blue)),
+            (&self.green_tg_arn, Some(green)),
+        ]);
         self.client
             .modify_listener()
             .listener_arn(listener_arn)
@@ -419,14 +422,16 @@ impl BlueGreenFixture {
     }
 }
 
-fn tuple(arn: &str, weight: i32) -> TargetGroupTuple {
+/// A target group of a forward, with its weight when given.
+pub fn tuple(arn: &str, weight: Option<i32>) -> TargetGroupTuple {
     TargetGroupTuple::builder()
         .target_group_arn(arn)
-        .weight(weight)
+        .set_weight(weight)
         .build()
 }
 
-fn weighted_forward(groups: &[(&str, i32)]) -> Action {
+/// A forward through a ForwardConfig of these groups.
+pub fn forward(groups: &[(&str, Option<i32>)]) -> Action {
     let config = groups
         .iter()
         .fold(ForwardActionConfig::builder(), |b, (arn, w)| {
@@ -485,13 +490,13 @@ fn unique_name(prefix: &str) -> String {
 /// The few EC2 calls the fixture needs, as EC2 Query API POSTs. moto's single server routes a
 /// request by the service named in the Authorization header's credential scope, so a
 /// SigV4-looking header with a dummy signature is enough (moto does not verify signatures).
-struct Ec2Query {
+pub(crate) struct Ec2Query {
     http: reqwest::Client,
     endpoint: String,
 }
 
 impl Ec2Query {
-    fn new(endpoint: &str) -> Ec2Query {
+    pub(crate) fn new(endpoint: &str) -> Ec2Query {
         Ec2Query {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -503,7 +508,7 @@ impl Ec2Query {
 
     /// POSTs `params` (plus `Version`) and returns the text of the first `<field>` element of the
     /// response; panics with moto's error code and message otherwise.
-    async fn call(&self, params: &[(&str, &str)], field: &str) -> String {
+    pub(crate) async fn call(&self, params: &[(&str, &str)], field: &str) -> String {
         let mut body = String::from("Version=2016-11-15");
         for (k, v) in params {
             body.push('&');

@@ -15,11 +15,13 @@ use elbv2::operation::create_rule::CreateRuleError;
 use elbv2::types::{
     Action, ActionTypeEnum, FixedResponseActionConfig, ForwardActionConfig, LoadBalancerTypeEnum,
     ProtocolEnum, RuleCondition, TargetDescription, TargetGroupAttribute,
-    TargetGroupStickinessConfig, TargetGroupTuple, TargetHealthDescription, TargetTypeEnum,
+    TargetGroupStickinessConfig, TargetHealthDescription, TargetTypeEnum,
 };
 
 use super::{AlbEmulator, Settings};
 use crate::app::TestApp;
+use crate::elb::Ec2Query;
+pub use crate::elb::{forward, tuple};
 use crate::{elb, moto};
 
 /// An ELBv2 client for `endpoint` that never retries (a refusal or a throttle is seen as is).
@@ -40,28 +42,6 @@ pub fn provider_client(endpoint: &str) -> elbv2::Client {
         .app_name(AppName::new("terraform-provider-immutable").unwrap())
         .build();
     elbv2::Client::from_conf(config)
-}
-
-/// A target group of a forward, with its weight when given.
-pub fn tuple(arn: &str, weight: Option<i32>) -> TargetGroupTuple {
-    TargetGroupTuple::builder()
-        .target_group_arn(arn)
-        .set_weight(weight)
-        .build()
-}
-
-/// A forward through a ForwardConfig of these groups.
-pub fn forward(groups: &[(&str, Option<i32>)]) -> Action {
-    let config = groups
-        .iter()
-        .fold(ForwardActionConfig::builder(), |b, (arn, w)| {
-            b.target_groups(tuple(arn, *w))
-        })
-        .build();
-    Action::builder()
-        .r#type(ActionTypeEnum::Forward)
-        .forward_config(config)
-        .build()
 }
 
 /// A forward written with `TargetGroupArn` only.
@@ -123,31 +103,9 @@ impl TestEnv {
 
     /// A raw EC2 Query call through the emulator: it must pass through untouched.
     pub async fn ec2(&self, params: &[(&str, &str)], field: &str) -> String {
-        let mut form = vec![("Version", "2016-11-15")];
-        form.extend_from_slice(params);
-        let body: String = form
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.replace('/', "%2F")))
-            .collect::<Vec<_>>()
-            .join("&");
-        let text = self
-            .http
-            .post(format!("{}/", self.emulator.endpoint()))
-            .header("Authorization", moto::EC2_AUTH)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
+        Ec2Query::new(&self.emulator.endpoint())
+            .call(params, field)
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let open = format!("<{field}>");
-        let start = text
-            .find(&open)
-            .unwrap_or_else(|| panic!("no {field} in {text}"))
-            + open.len();
-        text[start..start + text[start..].find('<').unwrap()].to_string()
     }
 
     /// A new VPC (10.0.0.0/16).
