@@ -21,7 +21,8 @@ lint: tools
 	@$(TOOLS_ENV); tf="$${TF_ACC_TERRAFORM_PATHS%%:*}"; \
 	  echo "$$tf fmt -check -recursive examples/"; "$$tf" fmt -check -recursive examples/
 
-# Unit tests, then the acceptance suite against every Terraform CLI found, moto and
+# Unit tests, then the acceptance suite against every Terraform CLI found, the ALB emulator
+# (moto behind it) and
 # real HTTP apps on loopback.
 test: tools lint build
 	@$(TOOLS_ENV); TF_ACC=1 cargo nextest run --workspace --locked --no-fail-fast
