@@ -22,8 +22,7 @@ lint: tools
 	  echo "$$tf fmt -check -recursive examples/"; "$$tf" fmt -check -recursive examples/
 
 # Unit tests, then the acceptance suite against every Terraform CLI found, the ALB emulator
-# (moto behind it) and
-# real HTTP apps on loopback.
+# (moto behind it) and real HTTP apps on loopback.
 test: tools lint build
 	@$(TOOLS_ENV); TF_ACC=1 cargo nextest run --workspace --locked --no-fail-fast
 
