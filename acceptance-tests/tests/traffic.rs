@@ -1,0 +1,928 @@
+//! Traffic through every cut-over, measured. A steady, bounded stream of requests goes through
+//! the ALB emulator's data plane (the listener's loopback port, routing each request by the
+//! weights in force) while the real Terraform CLI releases, rolls back, fails a gate, fails at
+//! a step or while baking, is interrupted, or deregisters the previous fleet. Each test asserts
+//! what a user of the service would see:
+//!
+//! * no failed request while the releases involved are healthy;
+//! * no request served by a release whose gate never passed;
+//! * in every window in which the listener held one set of weights, the share of the new
+//!   release within `Z` binomial standard errors of its weight (exactly 0 or 100% at weights
+//!   0 and 100);
+//! * afterwards, every request served by the expected release.
+//!
+//! When the weights changed: a [`Watcher`] polls the listener every [`POLL`] from moto directly
+//! (not through the emulator, whose API throttling the provider's own calls share) and brackets
+//! each write: it landed after the start of the last poll that still saw the old weights and
+//! before the end of the first poll that saw the new ones. The data plane uses new weights
+//! `weight_delay` (50 ms) after the write; each window keeps [`MARGIN`] inside the brackets, for
+//! the emulator's read-back of the listener and the time from a request's start to its routing.
+//!
+//! Each test prints one `traffic-report:` line per load (docs/reliability.md's table "Traffic
+//! through every cut-over" is made of them: `cargo nextest run ... --no-capture`). One Terraform
+//! CLI per test (the first found), to keep the suite fast.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use acceptance_tests::alb;
+use acceptance_tests::app::{Behavior, TestApp};
+use acceptance_tests::elb::{self, BlueGreenFixture, Start};
+use acceptance_tests::load::{Load, LoadReport, LoadSettings, Outcome};
+use acceptance_tests::terraform::{acceptance_terraforms, Terraform, REQUIRED_PROVIDERS};
+use acceptance_tests::workspace::{Output, Step, Workspace};
+use aws_sdk_elasticloadbalancingv2 as elbv2;
+use elbv2::types::ActionTypeEnum;
+
+/// The listener's forward weights by colour: `{blue: 20, green: 80}`.
+type Weights = BTreeMap<String, i32>;
+
+const APPLY: &[&str] = &["apply", "-no-color", "-input=false", "-auto-approve"];
+
+/// Between two reads of the listener (and of the tags) from moto.
+const POLL: Duration = Duration::from_millis(40);
+/// Kept inside each window's brackets.
+const MARGIN: Duration = Duration::from_millis(200);
+/// Windows shorter than this (after the margins) are not share-checked: a canary that fails
+/// at its step holds its weights for a few hundred milliseconds only.
+const SHORTEST_CHECKED: Duration = Duration::from_millis(500);
+/// Load before the apply starts, and after it ends.
+const BASELINE: Duration = Duration::from_millis(500);
+const TAIL: Duration = Duration::from_millis(1200);
+const WORKERS: usize = 4;
+const RATE: f64 = 150.0;
+/// Standard errors a step's share may be off by.
+const Z: f64 = 4.0;
+
+fn weights(blue: i32, green: i32) -> Weights {
+    BTreeMap::from([("blue".to_string(), blue), ("green".to_string(), green)])
+}
+
+/// The first Terraform CLI found (none without TF_ACC): one per test keeps the suite fast.
+fn cli(test: &str) -> Option<Terraform> {
+    acceptance_terraforms(test).into_iter().next()
+}
+
+fn provider(fx: &BlueGreenFixture) -> String {
+    format!(
+        r#"{REQUIRED_PROVIDERS}
+provider "immutable" {{
+  region      = "us-east-1"
+  max_retries = 1
+  endpoints {{
+    elbv2 = "{}"
+  }}
+}}
+"#,
+        fx.endpoint
+    )
+}
+
+/// A baked-image fleet as in bluegreen.rs: the release's app handed over as `targets`,
+/// checked directly on each target on `/health`.
+fn fleet_config(fx: &BlueGreenFixture, release: &str, app: &TestApp, extra: &str) -> String {
+    format!(
+        r#"{}
+resource "immutable_bluegreen_deployment" "app" {{
+  listener_arn           = "{}"
+  blue_target_group_arn  = "{}"
+  green_target_group_arn = "{}"
+  release                = "{release}"
+  targets                = [{{ id = "127.0.0.1", port = {} }}]
+
+  health_check {{
+    path              = "/health"
+    healthy_threshold = 2
+    interval          = "200ms"
+    request_timeout   = "150ms"
+  }}
+{extra}
+  timeouts {{
+    create = "60s"
+    update = "60s"
+  }}
+}}
+"#,
+        provider(fx),
+        fx.listener_arn,
+        fx.blue_tg_arn,
+        fx.green_tg_arn,
+        app.port()
+    )
+}
+
+const CANARY: &str = r#"  traffic {
+    strategy       = "canary"
+    canary_percent = 20
+    step_interval  = "4s"
+  }
+"#;
+
+const LINEAR: &str = r#"  traffic {
+    strategy      = "linear"
+    step_percent  = 25
+    step_interval = "3s"
+  }
+"#;
+
+/// A value seen by the [`Watcher`], with the bracket in which it was written (since the load
+/// started): after `after` (the start of the last poll that saw the value before), by `by` (the
+/// end of the first poll that saw this one).
+#[derive(Clone, Debug, PartialEq)]
+struct Seen<T> {
+    value: T,
+    after: Duration,
+    by: Duration,
+}
+
+/// Polls the listener's weights, and optionally one target group's `immutable:generation`
+/// tag, from moto directly.
+struct Watcher {
+    weights: Arc<Mutex<Vec<Seen<Weights>>>>,
+    generations: Arc<Mutex<Vec<Seen<Option<String>>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Watcher {
+    fn start(fx: &BlueGreenFixture, origin: Instant, tags_of: Option<String>) -> Watcher {
+        let moto = elb::client(&acceptance_tests::moto::shared().endpoint());
+        let colours = [
+            (fx.blue_tg_arn.clone(), "blue".to_string()),
+            (fx.green_tg_arn.clone(), "green".to_string()),
+        ];
+        let listener = fx.listener_arn.clone();
+        let weights = Arc::new(Mutex::new(Vec::new()));
+        let generations = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn({
+            let (weights, generations) = (weights.clone(), generations.clone());
+            async move {
+                let (mut weights_before, mut tags_before) = (None, None);
+                loop {
+                    let start = origin.elapsed();
+                    if let Some(w) = read_weights(&moto, &listener, &colours).await {
+                        record(
+                            &weights,
+                            w,
+                            weights_before.unwrap_or(start),
+                            origin.elapsed(),
+                        );
+                        weights_before = Some(start);
+                    }
+                    if let Some(tg) = &tags_of {
+                        let start = origin.elapsed();
+                        if let Some(g) = read_generation(&moto, tg).await {
+                            record(
+                                &generations,
+                                g,
+                                tags_before.unwrap_or(start),
+                                origin.elapsed(),
+                            );
+                            tags_before = Some(start);
+                        }
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+        });
+        Watcher {
+            weights,
+            generations,
+            task,
+        }
+    }
+
+    /// The first weights seen for which `done` holds, once seen (panics after 60 s).
+    async fn wait_for(&self, what: &str, done: impl Fn(&Weights) -> bool) -> Seen<Weights> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let seen = self.weights.lock().unwrap().clone();
+            if let Some(s) = seen.iter().find(|s| done(&s.value)) {
+                return s.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the listener never had {what}: {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn stop(self) -> (Vec<Seen<Weights>>, Vec<Seen<Option<String>>>) {
+        self.task.abort();
+        let weights = self.weights.lock().unwrap().clone();
+        let generations = self.generations.lock().unwrap().clone();
+        (weights, generations)
+    }
+}
+
+fn record<T: PartialEq>(log: &Mutex<Vec<Seen<T>>>, value: T, after: Duration, by: Duration) {
+    let mut log = log.lock().unwrap();
+    if log.last().map(|s| &s.value) != Some(&value) {
+        log.push(Seen { value, after, by });
+    }
+}
+
+/// The listener's default forward by colour, as moto stores it (a plain forward counts as
+/// weight 1, as AWS shows it); `None` when the read fails.
+async fn read_weights(
+    moto: &elbv2::Client,
+    listener: &str,
+    colours: &[(String, String)],
+) -> Option<Weights> {
+    let out = moto
+        .describe_listeners()
+        .listener_arns(listener)
+        .send()
+        .await
+        .ok()?;
+    let colour = |arn: &str| {
+        colours
+            .iter()
+            .find(|(a, _)| a == arn)
+            .map_or(arn.to_string(), |(_, c)| c.clone())
+    };
+    let mut weights = Weights::new();
+    for action in out.listeners().first()?.default_actions() {
+        if action.r#type() != Some(&ActionTypeEnum::Forward) {
+            continue;
+        }
+        match action.forward_config() {
+            Some(config) if !config.target_groups().is_empty() => {
+                for tg in config.target_groups() {
+                    let arn = tg.target_group_arn().unwrap_or_default();
+                    weights.insert(colour(arn), tg.weight().unwrap_or(1));
+                }
+            }
+            _ => {
+                if let Some(arn) = action.target_group_arn() {
+                    weights.insert(colour(arn), 1);
+                }
+            }
+        }
+    }
+    Some(weights)
+}
+
+/// The group's `immutable:generation` tag, as moto stores it; `None` when the read fails.
+async fn read_generation(moto: &elbv2::Client, tg: &str) -> Option<Option<String>> {
+    let out = moto.describe_tags().resource_arns(tg).send().await.ok()?;
+    Some(
+        out.tag_descriptions()
+            .iter()
+            .flat_map(|d| d.tags())
+            .find(|t| t.key() == Some("immutable:generation"))
+            .and_then(|t| t.value().map(str::to_string)),
+    )
+}
+
+/// A load through the listener's data plane, and the watcher of its weights.
+struct Traffic {
+    load: Load,
+    watcher: Watcher,
+}
+
+impl Traffic {
+    /// Starts the load (bounded by `longest`) and the watcher, and lets the load run for
+    /// [`BASELINE`] before returning.
+    async fn start(fx: &BlueGreenFixture, longest: Duration, tags_of: Option<&str>) -> Traffic {
+        let url = alb::shared()
+            .listener_url(&fx.listener_arn)
+            .expect("the emulator serves the listener");
+        let load = Load::start(
+            &format!("{url}/"),
+            LoadSettings {
+                workers: WORKERS,
+                rate_per_second: RATE,
+                max_duration: longest,
+                max_requests: (RATE * longest.as_secs_f64()) as u64,
+                request_timeout: Duration::from_secs(5),
+            },
+        );
+        let origin = Instant::now() - load.elapsed();
+        let watcher = Watcher::start(fx, origin, tags_of.map(str::to_string));
+        watcher.wait_for("weights", |_| true).await;
+        tokio::time::sleep(BASELINE).await;
+        Traffic { load, watcher }
+    }
+
+    /// `terraform apply` of the configuration written, marked in the load.
+    async fn apply(&self, ws: &Workspace) -> (Output, Range<Duration>) {
+        let start = self.load.mark("apply");
+        let out = ws.terraform(APPLY, &[]).await;
+        let end = self.load.mark("applied");
+        (out, start..end)
+    }
+
+    /// Lets the load run for `tail`, then stops it and the watcher.
+    async fn finish(self, tail: Duration) -> Measured {
+        tokio::time::sleep(tail).await;
+        let (weights, generations) = self.watcher.stop();
+        Measured {
+            report: self.load.stop().await,
+            weights,
+            generations,
+            delay: alb::shared().settings().weight_delay,
+        }
+    }
+}
+
+/// What a load and the watcher saw.
+struct Measured {
+    report: LoadReport,
+    weights: Vec<Seen<Weights>>,
+    generations: Vec<Seen<Option<String>>>,
+    /// The data plane's delay after a write.
+    delay: Duration,
+}
+
+impl Measured {
+    /// The weights in order, as seen.
+    fn sequence(&self) -> Vec<Weights> {
+        self.weights.iter().map(|s| s.value.clone()).collect()
+    }
+
+    /// Each set of weights with the window in which the data plane surely used it: from
+    /// `MARGIN` after its write reached the data plane at the latest to `MARGIN` before the next
+    /// write may have (the first from the start, the last until the end).
+    fn windows(&self) -> Vec<(Weights, Range<Duration>)> {
+        let n = self.weights.len();
+        (0..n)
+            .map(|k| {
+                let start = if k == 0 {
+                    Duration::ZERO
+                } else {
+                    self.weights[k].by + self.delay + MARGIN
+                };
+                let end = match self.weights.get(k + 1) {
+                    Some(next) => (next.after + self.delay).saturating_sub(MARGIN),
+                    None => self.report.elapsed(),
+                };
+                (self.weights[k].value.clone(), start..end)
+            })
+            .collect()
+    }
+
+    /// From `from` (e.g. the end of the apply), or from when the last write surely reached the
+    /// data plane if that is later, to the end of the load.
+    fn settled_after(&self, from: Duration) -> Range<Duration> {
+        let last = self.weights.last().expect("weights seen");
+        from.max(last.by + self.delay + MARGIN)..self.report.elapsed()
+    }
+
+    /// Checks the share of `release`, on `colour`, in every window long enough: its weight's
+    /// share within `Z` standard errors (exactly at 0 and 100%). Returns how many windows were
+    /// checked.
+    fn assert_shares(&self, release: &str, colour: &str) -> usize {
+        let mut checked = 0;
+        for (weights, window) in self.windows() {
+            if window.end < window.start + SHORTEST_CHECKED {
+                continue;
+            }
+            let total: i32 = weights.values().sum();
+            let expected = f64::from(weights.get(colour).copied().unwrap_or(0)) / f64::from(total);
+            let check = self.report.share_within(release, window, expected, Z);
+            println!("share at {weights:?}: {check}");
+            assert!(
+                check.within(),
+                "{check}\nweights seen: {:?}\n{}",
+                self.weights,
+                self.report
+            );
+            checked += 1;
+        }
+        checked
+    }
+
+    /// Every request started in `window` was served by `release`, and there were some.
+    fn assert_all_on(&self, release: &str, window: Range<Duration>) {
+        let check = self.report.share_within(release, window, 1.0, Z);
+        assert!(
+            check.within() && check.share.answered >= 50,
+            "not all on {release}: {check}\n{}",
+            self.report
+        );
+    }
+
+    fn assert_none_failed(&self) {
+        assert_eq!(
+            self.report.failed(),
+            0,
+            "failed requests: {}\nweights seen: {:?}\n{}",
+            self.report.failures(),
+            self.weights,
+            self.report
+        );
+    }
+
+    /// The requests that failed.
+    fn failed(&self) -> Vec<&acceptance_tests::load::Sample> {
+        self.report
+            .samples()
+            .iter()
+            .filter(|s| s.outcome.is_failure())
+            .collect()
+    }
+
+    /// `traffic-report: scenario=... test=... requests=... failed=... served=v1:1,v2:2 p99_ms=...`
+    fn print_line(&self, scenario: &str, test: &str) {
+        let served: Vec<String> = self
+            .report
+            .served_by()
+            .iter()
+            .map(|(release, n)| format!("{release}:{n}"))
+            .collect();
+        println!(
+            "traffic-report: scenario={scenario} test={test} requests={} failed={} served={} p99_ms={:.1}",
+            self.report.total(),
+            self.report.failed(),
+            served.join(","),
+            self.report.p99().as_secs_f64() * 1000.0
+        );
+        println!("{}", self.report);
+        println!("weights seen: {:?}", self.weights);
+    }
+}
+
+/// Terraform wraps error text; this undoes the wrapping for `contains` checks.
+fn flat(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A fixture with v1 live on green (blue 0, green 100), released without load.
+async fn v1_live(tf: &Terraform, name: &str) -> (BlueGreenFixture, Workspace, TestApp) {
+    let fx = BlueGreenFixture::create(alb::shared(), name).await;
+    let v1 = TestApp::start("v1").await;
+    let ws = Workspace::new(tf, name);
+    ws.step(Step {
+        config: fleet_config(&fx, "v1", &v1, ""),
+        ..Step::default()
+    })
+    .await;
+    assert_eq!(fx.weights(&fx.listener_arn).await, weights(0, 100));
+    (fx, ws, v1)
+}
+
+/// Waits until the emulator calls every target of the group healthy.
+async fn wait_healthy(fx: &BlueGreenFixture, tg: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let targets = fx.targets(tg).await;
+        if !targets.is_empty() && targets.iter().all(|t| t.2 == "healthy") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never healthy: {targets:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// v1 live on green; v2 released onto blue under load with `traffic`; returns what was seen.
+async fn release_v2(tf: &Terraform, name: &str, traffic: &str, longest: Duration) -> Measured {
+    let (fx, ws, v1) = v1_live(tf, name).await;
+    let v2 = TestApp::start("v2").await;
+    ws.write_config(&fleet_config(&fx, "v2", &v2, traffic));
+    let traffic = Traffic::start(&fx, longest, None).await;
+    let (out, apply) = traffic.apply(&ws).await;
+    let seen = traffic.finish(TAIL).await;
+    assert!(out.success, "{}\n{}", out.text(), seen.report);
+    seen.assert_all_on("v2", seen.settled_after(apply.end));
+    drop((v1, v2));
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_release_takes_traffic_only_at_its_cut_over() {
+    let Some(tf) = cli("traffic_first_release") else {
+        return;
+    };
+    let fx = BlueGreenFixture::create_with(alb::shared(), "tr-first", Start::BlueOnly).await;
+    let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
+    // What was there before the provider: v1 behind a forward to blue alone.
+    fx.register(&fx.blue_tg_arn, &[("127.0.0.1", i32::from(v1.port()))])
+        .await;
+    wait_healthy(&fx, &fx.blue_tg_arn).await;
+    let ws = Workspace::new(&tf, "tr-first");
+    ws.write_config(&fleet_config(&fx, "v2", &v2, ""));
+    let traffic = Traffic::start(&fx, Duration::from_secs(40), None).await;
+    let (out, apply) = traffic.apply(&ws).await;
+    let seen = traffic.finish(TAIL).await;
+    seen.print_line(
+        "first-release",
+        "a_first_release_takes_traffic_only_at_its_cut_over",
+    );
+    assert!(out.success, "{}", out.text());
+    // One write: the forward to blue alone becomes green 100, blue 0.
+    assert_eq!(
+        seen.sequence(),
+        vec![BTreeMap::from([("blue".to_string(), 1)]), weights(0, 100)]
+    );
+    seen.assert_none_failed();
+    // Nothing reached v2 before the cut-over (the warm-up rule had the load balancer
+    // health-check green, and no request matched it), everything after.
+    let cut = &seen.weights[1];
+    let before = Duration::ZERO..(cut.after + seen.delay).saturating_sub(MARGIN);
+    let early = seen.report.share_of("v2", before.clone());
+    assert!(
+        early.served == 0 && early.answered >= 100,
+        "v2 served {} of {} requests before its cut-over ({before:?})\n{}",
+        early.served,
+        early.answered,
+        seen.report
+    );
+    assert_eq!(seen.assert_shares("v2", "green"), 2);
+    seen.assert_all_on("v2", seen.settled_after(apply.end));
+    drop((v1, v2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_all_at_once_release_fails_no_request() {
+    let Some(tf) = cli("traffic_all_at_once") else {
+        return;
+    };
+    let seen = release_v2(&tf, "tr-all", "", Duration::from_secs(40)).await;
+    seen.print_line("all-at-once", "an_all_at_once_release_fails_no_request");
+    assert_eq!(seen.sequence(), vec![weights(0, 100), weights(100, 0)]);
+    seen.assert_none_failed();
+    assert_eq!(seen.assert_shares("v2", "blue"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_canary_release_serves_its_share_at_each_step() {
+    let Some(tf) = cli("traffic_canary") else {
+        return;
+    };
+    let seen = release_v2(&tf, "tr-canary", CANARY, Duration::from_secs(45)).await;
+    seen.print_line("canary", "a_canary_release_serves_its_share_at_each_step");
+    assert_eq!(
+        seen.sequence(),
+        vec![weights(0, 100), weights(20, 80), weights(100, 0)]
+    );
+    seen.assert_none_failed();
+    assert_eq!(seen.assert_shares("v2", "blue"), 3, "every step checked");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_linear_release_serves_its_share_at_each_step() {
+    let Some(tf) = cli("traffic_linear") else {
+        return;
+    };
+    let seen = release_v2(&tf, "tr-linear", LINEAR, Duration::from_secs(50)).await;
+    seen.print_line("linear", "a_linear_release_serves_its_share_at_each_step");
+    assert_eq!(
+        seen.sequence(),
+        vec![
+            weights(0, 100),
+            weights(25, 75),
+            weights(50, 50),
+            weights(75, 25),
+            weights(100, 0)
+        ]
+    );
+    seen.assert_none_failed();
+    assert_eq!(seen.assert_shares("v2", "blue"), 5, "every step checked");
+}
+
+/// How long the gate of a rollback to green took, bracketed: from the write of green's
+/// generation tag (just before the gate) to the write of the weights putting green at 100.
+fn gate_time(seen: &Measured) -> Range<Duration> {
+    let tagged = seen.generations.get(1).unwrap_or_else(|| {
+        panic!(
+            "green's generation tag never changed: {:?}",
+            seen.generations
+        )
+    });
+    let moved = seen
+        .weights
+        .iter()
+        .find(|s| s.value == weights(0, 100))
+        .expect("all traffic moved to green");
+    moved.after.saturating_sub(tagged.by)..moved.by.saturating_sub(tagged.after)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_fails_no_request_and_is_quicker_within_rollback_window() {
+    let Some(tf) = cli("traffic_rollback") else {
+        return;
+    };
+    let (fx, ws, v1) = v1_live(&tf, "tr-rollback").await;
+    let v2 = TestApp::start("v2").await;
+    // Five rounds of checks 200 ms apart make the normal gate last 800 ms at least; the
+    // rollback window's gate is one round.
+    let slow_gate = |release: &str, app: &TestApp, extra: &str| {
+        fleet_config(&fx, release, app, extra)
+            .replace("healthy_threshold = 2", "healthy_threshold = 5")
+    };
+    ws.step(Step {
+        config: slow_gate("v2", &v2, ""),
+        ..Step::default()
+    })
+    .await;
+    assert_eq!(fx.weights(&fx.listener_arn).await, weights(100, 0));
+
+    // Back to v1, still warm on green, gated like any release.
+    ws.write_config(&slow_gate("v1", &v1, ""));
+    let traffic = Traffic::start(&fx, Duration::from_secs(40), Some(&fx.green_tg_arn)).await;
+    let (out, apply) = traffic.apply(&ws).await;
+    let normal = traffic.finish(TAIL).await;
+    normal.print_line(
+        "rollback",
+        "a_rollback_fails_no_request_and_is_quicker_within_rollback_window",
+    );
+    assert!(out.success, "{}", out.text());
+    assert_eq!(normal.sequence(), vec![weights(100, 0), weights(0, 100)]);
+    normal.assert_none_failed();
+    assert_eq!(normal.assert_shares("v1", "green"), 2);
+    normal.assert_all_on("v1", normal.settled_after(apply.end));
+
+    // v2 again, then back to v1 within rollback_window: one round of checks.
+    ws.step(Step {
+        config: slow_gate("v2", &v2, ""),
+        ..Step::default()
+    })
+    .await;
+    ws.write_config(&slow_gate("v1", &v1, "  rollback_window = \"1h\"\n"));
+    let traffic = Traffic::start(&fx, Duration::from_secs(40), Some(&fx.green_tg_arn)).await;
+    let (out, apply) = traffic.apply(&ws).await;
+    let quick = traffic.finish(TAIL).await;
+    quick.print_line(
+        "rollback-window",
+        "a_rollback_fails_no_request_and_is_quicker_within_rollback_window",
+    );
+    assert!(out.success, "{}", out.text());
+    assert_eq!(quick.sequence(), vec![weights(100, 0), weights(0, 100)]);
+    quick.assert_none_failed();
+    assert_eq!(quick.assert_shares("v1", "green"), 2);
+    quick.assert_all_on("v1", quick.settled_after(apply.end));
+
+    let (normal_gate, quick_gate) = (gate_time(&normal), gate_time(&quick));
+    println!("gate: normal {normal_gate:?}, within rollback_window {quick_gate:?}");
+    assert!(
+        normal_gate.end >= Duration::from_millis(800),
+        "five rounds 200 ms apart took {normal_gate:?}"
+    );
+    assert!(
+        quick_gate.end < normal_gate.start,
+        "within rollback_window the gate took {quick_gate:?}, the normal one {normal_gate:?}"
+    );
+    drop((v1, v2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_release_that_fails_its_gate_serves_no_request() {
+    let Some(tf) = cli("traffic_failed_gate") else {
+        return;
+    };
+    let (fx, ws, v1) = v1_live(&tf, "tr-gate").await;
+    let v3 = TestApp::start("v3").await;
+    v3.set(Behavior::Failing(503));
+    ws.write_config(&fleet_config(&fx, "v3", &v3, "").replace("\"60s\"", "\"3s\""));
+    let traffic = Traffic::start(&fx, Duration::from_secs(40), None).await;
+    let (out, apply) = traffic.apply(&ws).await;
+    let seen = traffic.finish(TAIL).await;
+    seen.print_line(
+        "failed-gate",
+        "a_release_that_fails_its_gate_serves_no_request",
+    );
+    assert!(!out.success, "{}", out.text());
+    assert!(
+        flat(&out.text()).contains("not deployed to blue"),
+        "{}",
+        out.text()
+    );
+    assert_eq!(
+        seen.sequence(),
+        vec![weights(0, 100)],
+        "the listener was never written"
+    );
+    assert_eq!(
+        alb::shared().served(&fx.blue_tg_arn),
+        0,
+        "the data plane routed requests to v3's target group"
+    );
+    assert_eq!(seen.report.served_by().get("v3"), None, "{}", seen.report);
+    seen.assert_none_failed();
+    assert_eq!(seen.assert_shares("v3", "blue"), 1);
+    seen.assert_all_on("v1", seen.settled_after(apply.end));
+    drop((v1, v3));
+}
+
+/// After a release that failed while v3 served part of the traffic: the failed requests are
+/// all v3's 503s, from when v3 was switched to failing until traffic was back on v1, and all
+/// traffic is on v1 afterwards.
+fn assert_failures_only_from_v3(seen: &Measured, failing_from: Duration, apply_end: Duration) {
+    let failed = seen.failed();
+    let foreign: Vec<_> = failed
+        .iter()
+        .filter(|s| s.release.as_deref() != Some("v3") || s.outcome != Outcome::Status(503))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "failures not from v3: {foreign:?}\n{}",
+        seen.report
+    );
+    // A request may have started just before the switch and reached v3 just after it.
+    let early: Vec<_> = failed
+        .iter()
+        .filter(|s| s.start + s.latency < failing_from)
+        .collect();
+    assert!(
+        early.is_empty(),
+        "failures before v3 failed: {early:?}\n{}",
+        seen.report
+    );
+    let back = seen.weights.last().expect("weights seen");
+    assert_eq!(back.value, weights(0, 100), "traffic is back on green");
+    let settled = back.by + seen.delay + MARGIN;
+    let late: Vec<_> = failed.iter().filter(|s| s.start >= settled).collect();
+    assert!(
+        late.is_empty(),
+        "failures after traffic was back on v1 ({settled:?}): {late:?}\n{}",
+        seen.report
+    );
+    seen.assert_all_on("v1", seen.settled_after(apply_end));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_canary_failing_at_its_step_fails_only_its_own_requests() {
+    let Some(tf) = cli("traffic_canary_failure") else {
+        return;
+    };
+    let (fx, ws, v1) = v1_live(&tf, "tr-canary-fail").await;
+    let v3 = TestApp::start("v3").await;
+    ws.write_config(&fleet_config(&fx, "v3", &v3, CANARY));
+    let traffic = Traffic::start(&fx, Duration::from_secs(40), None).await;
+    let ((out, apply), failing_from) = tokio::join!(traffic.apply(&ws), async {
+        traffic
+            .watcher
+            .wait_for("the canary weights", |w| w == &weights(20, 80))
+            .await;
+        // A second of healthy canary (its share is checked too), then v3 fails.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let at = traffic.load.mark("v3 failing");
+        v3.set(Behavior::Failing(503));
+        at
+    });
+    let seen = traffic.finish(TAIL).await;
+    seen.print_line(
+        "canary-failure",
+        "a_canary_failing_at_its_step_fails_only_its_own_requests",
+    );
+    assert!(!out.success, "{}", out.text());
+    let text = flat(&out.text());
+    assert!(
+        text.contains("Health checks failed at 20% on blue"),
+        "{text}"
+    );
+    assert!(
+        text.contains("All traffic was moved back to green"),
+        "{text}"
+    );
+    assert_eq!(
+        seen.sequence(),
+        vec![weights(0, 100), weights(20, 80), weights(0, 100)]
+    );
+    assert_failures_only_from_v3(&seen, failing_from, apply.end);
+    assert_eq!(seen.assert_shares("v3", "blue"), 3);
+    drop((v1, v3));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_release_failing_while_baking_fails_only_its_own_requests() {
+    let Some(tf) = cli("traffic_bake_failure") else {
+        return;
+    };
+    let (fx, ws, v1) = v1_live(&tf, "tr-bake-fail").await;
+    let v3 = TestApp::start("v3").await;
+    let bake = "  traffic {\n    bake_time = \"10s\"\n  }\n";
+    ws.write_config(&fleet_config(&fx, "v3", &v3, bake));
+    let traffic = Traffic::start(&fx, Duration::from_secs(45), None).await;
+    let ((out, apply), failing_from) = tokio::join!(traffic.apply(&ws), async {
+        traffic
+            .watcher
+            .wait_for("all traffic on blue", |w| w == &weights(100, 0))
+            .await;
+        // A second of healthy baking, then v3 fails.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let at = traffic.load.mark("v3 failing");
+        v3.set(Behavior::Failing(503));
+        at
+    });
+    let seen = traffic.finish(TAIL).await;
+    seen.print_line(
+        "bake-failure",
+        "a_release_failing_while_baking_fails_only_its_own_requests",
+    );
+    assert!(!out.success, "{}", out.text());
+    let text = flat(&out.text());
+    assert!(text.contains("while baking on blue"), "{text}");
+    assert_eq!(
+        seen.sequence(),
+        vec![weights(0, 100), weights(100, 0), weights(0, 100)]
+    );
+    assert_failures_only_from_v3(&seen, failing_from, apply.end);
+    assert_eq!(seen.assert_shares("v3", "blue"), 3);
+    drop((v1, v3));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_during_a_linear_shift_fails_no_request() {
+    let Some(tf) = cli("traffic_ctrl_c") else {
+        return;
+    };
+    let (fx, ws, v1) = v1_live(&tf, "tr-ctrl-c").await;
+    let v2 = TestApp::start("v2").await;
+    ws.write_config(&fleet_config(&fx, "v2", &v2, LINEAR));
+    let traffic = Traffic::start(&fx, Duration::from_secs(40), None).await;
+    traffic.load.mark("apply");
+    let child = ws.spawn(APPLY);
+    traffic
+        .watcher
+        .wait_for("the first linear step", |w| w == &weights(25, 75))
+        .await;
+    // Most of the step's interval, so that the step has a window of its own.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    traffic.load.mark("ctrl-c");
+    Workspace::interrupt(&child);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("terraform apply ended after Ctrl-C")
+        .unwrap();
+    let end = traffic.load.mark("applied");
+    let seen = traffic.finish(TAIL).await;
+    seen.print_line(
+        "ctrl-c-linear",
+        "ctrl_c_during_a_linear_shift_fails_no_request",
+    );
+    let text = flat(&format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ));
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("Interrupted at 25% on blue"), "{text}");
+    assert!(
+        text.contains("All traffic was moved back to green"),
+        "{text}"
+    );
+    assert_eq!(
+        seen.sequence(),
+        vec![weights(0, 100), weights(25, 75), weights(0, 100)]
+    );
+    seen.assert_none_failed();
+    assert_eq!(seen.assert_shares("v2", "blue"), 3);
+    seen.assert_all_on("v1", seen.settled_after(end));
+    drop((v1, v2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deregistering_the_previous_fleet_fails_no_request() {
+    let Some(tf) = cli("traffic_retain_previous") else {
+        return;
+    };
+    let (fx, ws, v1) = v1_live(&tf, "tr-deregister").await;
+    let v2 = TestApp::start("v2").await;
+    ws.write_config(&fleet_config(&fx, "v2", &v2, "  retain_previous = false\n"));
+    let traffic = Traffic::start(&fx, Duration::from_secs(40), None).await;
+    let ((out, apply), deregistered) = tokio::join!(traffic.apply(&ws), async {
+        // From the cut-over on (the provider makes few calls then: these go through the
+        // emulator, which keeps the targets), until v1's target drains.
+        traffic
+            .watcher
+            .wait_for("all traffic on blue", |w| w == &weights(100, 0))
+            .await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let green = fx.targets(&fx.green_tg_arn).await;
+            if green.iter().any(|t| t.2 == "draining") {
+                return traffic.load.mark("v1 draining");
+            }
+            assert!(Instant::now() < deadline, "v1 never drained: {green:?}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    });
+    // Well past the deregistration, which the apply waits for.
+    let seen = traffic.finish(Duration::from_secs(3)).await;
+    seen.print_line(
+        "retain-previous-false",
+        "deregistering_the_previous_fleet_fails_no_request",
+    );
+    assert!(out.success, "{}", out.text());
+    let green = fx.targets(&fx.green_tg_arn).await;
+    assert!(
+        !green.is_empty() && green.iter().all(|t| t.2 == "draining"),
+        "v1's fleet is deregistered: {green:?}"
+    );
+    assert_eq!(seen.sequence(), vec![weights(0, 100), weights(100, 0)]);
+    // Not before the new weights had 5 s to settle.
+    let cut = &seen.weights[1];
+    assert!(
+        deregistered >= cut.after + Duration::from_secs(5),
+        "v1 was draining by {deregistered:?}, the weights were written after {:?}",
+        cut.after
+    );
+    seen.assert_none_failed();
+    assert_eq!(seen.assert_shares("v2", "blue"), 2);
+    seen.assert_all_on("v2", seen.settled_after(apply.end));
+    drop((v1, v2));
+}
