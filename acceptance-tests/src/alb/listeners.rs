@@ -355,7 +355,20 @@ impl Core {
         };
         let effective = written + self.settings().weight_delay;
         for arn in changed {
-            let _ = self.refresh(&arn, effective).await;
+            // A model that missed a write would route and health-check as if it never
+            // happened: moto is asked again, a few times, and a last failure is said.
+            let mut attempt = 0;
+            while let Err(e) = self.refresh(&arn, effective).await {
+                attempt += 1;
+                if attempt == 5 {
+                    eprintln!(
+                        "alb emulator: listener {arn} not read again after a write: {} {}",
+                        e.code, e.message
+                    );
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+            }
         }
         self.sync();
     }
