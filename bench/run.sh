@@ -4,8 +4,9 @@
 #
 #   bash bench/run.sh [--runs N] [--only startup,scale,gates,bluegreen] [--out FILE]
 #
-# 1. builds the provider and the test app in release mode;
+# 1. builds the provider, the test app and the ALB emulator (acceptance-tests) in release mode;
 # 2. installs the project's tools if missing (scripts/tools.sh: moto + boto3 in .venv, Terraform);
+#    the blue/green sections run against the ALB emulator with moto behind it;
 # 3. fetches the Go null provider 2.1.2 once into bench/.cache/ (see fetch_null);
 # 4. runs bench/bench.py, which measures and writes the report.
 # Everything it starts runs in one process group, stopped on exit, Ctrl-C or SIGTERM.
@@ -28,7 +29,7 @@ done
 
 say "building (release)"
 (cd "$ROOT" && cargo build --release --locked -p terraform-provider-immutable -p acceptance-tests \
-  --bin terraform-provider-immutable --bin test-app)
+  --bin terraform-provider-immutable --bin test-app --bin alb-emulator)
 
 bash "$ROOT/scripts/tools.sh" install >&2
 PY="$ROOT/.venv/bin/python"
@@ -83,12 +84,14 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 say "measuring (Terraform: $TF)"
-setsid "$PY" "$ROOT/bench/bench.py" \
+# What was run, for the report.
+BENCH_COMMAND="bash bench/run.sh${*:+ $*}" setsid "$PY" "$ROOT/bench/bench.py" \
   --provider "$ROOT/target/release/terraform-provider-immutable" \
   --test-app "$ROOT/target/release/test-app" \
   --null-dir "$NULL_DIR" \
   --terraform "$TF" \
   --moto "$ROOT/.venv/bin/moto_server" \
+  --alb-emulator "$ROOT/target/release/alb-emulator" \
   "$@" &
 bench_pid=$!
 wait "$bench_pid"

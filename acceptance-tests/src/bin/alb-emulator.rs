@@ -22,7 +22,10 @@
 //!   its load balancer read through the emulator): that listener's data plane, which routes
 //!   each request as the listener's rules and weights say;
 //! * `refused ACTION CODE by-provider|by-client: MESSAGE` for every request it refused as AWS
-//!   would (validation; throttling is counted, not printed).
+//!   would (validation; throttling is counted, not printed);
+//! * `calls N` when the number of requests it received so far (every service, every answer,
+//!   throttled ones included) has changed, at most every 20 ms: a benchmark counts a
+//!   command's requests from the last line before it and the last after it.
 //!
 //! Serves until SIGTERM or SIGINT, then prints `stopped: R refused (P of the provider's),
 //! T throttled (Q of the provider's)` on stderr and exits 0.
@@ -97,6 +100,7 @@ async fn serve(emulator: &AlbEmulator, port: u16) -> i32 {
     println!("listening {endpoint}");
     let mut listeners = std::collections::BTreeMap::new();
     let mut refusals = 0;
+    let mut calls = 0;
     loop {
         for (arn, url) in emulator.listener_urls() {
             if listeners.get(&arn) != Some(&url) {
@@ -114,6 +118,11 @@ async fn serve(emulator: &AlbEmulator, port: u16) -> i32 {
             println!("refused {} {} {by}: {}", r.action, r.code, r.message);
         }
         refusals = refused.len();
+        let total: u64 = emulator.proxy().calls().values().sum();
+        if total != calls {
+            println!("calls {total}");
+            calls = total;
+        }
         tokio::select! {
             _ = term.recv() => return 0,
             _ = int.recv() => return 0,
