@@ -6,6 +6,7 @@ pub mod alb;
 pub mod app;
 pub mod checks;
 pub mod elb;
+pub mod hcl;
 pub mod load;
 pub mod moto;
 pub mod proxy;

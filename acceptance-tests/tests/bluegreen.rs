@@ -8,6 +8,7 @@ use acceptance_tests::alb;
 use acceptance_tests::app::{Behavior, TestApp};
 use acceptance_tests::checks::{PlanCheck, StateCheck};
 use acceptance_tests::elb::BlueGreenFixture;
+use acceptance_tests::hcl;
 use acceptance_tests::terraform::{acceptance_terraforms, REQUIRED_PROVIDERS};
 use acceptance_tests::workspace::{Step, Workspace};
 use serde_json::json;
@@ -19,51 +20,21 @@ fn weights(blue: i32, green: i32) -> BTreeMap<String, i32> {
 }
 
 fn provider(fx: &BlueGreenFixture) -> String {
-    format!(
-        r#"{REQUIRED_PROVIDERS}
-provider "immutable" {{
-  region      = "us-east-1"
-  max_retries = 1
-  endpoints {{
-    elbv2 = "{}"
-  }}
-}}
-"#,
-        fx.endpoint
-    )
+    hcl::provider(&fx.endpoint, "max_retries = 1")
 }
 
 /// A baked-image fleet: the release's app (one loopback port) handed over as `targets`,
 /// checked directly on each target with `path`.
 fn fleet_config(fx: &BlueGreenFixture, release: &str, app: &TestApp, extra: &str) -> String {
-    format!(
-        r#"{}
-resource "immutable_bluegreen_deployment" "app" {{
-  listener_arn           = "{}"
-  blue_target_group_arn  = "{}"
-  green_target_group_arn = "{}"
-  release                = "{release}"
-  targets                = [{{ id = "127.0.0.1", port = {} }}]
-
-  health_check {{
-    path              = "/health"
-    healthy_threshold = 2
-    interval          = "200ms"
-    request_timeout   = "150ms"
-  }}
-{extra}
-  timeouts {{
-    create = "20s"
-    update = "20s"
-  }}
-}}
-"#,
-        provider(fx),
-        fx.listener_arn,
-        fx.blue_tg_arn,
-        fx.green_tg_arn,
-        app.port()
-    )
+    provider(fx)
+        + &hcl::fleet(
+            fx,
+            "app",
+            release,
+            app.port(),
+            2,
+            &(extra.to_string() + &hcl::timeouts("20s")),
+        )
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,13 +9,14 @@ use acceptance_tests::alb::{self, Throttling};
 use acceptance_tests::app::TestApp;
 use acceptance_tests::checks::{resource_values, StateCheck};
 use acceptance_tests::elb::BlueGreenFixture;
+use acceptance_tests::hcl;
 use acceptance_tests::proxy::{Fault, FaultProxy};
-use acceptance_tests::terraform::{acceptance_terraforms, REQUIRED_PROVIDERS};
+use acceptance_tests::terraform::acceptance_terraforms;
 use acceptance_tests::workspace::{Step, Workspace};
 use serde_json::json;
 
 fn provider(endpoint: &str) -> String {
-    format!("{REQUIRED_PROVIDERS}\nprovider \"immutable\" {{\n  region = \"us-east-1\"\n  endpoints {{\n    elbv2 = \"{endpoint}\"\n  }}\n}}\n")
+    hcl::provider(endpoint, "")
 }
 
 fn deployment(
@@ -25,28 +26,7 @@ fn deployment(
     app: &TestApp,
     extra: &str,
 ) -> String {
-    format!(
-        r#"
-resource "immutable_bluegreen_deployment" "{name}" {{
-  listener_arn           = "{}"
-  blue_target_group_arn  = "{}"
-  green_target_group_arn = "{}"
-  release                = "{release}"
-  targets                = [{{ id = "127.0.0.1", port = {} }}]
-  health_check {{
-    path              = "/health"
-    healthy_threshold = 1
-    interval          = "200ms"
-    request_timeout   = "150ms"
-  }}
-{extra}
-}}
-"#,
-        fx.listener_arn,
-        fx.blue_tg_arn,
-        fx.green_tg_arn,
-        app.port()
-    )
+    hcl::fleet(fx, name, release, app.port(), 1, extra)
 }
 
 #[tokio::test(flavor = "multi_thread")]

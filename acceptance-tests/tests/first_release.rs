@@ -8,7 +8,8 @@ use acceptance_tests::alb;
 use acceptance_tests::app::{Behavior, TestApp};
 use acceptance_tests::checks::StateCheck;
 use acceptance_tests::elb::{BlueGreenFixture, Start};
-use acceptance_tests::terraform::{acceptance_terraforms, REQUIRED_PROVIDERS};
+use acceptance_tests::hcl;
+use acceptance_tests::terraform::acceptance_terraforms;
 use acceptance_tests::workspace::{Step, Workspace};
 use aws_sdk_elasticloadbalancingv2::types::ActionTypeEnum;
 use serde_json::json;
@@ -16,40 +17,15 @@ use serde_json::json;
 const DEPLOYMENT: &str = "immutable_bluegreen_deployment.app";
 
 fn config(fx: &BlueGreenFixture, release: &str, app: &TestApp) -> String {
-    format!(
-        r#"{REQUIRED_PROVIDERS}
-provider "immutable" {{
-  region = "us-east-1"
-  endpoints {{
-    elbv2 = "{}"
-  }}
-}}
-
-resource "immutable_bluegreen_deployment" "app" {{
-  listener_arn           = "{}"
-  blue_target_group_arn  = "{}"
-  green_target_group_arn = "{}"
-  release                = "{release}"
-  targets                = [{{ id = "127.0.0.1", port = {} }}]
-
-  health_check {{
-    path              = "/health"
-    healthy_threshold = 2
-    interval          = "200ms"
-    request_timeout   = "150ms"
-  }}
-
-  timeouts {{
-    create = "15s"
-  }}
-}}
-"#,
-        fx.endpoint,
-        fx.listener_arn,
-        fx.blue_tg_arn,
-        fx.green_tg_arn,
-        app.port()
-    )
+    hcl::provider(&fx.endpoint, "")
+        + &hcl::fleet(
+            fx,
+            "app",
+            release,
+            app.port(),
+            2,
+            "  timeouts {\n    create = \"15s\"\n  }\n",
+        )
 }
 
 /// Creates the deployment on a listener that starts as `start` and checks where the

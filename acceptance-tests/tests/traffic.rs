@@ -30,8 +30,9 @@ use std::time::{Duration, Instant};
 use acceptance_tests::alb;
 use acceptance_tests::app::{Behavior, TestApp};
 use acceptance_tests::elb::{self, BlueGreenFixture, Start};
+use acceptance_tests::hcl;
 use acceptance_tests::load::{Load, LoadReport, LoadSettings, Outcome};
-use acceptance_tests::terraform::{acceptance_terraforms, Terraform, REQUIRED_PROVIDERS};
+use acceptance_tests::terraform::{acceptance_terraforms, Terraform};
 use acceptance_tests::workspace::{Output, Step, Workspace};
 use aws_sdk_elasticloadbalancingv2 as elbv2;
 use elbv2::types::ActionTypeEnum;
@@ -66,51 +67,21 @@ fn cli(test: &str) -> Option<Terraform> {
 }
 
 fn provider(fx: &BlueGreenFixture) -> String {
-    format!(
-        r#"{REQUIRED_PROVIDERS}
-provider "immutable" {{
-  region      = "us-east-1"
-  max_retries = 1
-  endpoints {{
-    elbv2 = "{}"
-  }}
-}}
-"#,
-        fx.endpoint
-    )
+    hcl::provider(&fx.endpoint, "max_retries = 1")
 }
 
 /// A baked-image fleet as in bluegreen.rs: the release's app handed over as `targets`,
 /// checked directly on each target on `/health`.
 fn fleet_config(fx: &BlueGreenFixture, release: &str, app: &TestApp, extra: &str) -> String {
-    format!(
-        r#"{}
-resource "immutable_bluegreen_deployment" "app" {{
-  listener_arn           = "{}"
-  blue_target_group_arn  = "{}"
-  green_target_group_arn = "{}"
-  release                = "{release}"
-  targets                = [{{ id = "127.0.0.1", port = {} }}]
-
-  health_check {{
-    path              = "/health"
-    healthy_threshold = 2
-    interval          = "200ms"
-    request_timeout   = "150ms"
-  }}
-{extra}
-  timeouts {{
-    create = "60s"
-    update = "60s"
-  }}
-}}
-"#,
-        provider(fx),
-        fx.listener_arn,
-        fx.blue_tg_arn,
-        fx.green_tg_arn,
-        app.port()
-    )
+    provider(fx)
+        + &hcl::fleet(
+            fx,
+            "app",
+            release,
+            app.port(),
+            2,
+            &(extra.to_string() + &hcl::timeouts("60s")),
+        )
 }
 
 const CANARY: &str = r#"  traffic {

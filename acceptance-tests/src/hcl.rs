@@ -1,0 +1,65 @@
+//! The Terraform configurations the acceptance tests apply, written in one place: the
+//! provider block and the baked-image fleet deployment most tests release through.
+
+use crate::elb::BlueGreenFixture;
+use crate::terraform::REQUIRED_PROVIDERS;
+
+/// `terraform { required_providers }` and the provider block for an ELBv2 endpoint
+/// (`endpoints { elbv2 }`, region us-east-1); `settings` are more lines for the block,
+/// e.g. `"max_retries = 1"`.
+pub fn provider(endpoint: &str, settings: &str) -> String {
+    let settings = if settings.is_empty() {
+        String::new()
+    } else {
+        format!("  {settings}\n")
+    };
+    format!(
+        r#"{REQUIRED_PROVIDERS}
+provider "immutable" {{
+  region = "us-east-1"
+{settings}  endpoints {{
+    elbv2 = "{endpoint}"
+  }}
+}}
+"#
+    )
+}
+
+/// A baked-image fleet: `immutable_bluegreen_deployment.<name>` on the fixture's listener,
+/// with the release's app (one loopback port) handed over as `targets` and checked
+/// directly on `/health`, `healthy_threshold` times in a row 200 ms apart. `extra` goes
+/// at the end of the resource body (traffic, timeouts, ...).
+pub fn fleet(
+    fx: &BlueGreenFixture,
+    name: &str,
+    release: &str,
+    port: u16,
+    healthy_threshold: u32,
+    extra: &str,
+) -> String {
+    format!(
+        r#"
+resource "immutable_bluegreen_deployment" "{name}" {{
+  listener_arn           = "{}"
+  blue_target_group_arn  = "{}"
+  green_target_group_arn = "{}"
+  release                = "{release}"
+  targets                = [{{ id = "127.0.0.1", port = {port} }}]
+
+  health_check {{
+    path              = "/health"
+    healthy_threshold = {healthy_threshold}
+    interval          = "200ms"
+    request_timeout   = "150ms"
+  }}
+{extra}
+}}
+"#,
+        fx.listener_arn, fx.blue_tg_arn, fx.green_tg_arn
+    )
+}
+
+/// A `timeouts` block giving create and update the same deadline.
+pub fn timeouts(both: &str) -> String {
+    format!("  timeouts {{\n    create = \"{both}\"\n    update = \"{both}\"\n  }}\n")
+}
