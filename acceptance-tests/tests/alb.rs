@@ -464,7 +464,7 @@ async fn throttling_per_family_as_aws_does_it() {
     let tg = env.group("tg", &env.vpc).await;
     let small = Bucket {
         burst: 5,
-        per_second: 2.0,
+        per_second: 0.5,
     };
     let sizes = Throttling {
         describe: small,
@@ -494,8 +494,8 @@ async fn throttling_per_family_as_aws_does_it() {
     // Other families have buckets of their own; EC2 is never throttled.
     env.register(&tg, &[(HOST, Some(1))]).await;
     env.ec2_vpc().await;
-    // The bucket refills at its rate: one token after 0.5 s.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The bucket refills at its rate: one token after 2 s (the next not before 4 s).
+    tokio::time::sleep(Duration::from_millis(2200)).await;
     describe().await.unwrap();
     assert!(describe().await.is_err());
 
