@@ -716,81 +716,71 @@ fn assert_failures_only_from_v3(seen: &Measured, failing_from: Duration, apply_e
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_canary_failing_at_its_step_fails_only_its_own_requests() {
-    let Some(tf) = cli("traffic_canary_failure") else {
-        return;
-    };
-    let (fx, ws, v1) = v1_live(&tf, "tr-canary-fail").await;
-    let v3 = TestApp::start("v3").await;
-    ws.write_config(&fleet_config(&fx, "v3", &v3, CANARY));
-    let traffic = Traffic::start(&fx, Duration::from_secs(40), None).await;
-    let ((out, apply), failing_from) = tokio::join!(traffic.apply(&ws), async {
-        traffic
-            .watcher
-            .wait_for("the canary weights", |w| w == &weights(20, 80))
-            .await;
-        // A second of healthy canary (its share is checked too), then v3 fails.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let at = traffic.load.mark("v3 failing");
-        v3.set(Behavior::Failing(503));
-        at
-    });
-    let seen = traffic.finish(TAIL).await;
-    seen.print_line(
-        "canary-failure",
-        "a_canary_failing_at_its_step_fails_only_its_own_requests",
-    );
-    assert!(!out.success, "{}", out.text());
-    let text = flat(&out.text());
-    assert!(
-        text.contains("Health checks failed at 20% on blue"),
-        "{text}"
-    );
-    assert!(
-        text.contains("All traffic was moved back to green"),
-        "{text}"
-    );
-    assert_eq!(
-        seen.sequence(),
-        vec![weights(0, 100), weights(20, 80), weights(0, 100)]
-    );
-    assert_failures_only_from_v3(&seen, failing_from, apply.end);
-    assert_eq!(seen.assert_shares("v3", "blue"), 3);
-    drop((v1, v3));
+    let canary = weights(20, 80);
+    fail_mid_release(FailMidRelease {
+        test: "a_canary_failing_at_its_step_fails_only_its_own_requests",
+        name: "canary_failure",
+        traffic: CANARY,
+        fails_at: ("the canary weights", &canary),
+        error: "Health checks failed at 20% on blue",
+        sequence: vec![weights(0, 100), weights(20, 80), weights(0, 100)],
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_release_failing_while_baking_fails_only_its_own_requests() {
-    let Some(tf) = cli("traffic_bake_failure") else {
+    let all_on_blue = weights(100, 0);
+    fail_mid_release(FailMidRelease {
+        test: "a_release_failing_while_baking_fails_only_its_own_requests",
+        name: "bake_failure",
+        traffic: "  traffic {\n    bake_time = \"10s\"\n  }\n",
+        fails_at: ("all traffic on blue", &all_on_blue),
+        error: "while baking on blue",
+        sequence: vec![weights(0, 100), weights(100, 0), weights(0, 100)],
+    })
+    .await;
+}
+
+/// A release v3 that passes its gate and starts failing once the listener shows
+/// `fails_at`, after a second of healthy traffic there (so that its share is checked
+/// too): traffic moves back to v1, and every failed request is v3's own.
+struct FailMidRelease<'a> {
+    /// The test's own name, and a short one for its report line and workspace.
+    test: &'a str,
+    name: &'a str,
+    traffic: &'a str,
+    fails_at: (&'a str, &'a Weights),
+    error: &'a str,
+    sequence: Vec<Weights>,
+}
+
+async fn fail_mid_release(case: FailMidRelease<'_>) {
+    let Some(tf) = cli(&format!("traffic_{}", case.name)) else {
         return;
     };
-    let (fx, ws, v1) = v1_live(&tf, "tr-bake-fail").await;
+    let (fx, ws, v1) = v1_live(&tf, &format!("tr-{}", case.name.replace('_', "-"))).await;
     let v3 = TestApp::start("v3").await;
-    let bake = "  traffic {\n    bake_time = \"10s\"\n  }\n";
-    ws.write_config(&fleet_config(&fx, "v3", &v3, bake));
+    ws.write_config(&fleet_config(&fx, "v3", &v3, case.traffic));
     let traffic = Traffic::start(&fx, Duration::from_secs(45), None).await;
+    let (what, at_weights) = case.fails_at;
     let ((out, apply), failing_from) = tokio::join!(traffic.apply(&ws), async {
-        traffic
-            .watcher
-            .wait_for("all traffic on blue", |w| w == &weights(100, 0))
-            .await;
-        // A second of healthy baking, then v3 fails.
+        traffic.watcher.wait_for(what, |w| w == at_weights).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let at = traffic.load.mark("v3 failing");
         v3.set(Behavior::Failing(503));
         at
     });
     let seen = traffic.finish(TAIL).await;
-    seen.print_line(
-        "bake-failure",
-        "a_release_failing_while_baking_fails_only_its_own_requests",
-    );
+    seen.print_line(&case.name.replace('_', "-"), case.test);
     assert!(!out.success, "{}", out.text());
     let text = flat(&out.text());
-    assert!(text.contains("while baking on blue"), "{text}");
-    assert_eq!(
-        seen.sequence(),
-        vec![weights(0, 100), weights(100, 0), weights(0, 100)]
+    assert!(text.contains(case.error), "{text}");
+    assert!(
+        text.contains("All traffic was moved back to green"),
+        "{text}"
     );
+    assert_eq!(seen.sequence(), case.sequence);
     assert_failures_only_from_v3(&seen, failing_from, apply.end);
     assert_eq!(seen.assert_shares("v3", "blue"), 3);
     drop((v1, v3));
