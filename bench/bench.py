@@ -837,11 +837,15 @@ def bench_bluegreen(a, work, apps):
     fleets = {"green": v1, "blue": v2}
     # The first release from a fixed response (warm-up rule) and a release, with `targets`.
     first_fx = create_fixture(ec2, elb, "bench-first", "10.1", start="fixed")
-    # The rollback contestants: blue serves, green and blue hold v1 and v2 (registered
-    # beforehand, like a fleet that registers itself), both in the listener's forward.
-    fxs = {"provider": create_fixture(ec2, elb, "bench-provider", "10.2", fleets=fleets),
-           "floor": create_fixture(ec2, elb, "bench-floor", "10.3", fleets=fleets),
-           "script": create_fixture(ec2, elb, "bench-script", "10.4", fleets=fleets)}
+    # The rollback contestants, each on a fixture of its own: blue serves, green and blue
+    # hold v1 and v2 (registered beforehand, like a fleet that registers itself), both in the
+    # listener's forward. The provider's rollback and its floor run as users run them (no
+    # debug logging: the wall times), and again with debug logging (the breakdowns).
+    kinds = {"provider": "rollback", "provider_log": "rollback", "floor": "floor",
+             "floor_log": "floor"}
+    fxs = {who: create_fixture(ec2, elb, f"bench-{who.replace('_', '-')}", f"10.{2 + n}",
+                               fleets=fleets)
+           for n, who in enumerate([*kinds, "script"])}
     urls = {k: listener_url(fx["listener"]) for k, fx in fxs.items()}
     for fx in fxs.values():
         wait_healthy(elb, fx, ("blue", "green"))
@@ -849,24 +853,27 @@ def bench_bluegreen(a, work, apps):
     cli = work / "deployment.tfrc"
     write_cli_config(cli, {"immutable-infra/immutable": Path(a.provider).parent})
     dirs = {}
-    for kind, fx in (("first", first_fx), ("provider", fxs["provider"]), ("floor", fxs["floor"])):
-        d = work / f"deployment-{kind}"
+    for who, kind, fx in (("first", "first", first_fx),
+                          *((w, k, fxs[w]) for w, k in kinds.items())):
+        d = work / f"deployment-{who}"
         d.mkdir()
-        (d / "main.tf").write_text(deployment_config(
-            endpoint, fx, {"provider": "rollback"}.get(kind, kind)))
-        dirs[kind] = d
+        (d / "main.tf").write_text(deployment_config(endpoint, fx, kind))
+        dirs[who] = d
 
-    def provider_apply(kind, release, label, port=None):
+    def provider_apply(who, release, label, port=None, logged=True):
         logf = work / f"provider-{label}.log"
-        env = tf_env(a, cli, {"TF_LOG_PROVIDER": "debug", "TF_LOG_PATH": str(logf)})
+        extra = {"TF_LOG_PROVIDER": "debug", "TF_LOG_PATH": str(logf)} if logged else {}
+        env = tf_env(a, cli, extra)
         time.sleep(0.1)  # the emulator's `calls` line includes every request made before
         before = emulator_calls(emu_log)
         args = ["-var", f"release={release}"] + (["-var", f"port={port}"] if port else [])
         wall, cpu, out = run([a.terraform, "apply", "-auto-approve", "-no-color", "-input=false",
-                              *args], dirs[kind], env)
+                              *args], dirs[who], env)
         time.sleep(0.2)  # let the emulator's `calls` line catch up
-        sample = parse_provider_log(logf.read_text())
-        logf.unlink()
+        sample = {}
+        if logged:
+            sample = parse_provider_log(logf.read_text())
+            logf.unlink()
         sample.update(wall=wall, cpu=cpu, requests=emulator_calls(emu_log) - before)
         return sample
 
@@ -874,10 +881,10 @@ def bench_bluegreen(a, work, apps):
         "create": provider_apply("first", "v1", "create", v1),
         "release": provider_apply("first", "v2", "release", v2),
     }
-    for kind in ("provider", "floor"):
-        setup[f"{kind}-create"] = provider_apply(kind, "v1", f"{kind}-create")
-        setup[f"{kind}-release"] = provider_apply(kind, "v2", f"{kind}-release")
-        assert live_color(elb, fxs[kind]) == "blue", f"{kind}: v2 should serve from blue"
+    for who in kinds:
+        setup[f"{who}-create"] = provider_apply(who, "v1", f"{who}-create")
+        setup[f"{who}-release"] = provider_apply(who, "v2", f"{who}-release")
+        assert live_color(elb, fxs[who]) == "blue", f"{who}: v2 should serve from blue"
 
     # The script's fixture is in the same position: blue serves v2, green holds v1.
     sdir = work / "pipeline"
@@ -917,19 +924,20 @@ def bench_bluegreen(a, work, apps):
             raise RuntimeError(f"the no-op apply changed something:\n{out[-2000:]}")
         return {"wall": wall, "cpu": cpu}
 
-    flips = {"provider": [], "script": [], "floor": [], "noop": []}
-    order = ["provider", "script", "floor", "noop"]
+    order = ["provider", "script", "floor", "noop", "provider_log", "floor_log"]
+    flips = {who: [] for who in order}
     floor_release = "v2"
     for i in range(a.runs):
         for j, (release, color) in enumerate((("v1", "green"), ("v2", "blue"))):
             k = (2 * i + j) % len(order)
             for who in order[k:] + order[:k]:
-                if who in ("provider", "floor"):
-                    s = provider_apply(who, release, f"{who}-{i}-{j}")
+                if who in kinds:
+                    s = provider_apply(who, release, f"{who}-{i}-{j}", logged=who.endswith("_log"))
                     if who == "floor":
                         floor_release = release
-                    if not s["quick"]:
-                        raise RuntimeError(f"{who}: the rollback to {release} was not within rollback_window")
+                    if kinds[who] == "rollback" and s.get("quick") is False:
+                        raise RuntimeError(f"{who}: the rollback to {release} was not within "
+                                           "rollback_window")
                 elif who == "script":
                     s = script_flip()
                 else:
@@ -1093,8 +1101,8 @@ def report(a, info, results, started, finished):
     # -- 3 and 4
     bg = results.get("bluegreen")
     if bg:
-        pf, sf = bg["flips"]["provider"], bg["flips"]["script"]
-        ff, nf = bg["flips"]["floor"], bg["flips"]["noop"]
+        pf, pu, sf = bg["flips"]["provider_log"], bg["flips"]["provider"], bg["flips"]["script"]
+        ff, fl, nf = bg["flips"]["floor"], bg["flips"]["floor_log"], bg["flips"]["noop"]
         st_ = bg["setup"]
         em = bg.get("emulator", {})
         w("## 3. Cut-over: gate pass to verified listener, and ELBv2 calls\n")
@@ -1118,8 +1126,9 @@ def report(a, info, results, started, finished):
         gm = [s["gate_to_modify_ms"] for s in pf if s["gate_to_modify_ms"] is not None]
         gv = [s["gate_to_verified_ms"] for s in pf if s["gate_to_verified_ms"] is not None]
         co = [s["cut_over_ms"] for s in pf if s["cut_over_ms"] is not None]
-        w(f"Rollbacks measured: {len(pf)} ({a.runs} runs × 2 flips between the warm colours), "
-          f"each within `rollback_window` (the provider's log said so every time).\n")
+        w(f"Rollbacks measured with debug logging: {len(pf)} ({a.runs} runs × 2 flips between "
+          "the warm colours), each within `rollback_window` (the provider's log said so every "
+          "time).\n")
         w("| | provider (rollback within `rollback_window`) | scripted pipeline |\n|---|---|---|")
         w(f"| gate pass → ModifyListener sent | {spread(gm, '{:.0f}', ' ms')} | — |")
         w(f"| ModifyListener sent → listener verified (the 2 calls) | {spread(co, '{:.0f}', ' ms')} | — |")
@@ -1128,10 +1137,13 @@ def report(a, info, results, started, finished):
           f"{spread([s['switch'] * 1000 for s in sf], '{:.0f}', ' ms')} (one Python + boto3 "
           "process: `modify_listener`, then `describe_listeners`) |")
         w("")
-        every = pf + ff + list(st_.values())
-        agreed = all(s["calls"] == s["requests"] for s in every)
+        every = pf + fl + list(st_.values())
+        agreed = (all(s["calls"] == s["requests"] for s in every)
+                  and all(s["requests"] == pf[0]["calls"] for s in pu)
+                  and all(s["requests"] == fl[0]["calls"] for s in ff))
         w("ELBv2 calls per operation (the same in every run; the emulator's request count "
-          f"agreed: {'yes' if agreed else 'NO, see raw data'}):\n")
+          "agreed, also for the applies without logging: "
+          f"{'yes' if agreed else 'NO, see raw data'}):\n")
         w("| operation | refresh / plan | apply, to the gate's pass | from the cut-over on | "
           "of which until verified | total (the emulator received) |\n|---|---|---|---|---|---|")
 
@@ -1151,7 +1163,7 @@ def report(a, info, results, started, finished):
         calls_row("new release, `targets` (update: registers)", st_["release"])
         calls_row("first release, fleets registered beforehand (create)", st_["provider-create"])
         calls_row("rollback within `rollback_window` (the flips of section 4)", pf[0])
-        calls_row("the same, no HTTP check (the floor of section 4)", ff[0])
+        calls_row("the same, no HTTP check (the floor of section 4)", fl[0])
         w(f"| scripted pipeline, per release | — | — | — | — | "
           f"{spread([s['requests'] for s in sf])} (DescribeListeners, DescribeTargetHealth, "
           "ModifyListener, DescribeListeners) |")
@@ -1174,8 +1186,9 @@ def report(a, info, results, started, finished):
         w("- **provider**: `terraform apply -var release=<previous release>` of "
           "`immutable_bluegreen_deployment` with `rollback_window = \"1h\"` (a rollback to the "
           "colour that served within the window: the load balancer's view and one HTTP round "
-          "instead of `healthy_threshold = 2`; the provider's log confirms the window applied "
-          "every time), debug logging on (for section 3);")
+          "instead of `healthy_threshold = 2`), as users run it: no debug logging. The same "
+          "again on a fixture of its own with `TF_LOG_PROVIDER=debug` (for section 3 and the "
+          "breakdowns below; its log confirms the window applied every time);")
         w("- **scripted pipeline** (`bench/scripted-deploy.sh`): read the live colour (boto3 "
           "`describe_listeners`), `terraform apply -var environment=<colour>` of a config that "
           "records the colour in state (`terraform_data`: built in, so no provider to start, "
@@ -1186,27 +1199,37 @@ def report(a, info, results, started, finished):
           "elbv2 ...` command of a pipeline is one Python + botocore process (the write and "
           "its read-back share one);")
         w("- **floor**: the provider's apply with the gate trivially satisfied: the same "
-          "rollback on a third fixture whose `health_check` has no `path` (the load balancer's "
-          "view, already healthy, is the whole gate): Terraform's run, the provider's starts "
-          "and its ELBv2 calls, nothing else;")
+          "rollback on a fixture whose `health_check` has no `path` (the load balancer's view, "
+          "already healthy, is the whole gate): Terraform's run, the provider's starts and its "
+          "ELBv2 calls, nothing else. Without logging, and again with it (for the breakdown);")
         w("- **no-op apply**: `terraform apply` of the floor's configuration with nothing to "
           "change: Terraform's run, the provider's starts and the refresh's read.\n")
-        w("The four alternate within every run, who goes first rotating from flip to flip.\n")
-        pw, sw = [s["wall"] for s in pf], [s["wall"] for s in sf]
-        fw, nw = [s["wall"] for s in ff], [s["wall"] for s in nf]
+        w("The six alternate within every run, who goes first rotating from flip to flip. "
+          "After every flip the listener is read back and a request through its data plane "
+          "must be answered by the release rolled back to.\n")
+        pw, sw = [s["wall"] for s in pu], [s["wall"] for s in sf]
+        lw = [s["wall"] for s in pf]
+        fw, flw, nw = [s["wall"] for s in ff], [s["wall"] for s in fl], [s["wall"] for s in nf]
         w("| | wall time | CPU (user+sys, all processes) | script / this (per run) |\n"
           "|---|---|---|---|")
-        w(f"| provider: rollback apply | {spread(pw, '{:.2f}', ' s')} | "
-          f"{spread([s['cpu'] for s in pf], '{:.2f}', ' s')} | **{ratio_spread(zip(sw, pw))}** |")
-        w(f"| scripted pipeline | {spread(sw, '{:.2f}', ' s')} | "
+        w(f"| **provider: rollback apply** | **{spread(pw, '{:.2f}', ' s')}** | "
+          f"{spread([s['cpu'] for s in pu], '{:.2f}', ' s')} | **{ratio_spread(zip(sw, pw))}** |")
+        w(f"| the same, debug logging on | {spread(lw, '{:.2f}', ' s')} | "
+          f"{spread([s['cpu'] for s in pf], '{:.2f}', ' s')} | {ratio_spread(zip(sw, lw))} |")
+        w(f"| **scripted pipeline** | **{spread(sw, '{:.2f}', ' s')}** | "
           f"{spread([s['cpu'] for s in sf], '{:.2f}', ' s')} | |")
         w(f"| floor: rollback apply, no HTTP check | {spread(fw, '{:.2f}', ' s')} | "
           f"{spread([s['cpu'] for s in ff], '{:.2f}', ' s')} | {ratio_spread(zip(sw, fw))} |")
+        w(f"| the same, debug logging on | {spread(flw, '{:.2f}', ' s')} | "
+          f"{spread([s['cpu'] for s in fl], '{:.2f}', ' s')} | |")
         w(f"| no-op apply | {spread(nw, '{:.2f}', ' s')} | "
           f"{spread([s['cpu'] for s in nf], '{:.2f}', ' s')} | |")
         w("")
-        w("Where the time goes:\n")
-        w("| provider: rollback apply | | scripted pipeline | |\n|---|---|---|---|")
+        slow = sum(s["wall"] >= 1.0 for s in pu)
+        w(f"Rollback applies without logging that took 1 s or more (as a gate of 2 checks 1 s "
+          f"apart would, outside the window): {slow} of {len(pu)}.\n")
+        w("Where the time goes (the applies with debug logging, from their logs):\n")
+        w("| provider: rollback apply, logging on | | scripted pipeline | |\n|---|---|---|---|")
         starts = [sum(s["starts_ms"]) for s in pf]
         nstarts = [len(s["starts_ms"]) for s in pf]
         elb_ms = [s["elbv2_ms"] for s in pf]
@@ -1226,23 +1249,25 @@ def report(a, info, results, started, finished):
         w(f"| | | write + read back (Python + boto3) | "
           f"{spread([s['switch'] for s in sf], '{:.2f}', ' s')} |")
         w("")
-        fstarts = [sum(s["starts_ms"]) / 1000 for s in ff]
-        fco = [s["cut_over_ms"] / 1000 for s in ff if s["cut_over_ms"] is not None]
-        felb = [s["elbv2_ms"] / 1000 for s in ff]
-        ftf = [s["wall"] - s["elbv2_ms"] / 1000 - sum(s["starts_ms"]) / 1000 for s in ff]
-        floor = [t + p + c for t, p, c in zip(ftf, fstarts,
-                                              [s["cut_over_ms"] / 1000 for s in ff])]
-        w("The floor of one apply, from the floor's applies:\n")
+        # The floor: each apply without logging, with the calls and starts of the logged
+        # floor apply of the same flip.
+        pairs = list(zip(ff, fl))
+        ftf = [u["wall"] - l["elbv2_ms"] / 1000 - sum(l["starts_ms"]) / 1000 for u, l in pairs]
+        fstarts = [sum(l["starts_ms"]) / 1000 for _, l in pairs]
+        fco = [l["cut_over_ms"] / 1000 for _, l in pairs]
+        fother = [(l["elbv2_ms"] - l["cut_over_ms"]) / 1000 for _, l in pairs]
+        floor = [t + p + c for t, p, c in zip(ftf, fstarts, fco)]
+        w("The floor of one apply: each floor apply without logging, its ELBv2 calls and "
+          "provider starts taken from the logged floor apply of the same flip:\n")
         w("| | |\n|---|---|")
         w(f"| Terraform's own run (the floor's wall time − its ELBv2 calls − provider starts) | "
           f"{spread(ftf, '{:.3f}', ' s')} |")
-        w(f"| provider starts ({spread([len(s['starts_ms']) for s in ff])} per apply) | "
+        w(f"| provider starts ({spread([len(l['starts_ms']) for _, l in pairs])} per apply) | "
           f"{spread(fstarts, '{:.3f}', ' s')} |")
         w(f"| the cut-over's 2 ELBv2 calls | {spread(fco, '{:.3f}', ' s')} |")
         w(f"| **Terraform + provider starts + 2 ELBv2 calls** | **{spread(floor, '{:.3f}', ' s')}** |")
-        w(f"| the floor's other ELBv2 calls ({ff[0]['calls'] - 2}: refresh read, target group "
-          f"checks, tags, target health) | "
-          f"{spread([e - c for e, c in zip(felb, [s['cut_over_ms'] / 1000 for s in ff])], '{:.3f}', ' s')} |")
+        w(f"| the floor's other ELBv2 calls ({fl[0]['calls'] - 2}: refresh read, target group "
+          f"checks, tags, target health) | {spread(fother, '{:.3f}', ' s')} |")
         w(f"| the floor apply, measured | {spread(fw, '{:.3f}', ' s')} |")
         w("")
 
@@ -1303,9 +1328,9 @@ def report(a, info, results, started, finished):
         verified = len(pf[0]["to_verified"])
         tgt.append(("≤ 2 ELBv2 calls after the gate passes",
                     f"{after} ({verified} until the listener is verified)", after <= 2))
-        pw = [s["wall"] for s in pf]
+        pw = [s["wall"] for s in pu]
         tgt.append(("rollback apply < 3 s", f"{med(pw):.2f} s (max {max(pw):.2f} s)", max(pw) < 3))
-        rr = med([s["wall"] / p["wall"] for s, p in zip(sf, pf)])
+        rr = med([s["wall"] / p["wall"] for s, p in zip(sf, pu)])
         tgt.append(("rollback (`rollback_window`) ≥ 5× faster than the scripted pipeline making "
                     "the same checks", f"{rr:.2f}× faster ({med(pw):.2f} s against "
                     f"{med([s['wall'] for s in sf]):.2f} s)", rr >= 5))
@@ -1388,8 +1413,8 @@ roughly a tenth of the bytes; the rest is the schema the contract asks for. Noth
 provider's own work needs fixing for this target.
 """)
     if bg:
-        pf, sf_ = bg["flips"]["provider"], bg["flips"]["script"]
-        ff, nf = bg["flips"]["floor"], bg["flips"]["noop"]
+        pf, pu, sf_ = bg["flips"]["provider_log"], bg["flips"]["provider"], bg["flips"]["script"]
+        ff, fl, nf = bg["flips"]["floor"], bg["flips"]["floor_log"], bg["flips"]["noop"]
         after = pf[0]["after_gate"]
         gv = med([s["gate_to_verified_ms"] for s in pf if s["gate_to_verified_ms"] is not None])
         out.append(f"""**ELBv2 calls after the gate (target: ≤ 2).** {len(after)} for a rollback
@@ -1401,12 +1426,14 @@ balancer's target health. A first release from a fixed response adds the warm-up
 (`DescribeRules`, `CreateRule` before the gate, `DeleteRule` after the cut-over, once the
 listener is verified).
 """)
-        pw, sw = med([s["wall"] for s in pf]), med([s["wall"] for s in sf_])
-        rr = med([s["wall"] / p["wall"] for s, p in zip(sf_, pf)])
+        pw, sw = med([s["wall"] for s in pu]), med([s["wall"] for s in sf_])
+        rr = med([s["wall"] / p["wall"] for s, p in zip(sf_, pu)])
+        lw = med([s["wall"] for s in pf])
         fw, nw = med([s["wall"] for s in ff]), med([s["wall"] for s in nf])
         py = med([x for s in sf_ for x in (s["read"], s["lb_health"], s["switch"])])
         tf_script = med([s["terraform"] for s in sf_])
-        ftf = med([s["wall"] - s["elbv2_ms"] / 1000 - sum(s["starts_ms"]) / 1000 for s in ff])
+        ftf = med([u["wall"] - l["elbv2_ms"] / 1000 - sum(l["starts_ms"]) / 1000
+                   for u, l in zip(ff, fl)])
         elb = med([s["elbv2_ms"] for s in pf])
         diff = pw - fw
         floor_text = (f"the apply takes what the floor takes (the same apply with no HTTP check, "
@@ -1416,9 +1443,9 @@ listener is verified).
                       f"check, {fw:.2f} s)")
         out.append(f"""**Rollback (targets: apply < 3 s, ≥ 5× faster than the script making the same
 checks).** {'Both are met' if rr >= 5 and pw < 3 else 'The first is met, the second is not' if pw < 3 else 'Not met'}: the rollback apply takes {pw:.2f} s, the script {sw:.2f} s
-({rr:.2f}×, median of the per-run ratios). With `rollback_window` the provider's gate is one
-`DescribeTargetHealth` and one HTTP round, which on loopback take milliseconds: {floor_text}, and
-{pw - nw:+.2f} s from a Terraform apply with nothing to change ({nw:.2f} s). What is left is
+({rr:.2f}×, median of the per-run ratios; with debug logging on, the apply takes {lw:.2f} s). With `rollback_window` the provider's gate is one
+`DescribeTargetHealth` and one HTTP round, which on loopback take milliseconds: {floor_text};
+a Terraform apply with nothing to change takes {nw:.2f} s. What is left is
 Terraform's own run (~{ftf:.2f} s in the floor's apply: plan, state, the gRPC round trips),
 {med([sum(s['starts_ms']) for s in pf]):.0f} ms of provider starts and {elb:.0f} ms of
 {pf[0]['calls']} ELBv2 calls through the emulator. The script's time is its tools starting: three
