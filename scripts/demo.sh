@@ -252,8 +252,8 @@ show_aws() {
 # (after one last look) when it ends.
 watch_pid=""
 watch_start() {
-  local color="$1" tg
-  [[ "$color" == blue ]] && tg="$BLUE_TG_ARN" || tg="$GREEN_TG_ARN"
+  local color="$1" tg="$GREEN_TG_ARN"
+  [[ "$color" != blue ]] || tg="$BLUE_TG_ARN"
   : >"$work/watch.out"
   "$PY" scripts/demo_aws.py watch "$endpoint" "$LISTENER_ARN" "$tg" "$color" >"$work/watch.out" 2>&1 </dev/null 3>&- 4>&- &
   watch_pid=$!
@@ -396,3 +396,5 @@ else
   say "the ALB emulator refused $refused of the provider's requests, as AWS would:"
   grep ' by-provider: ' "$emu_out" | sed 's/^/    /'
 fi
+throttled="$(sed -n 's/^throttled [0-9]* (\([0-9]*\) of the provider.s)$/\1/p' "$emu_out" | tail -1)"
+say "it answered ${throttled:-0} of the provider's requests 'Throttling' (as AWS does past its rate limits; the provider retries)"

@@ -22,8 +22,8 @@ per listener; LISTENER_URL is that data plane for the demo's listener.
       targets' health (DescribeTargetHealth) and of the listener's rules (DescribeRules), with
       the seconds since that first look; on SIGTERM it looks once more, then exits. Run during an apply, it shows what the load
       balancer did with the release's group. It reads the target health every 0.1 s and the
-      rules every 0.5 s, 12 calls a second: inside ELBv2's throttling of Describe calls (a burst
-      of 40, 10 a second), which the provider's calls share, for an apply of a few seconds.
+      rules every 0.2 s, 15 calls a second: inside ELBv2's throttling of Describe calls (a burst
+      of 40, 10 a second), which the provider's calls share, for an apply of a second or two.
 
 Run by the project's venv python (moto depends on boto3). Credentials and region are fixed
 (test/test, us-east-1), so nothing of the machine's AWS configuration is used.
@@ -225,7 +225,14 @@ def watch(endpoint, listener_arn, tg_arn, color):
         time.sleep(0.1)
         last = bool(stopping)
         turn += 1
-        # Target health every round, the rules every 5th and in the last.
+        # The rules every other round and in the last, first; target health every round.
+        if last or turn % 2 == 0:
+            now = rules_of(elb, listener_arn, tg_arn)
+            for arn in now.keys() - rules.keys():
+                say(f"listener {now[arn]}: created")
+            for arn in rules.keys() - now.keys():
+                say(f"listener {rules[arn]}: deleted")
+            rules = now
         now = look_targets()
         for target, row in now.items():
             if targets.get(target) != row:
@@ -233,13 +240,6 @@ def watch(endpoint, listener_arn, tg_arn, color):
         for target in targets.keys() - now.keys():
             say(f"{color} target {target} gone (deregistered)")
         targets = now
-        if last or turn % 5 == 0:
-            now = rules_of(elb, listener_arn, tg_arn)
-            for arn in now.keys() - rules.keys():
-                say(f"listener {now[arn]}: created")
-            for arn in rules.keys() - now.keys():
-                say(f"listener {rules[arn]}: deleted")
-            rules = now
         if last:
             return
 

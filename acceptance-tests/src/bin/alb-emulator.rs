@@ -22,7 +22,9 @@
 //!   its load balancer read through the emulator): that listener's data plane, which routes
 //!   each request as the listener's rules and weights say;
 //! * `refused ACTION CODE by-provider|by-client: MESSAGE` for every request it refused as AWS
-//!   would (validation; throttling is counted, not printed);
+//!   would (validation);
+//! * `throttled N (P of the provider's)` when the number of requests it answered `Throttling`
+//!   so far has changed;
 //! * `calls N` when the number of requests it received so far (every service, every answer,
 //!   throttled ones included) has changed, at most every 20 ms: a benchmark counts a
 //!   command's requests from the last line before it and the last after it.
@@ -101,6 +103,7 @@ async fn serve(emulator: &AlbEmulator, port: u16) -> i32 {
     let mut listeners = std::collections::BTreeMap::new();
     let mut refusals = 0;
     let mut calls = 0;
+    let mut throttled = 0;
     loop {
         for (arn, url) in emulator.listener_urls() {
             if listeners.get(&arn) != Some(&url) {
@@ -118,6 +121,14 @@ async fn serve(emulator: &AlbEmulator, port: u16) -> i32 {
             println!("refused {} {} {by}: {}", r.action, r.code, r.message);
         }
         refusals = refused.len();
+        let now = emulator.throttled();
+        if now.total != throttled {
+            println!(
+                "throttled {} ({} of the provider's)",
+                now.total, now.from_provider
+            );
+            throttled = now.total;
+        }
         let total: u64 = emulator.proxy().calls().values().sum();
         if total != calls {
             println!("calls {total}");
