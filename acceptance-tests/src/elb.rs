@@ -221,30 +221,11 @@ impl BlueGreenFixture {
     }
 
     /// The listener's default forward action as ELBv2 reports it, keyed by colour (see
-    /// [`Self::color_of`]): e.g. `{blue: 100, green: 0}`. A group listed without a weight, or a
-    /// plain `TargetGroupArn` forward without a ForwardConfig, counts as weight 1 (what AWS shows
-    /// for it). Empty when the default action is not a forward.
+    /// [`Self::color_of`] and [`forward_weights`]): e.g. `{blue: 100, green: 0}`.
     pub async fn weights(&self, listener_arn: &str) -> BTreeMap<String, i32> {
-        let mut weights = BTreeMap::new();
-        for action in self.default_actions(listener_arn).await {
-            if action.r#type() != Some(&ActionTypeEnum::Forward) {
-                continue;
-            }
-            match action.forward_config() {
-                Some(config) if !config.target_groups().is_empty() => {
-                    for tg in config.target_groups() {
-                        let arn = tg.target_group_arn().unwrap_or_default();
-                        weights.insert(self.color_of(arn), tg.weight().unwrap_or(1));
-                    }
-                }
-                _ => {
-                    if let Some(arn) = action.target_group_arn() {
-                        weights.insert(self.color_of(arn), 1);
-                    }
-                }
-            }
-        }
-        weights
+        forward_weights(&self.default_actions(listener_arn).await, |arn| {
+            self.color_of(arn)
+        })
     }
 
     /// The listener's rules other than its default one, as DescribeRules returns them.
@@ -420,6 +401,32 @@ impl BlueGreenFixture {
             .await
             .unwrap_or_else(|e| panic!("DeleteListener {arn}: {}", DisplayErrorContext(e)));
     }
+}
+
+/// The weights of the forward among `actions`, each group named by `name`. A group listed
+/// without a weight, or a plain `TargetGroupArn` forward without a ForwardConfig, counts as
+/// weight 1 (what AWS shows for it). Empty when no action is a forward.
+pub fn forward_weights(actions: &[Action], name: impl Fn(&str) -> String) -> BTreeMap<String, i32> {
+    let mut weights = BTreeMap::new();
+    for action in actions {
+        if action.r#type() != Some(&ActionTypeEnum::Forward) {
+            continue;
+        }
+        match action.forward_config() {
+            Some(config) if !config.target_groups().is_empty() => {
+                for tg in config.target_groups() {
+                    let arn = tg.target_group_arn().unwrap_or_default();
+                    weights.insert(name(arn), tg.weight().unwrap_or(1));
+                }
+            }
+            _ => {
+                if let Some(arn) = action.target_group_arn() {
+                    weights.insert(name(arn), 1);
+                }
+            }
+        }
+    }
+    weights
 }
 
 /// A target group of a forward, with its weight when given.

@@ -59,6 +59,20 @@ resource "immutable_bluegreen_deployment" "{name}" {{
     )
 }
 
+/// The provider (one SDK attempt per call, so that faults surface at once) and a fleet
+/// deployment `app` checked twice in a row, with `timeout` for create and update.
+pub fn app(fx: &BlueGreenFixture, release: &str, port: u16, extra: &str, timeout: &str) -> String {
+    provider(&fx.endpoint, "max_retries = 1")
+        + &fleet(
+            fx,
+            "app",
+            release,
+            port,
+            2,
+            &(extra.to_string() + &timeouts(timeout)),
+        )
+}
+
 /// A `timeouts` block giving create and update the same deadline.
 pub fn timeouts(both: &str) -> String {
     format!("  timeouts {{\n    create = \"{both}\"\n    update = \"{both}\"\n  }}\n")

@@ -26,15 +26,7 @@ fn provider(fx: &BlueGreenFixture) -> String {
 /// A baked-image fleet: the release's app (one loopback port) handed over as `targets`,
 /// checked directly on each target with `path`.
 fn fleet_config(fx: &BlueGreenFixture, release: &str, app: &TestApp, extra: &str) -> String {
-    provider(fx)
-        + &hcl::fleet(
-            fx,
-            "app",
-            release,
-            app.port(),
-            2,
-            &(extra.to_string() + &hcl::timeouts("20s")),
-        )
+    hcl::app(fx, release, app.port(), extra, "20s")
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -35,7 +35,6 @@ use acceptance_tests::load::{Load, LoadReport, LoadSettings, Outcome};
 use acceptance_tests::terraform::{acceptance_terraforms, Terraform};
 use acceptance_tests::workspace::{Output, Step, Workspace};
 use aws_sdk_elasticloadbalancingv2 as elbv2;
-use elbv2::types::ActionTypeEnum;
 
 /// The listener's forward weights by colour: `{blue: 20, green: 80}`.
 type Weights = BTreeMap<String, i32>;
@@ -66,22 +65,10 @@ fn cli(test: &str) -> Option<Terraform> {
     acceptance_terraforms(test).into_iter().next()
 }
 
-fn provider(fx: &BlueGreenFixture) -> String {
-    hcl::provider(&fx.endpoint, "max_retries = 1")
-}
-
 /// A baked-image fleet as in bluegreen.rs: the release's app handed over as `targets`,
 /// checked directly on each target on `/health`.
 fn fleet_config(fx: &BlueGreenFixture, release: &str, app: &TestApp, extra: &str) -> String {
-    provider(fx)
-        + &hcl::fleet(
-            fx,
-            "app",
-            release,
-            app.port(),
-            2,
-            &(extra.to_string() + &hcl::timeouts("60s")),
-        )
+    hcl::app(fx, release, app.port(), extra, "60s")
 }
 
 const CANARY: &str = r#"  traffic {
@@ -214,26 +201,10 @@ async fn read_weights(
             .find(|(a, _)| a == arn)
             .map_or(arn.to_string(), |(_, c)| c.clone())
     };
-    let mut weights = Weights::new();
-    for action in out.listeners().first()?.default_actions() {
-        if action.r#type() != Some(&ActionTypeEnum::Forward) {
-            continue;
-        }
-        match action.forward_config() {
-            Some(config) if !config.target_groups().is_empty() => {
-                for tg in config.target_groups() {
-                    let arn = tg.target_group_arn().unwrap_or_default();
-                    weights.insert(colour(arn), tg.weight().unwrap_or(1));
-                }
-            }
-            _ => {
-                if let Some(arn) = action.target_group_arn() {
-                    weights.insert(colour(arn), 1);
-                }
-            }
-        }
-    }
-    Some(weights)
+    Some(elb::forward_weights(
+        out.listeners().first()?.default_actions(),
+        colour,
+    ))
 }
 
 /// The group's `immutable:generation` tag, as moto stores it; `None` when the read fails.
