@@ -13,6 +13,8 @@ pub mod plugin;
 pub mod probe;
 pub mod provider;
 pub mod resources;
+pub mod rollout;
 pub mod router;
+pub mod text;
 pub mod tfplugin;
 pub mod validators;

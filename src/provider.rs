@@ -6,7 +6,7 @@ use crate::aws::{AssumeRole, Aws, AwsSettings, DEFAULT_MAX_RETRIES};
 use crate::probe::HttpClients;
 use crate::resources::bluegreen::{deployment::BlueGreenDeployment, slots::BlueGreenSlots};
 use crate::resources::health_gate::HealthGate;
-use crate::router::{elbv2::Elbv2Router, TrafficRouter};
+use crate::router::elbv2::Elbv2;
 use crate::tfplugin::diagnostics::Diagnostics;
 use crate::tfplugin::resource::{Ctx, DataSource, Provider, Resource};
 use crate::tfplugin::schema::{Attribute, Block, Nesting, Schema};
@@ -20,16 +20,14 @@ pub struct Shared {
     pub aws: Aws,
     /// One HTTP client per TLS setting for all health checks, so connections are reused.
     pub http: Arc<HttpClients>,
-    router: OnceCell<Arc<dyn TrafficRouter>>,
+    elbv2: OnceCell<Elbv2>,
 }
 
 impl Shared {
-    /// The traffic router, built on first use (the first AWS client of the process).
-    pub async fn router(&self) -> Arc<dyn TrafficRouter> {
-        self.router
-            .get_or_init(|| async {
-                Arc::new(Elbv2Router::new(self.aws.elbv2().await.clone())) as Arc<dyn TrafficRouter>
-            })
+    /// The ELBv2 API, built on first use (the first AWS client of the process).
+    pub async fn elbv2(&self) -> Elbv2 {
+        self.elbv2
+            .get_or_init(|| async { Elbv2::new(self.aws.elbv2().await.clone()) })
             .await
             .clone()
     }

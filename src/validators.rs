@@ -144,6 +144,40 @@ pub fn elb_target_id(value: &Value) -> Result<(), String> {
     }
 }
 
+/// An IP address or a host name (RFC 1123 labels), as a server address: no port, no
+/// scheme. `10.0.1.5:8080` would otherwise reach HAProxy as an address it cannot parse.
+pub fn host(value: &Value) -> Result<(), String> {
+    let host = string(value);
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if host.parse::<std::net::IpAddr>().is_ok() || (host.len() <= 253 && host.split('.').all(label))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "{host:?} is neither an IP address (\"10.0.1.5\", \"::1\") nor a host name (\"app-1.internal\"); give the port in `port`"
+        ))
+    }
+}
+
+/// A proxy name as HAProxy accepts it: letters, digits, `-`, `_`, `.` and `:`.
+pub fn haproxy_name(value: &Value) -> Result<(), String> {
+    let name = string(value);
+    let valid = |c: char| c.is_ascii_alphanumeric() || "-_.:".contains(c);
+    if !name.is_empty() && name.chars().all(valid) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a name HAProxy accepts for a backend: use letters, digits, '-', '_', '.' and ':' (e.g. \"web\")"
+        ))
+    }
+}
+
 /// An Elastic Load Balancing ARN of one kind (`listener`, `targetgroup`), as AWS writes
 /// them: `arn:<partition>:elasticloadbalancing:<region>:<account>:<kind>/...`. moto
 /// accepts anything, real AWS does not, so the shape is checked before any call.
@@ -254,5 +288,18 @@ mod tests {
         let m = one_of(&["GET", "HEAD"]);
         assert!(m(&"GET".into()).is_ok());
         assert!(m(&"PUT".into()).unwrap_err().contains("\"GET\", \"HEAD\""));
+    }
+
+    #[test]
+    fn hosts_and_haproxy_names() {
+        for good in ["10.0.1.5", "::1", "app-1.internal", "localhost"] {
+            assert!(host(&Value::from(good)).is_ok(), "{good}");
+        }
+        for bad in ["10.0.1.5:8080", "http://app", "-app", "", "a b"] {
+            assert!(host(&Value::from(bad)).is_err(), "{bad}");
+        }
+        assert!(haproxy_name(&Value::from("web_v2.app:1")).is_ok());
+        let e = haproxy_name(&Value::from("web app")).unwrap_err();
+        assert!(e.contains("letters, digits"), "{e}");
     }
 }

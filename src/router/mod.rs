@@ -1,31 +1,115 @@
-//! Traffic routers: what the blue/green deployment needs from a load balancer, behind one
-//! narrow trait. ELBv2 (Application Load Balancer listeners) is the one implementation
-//! today; another router (e.g. a service mesh) can be added without touching the
-//! resource logic.
+//! Traffic routers: what a blue/green release needs from whatever splits traffic between
+//! two colours, behind one trait that knows only colours, weights, members and a small
+//! record per colour. An ELBv2 listener with two target groups ([`elbv2`]) implements it;
+//! the rollout engine ([`crate::rollout`]) is written once against it.
 
 pub mod elbv2;
 pub mod pace;
 
-use std::collections::BTreeMap;
 use std::fmt;
 
-/// How a listener splits traffic: (target group ARN, weight) pairs. ELBv2 weights are
-/// 0 to 999 and relative to their sum.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Weights(pub Vec<(String, u32)>);
+/// One of the two slots a release can land in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Color {
+    Blue,
+    Green,
+}
 
-impl Weights {
-    /// The weight of one target group; 0 when the listener does not forward to it.
-    pub fn of(&self, target_group: &str) -> u32 {
-        self.0
-            .iter()
-            .filter(|(tg, _)| tg == target_group)
-            .map(|(_, w)| *w)
-            .sum()
+impl Color {
+    pub const BOTH: [Color; 2] = [Color::Blue, Color::Green];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Color::Blue => "blue",
+            Color::Green => "green",
+        }
+    }
+
+    pub fn other(self) -> Color {
+        match self {
+            Color::Blue => Color::Green,
+            Color::Green => Color::Blue,
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Color> {
+        match name {
+            "blue" => Some(Color::Blue),
+            "green" => Some(Color::Green),
+            _ => None,
+        }
     }
 }
 
-/// A target registered in a target group: an instance ID, IP address or Lambda ARN.
+impl fmt::Display for Color {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How traffic is split between the colours, as relative weights (a router reports what
+/// it has; the provider writes percentages, so the two add up to 100).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Split {
+    pub blue: u32,
+    pub green: u32,
+}
+
+impl Split {
+    /// All traffic on `color`; the other colour stays attached at weight 0, so that it
+    /// keeps being health-checked.
+    pub fn all_on(color: Color) -> Split {
+        Split::percent(color, 100)
+    }
+
+    /// `percent` of traffic on `color`, the rest on the other colour.
+    pub fn percent(color: Color, percent: u32) -> Split {
+        let mut split = Split::default();
+        *split.weight_mut(color) = percent;
+        *split.weight_mut(color.other()) = 100 - percent;
+        split
+    }
+
+    pub fn of(&self, color: Color) -> u32 {
+        match color {
+            Color::Blue => self.blue,
+            Color::Green => self.green,
+        }
+    }
+
+    fn weight_mut(&mut self, color: Color) -> &mut u32 {
+        match color {
+            Color::Blue => &mut self.blue,
+            Color::Green => &mut self.green,
+        }
+    }
+
+    /// The colour with most of the traffic; `None` when neither has any.
+    pub fn live(&self) -> Option<Color> {
+        match (self.blue, self.green) {
+            (0, 0) => None,
+            (b, g) if b >= g => Some(Color::Blue),
+            _ => Some(Color::Green),
+        }
+    }
+
+    /// Whether both split traffic in the same proportions (900/100 is 90/10), to within
+    /// one percentage point: a router whose weights are per member (HAProxy) can only
+    /// approach a split when the colours have different numbers of members.
+    pub fn same_shares(&self, other: &Split) -> bool {
+        match (self.share_of_blue(), other.share_of_blue()) {
+            (Some(a), Some(b)) => (a - b).abs() <= 0.01,
+            (a, b) => a.is_none() && b.is_none(),
+        }
+    }
+
+    fn share_of_blue(&self) -> Option<f64> {
+        let total = f64::from(self.blue) + f64::from(self.green);
+        (total > 0.0).then(|| f64::from(self.blue) / total)
+    }
+}
+
+/// A member of a colour: an instance ID, IP address or host name, and its port.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Target {
     pub id: String,
@@ -33,30 +117,70 @@ pub struct Target {
     pub availability_zone: Option<String>,
 }
 
-/// A target and what the load balancer's own health checks say of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TargetHealth {
-    pub target: Target,
-    /// `healthy`, `initial`, `unhealthy`, `unused`, `draining` or `unavailable`.
-    pub state: String,
-    /// e.g. `Target.ResponseCodeMismatch`, when not healthy.
-    pub reason: Option<String>,
-    /// The load balancer's words for it, e.g. "Health checks failed with these codes: [503]".
-    pub description: Option<String>,
+impl Target {
+    /// Targets match on ID and port; a target given without a port matches any port.
+    pub fn matches(&self, other: &Target) -> bool {
+        self.id == other.id
+            && (self.port.is_none() || other.port.is_none() || self.port == other.port)
+    }
 }
 
-impl TargetHealth {
-    pub fn is_healthy(&self) -> bool {
-        self.state == "healthy"
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.port, self.id.contains(':')) {
+            (Some(port), true) => write!(f, "[{}]:{port}", self.id),
+            (Some(port), false) => write!(f, "{}:{port}", self.id),
+            (None, _) => f.write_str(&self.id),
+        }
     }
+}
+
+/// What the router's own health checks say of a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberState {
+    Healthy,
+    /// Registered, checks not passed yet.
+    Initial,
+    Unhealthy,
+    /// Not checked at all (e.g. a target group no listener action uses).
+    Unchecked,
+    /// Leaving the colour.
+    Draining,
+    Unknown,
+}
+
+/// A member and its health as the router reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberHealth {
+    pub target: Target,
+    pub state: MemberState,
+    /// The router's reason, in words, when not healthy: e.g. "Health checks failed with
+    /// these codes: [503] (Target.ResponseCodeMismatch)".
+    pub detail: Option<String>,
+}
+
+impl MemberHealth {
+    pub fn is_healthy(&self) -> bool {
+        self.state == MemberState::Healthy
+    }
+}
+
+/// What a colour is known to hold, kept by the router beside the colour (tags on a target
+/// group, variables in HAProxy) so that a plan, an import or the slots data source can
+/// read it without the state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    pub release: Option<String>,
+    /// The generation (count of cut-overs) the colour went, or is about to go, live as.
+    pub generation: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouterError {
-    /// The listener or target group does not exist (any more).
+    /// What the router routes (a listener, a backend) does not exist (any more).
     NotFound(String),
     /// Anything else, already phrased for the user: the operation, the service's error
-    /// code and message, or why the endpoint could not be reached.
+    /// code and message, or why the router could not be reached.
     Failed(String),
 }
 
@@ -71,80 +195,71 @@ impl fmt::Display for RouterError {
 
 impl std::error::Error for RouterError {}
 
-/// What the deployment asks of a load balancer.
+/// What a release asks of the thing that splits traffic between two colours.
 #[tonic::async_trait]
 pub trait TrafficRouter: Send + Sync {
-    /// The listener's default forward weights. `NotFound` when the listener is gone.
-    async fn weights(&self, listener: &str) -> Result<Weights, RouterError>;
+    /// What splits the traffic, in reports, e.g. "the listener arn:...".
+    fn name(&self) -> String;
 
-    /// Makes the listener's default action a weighted forward to these target groups.
-    async fn set_weights(&self, listener: &str, weights: &Weights) -> Result<(), RouterError>;
+    /// What health-checks the members, mid-sentence: "the load balancer", "HAProxy".
+    fn checker(&self) -> &'static str;
 
-    async fn target_health(&self, target_group: &str) -> Result<Vec<TargetHealth>, RouterError>;
+    /// The colour's name in reports, e.g. "the blue target group (arn:...)".
+    fn describe(&self, color: Color) -> String;
 
-    async fn register(&self, target_group: &str, targets: &[Target]) -> Result<(), RouterError>;
+    /// Why the provider never moves traffic to a colour with no healthy member, in this
+    /// router's terms (ALB fails open, HAProxy fails closed).
+    fn none_healthy_means(&self) -> &'static str;
 
-    async fn deregister(&self, target_group: &str, targets: &[Target]) -> Result<(), RouterError>;
+    /// The split in force. `NotFound` when what the router routes is gone.
+    async fn weights(&self) -> Result<Split, RouterError>;
 
-    /// The tags of each resource, in the order given.
-    async fn tags(&self, arns: &[&str]) -> Result<Vec<BTreeMap<String, String>>, RouterError>;
+    async fn set_weights(&self, split: Split) -> Result<(), RouterError>;
 
-    async fn add_tags(&self, arn: &str, tags: &BTreeMap<String, String>)
-        -> Result<(), RouterError>;
+    async fn members(&self, color: Color) -> Result<Vec<MemberHealth>, RouterError>;
 
-    async fn remove_tags(&self, arn: &str, keys: &[String]) -> Result<(), RouterError>;
+    async fn add_members(&self, color: Color, targets: &[Target]) -> Result<(), RouterError>;
 
-    /// Makes the load balancer health-check `target_group` while `listener` still sends
-    /// it no request: ELBv2 checks only the groups that a listener action uses, so a
-    /// release's group that no action names would stay `unused` and never pass its gate.
-    /// Returns what [`Self::stop_keeping_checked`] undoes once the group is part of the
-    /// listener's forward; `None` when the group is already in use.
-    async fn keep_checked(
-        &self,
-        listener: &str,
-        target_group: &str,
-    ) -> Result<Option<String>, RouterError>;
+    async fn remove_members(&self, color: Color, targets: &[Target]) -> Result<(), RouterError>;
 
-    async fn stop_keeping_checked(&self, handle: &str) -> Result<(), RouterError>;
+    /// Both colours' records, blue first.
+    async fn records(&self) -> Result<[Record; 2], RouterError>;
 
-    /// What stands in the way of `listener` forwarding to each of `target_groups`, in
-    /// their order (`None`: nothing), checked once before anything is written. Reads the
-    /// listener as it is before the release.
-    async fn check_target_groups(
-        &self,
-        listener: &str,
-        target_groups: &[&str],
-    ) -> Result<Vec<Option<String>>, RouterError>;
+    /// Replaces the colour's record: a field that is `None` is removed.
+    async fn set_record(&self, color: Color, record: &Record) -> Result<(), RouterError>;
+
+    /// Makes the router health-check `color` while it still takes no request, when it
+    /// would not otherwise (ELBv2 checks only target groups that a listener action uses).
+    /// Returns what [`Self::end_warm_up`] undoes; `None` when nothing was needed.
+    async fn warm_up(&self, color: Color) -> Result<Option<String>, RouterError>;
+
+    async fn end_warm_up(&self, handle: &str) -> Result<(), RouterError>;
+
+    /// What stands in the way of routing to the colours, checked once before anything is
+    /// written: each problem with the colour it is about (`None`: the router as a whole).
+    async fn preflight(&self) -> Result<Vec<(Option<Color>, String)>, RouterError>;
 }
 
-/// Sets the weights and reads them back: the write is done only when the listener says
-/// so. Two calls, the least a verified cut-over can take.
-pub async fn shift(
-    router: &dyn TrafficRouter,
-    listener: &str,
-    weights: &Weights,
-) -> Result<Weights, RouterError> {
-    router.set_weights(listener, weights).await?;
-    verify(router, listener, weights).await
+/// Sets the split and reads it back: the write is done only when the router says so.
+/// Two calls, the least a verified cut-over can take.
+pub async fn shift(router: &dyn TrafficRouter, split: Split) -> Result<Split, RouterError> {
+    router.set_weights(split).await?;
+    verify(router, split).await
 }
 
-/// Reads the listener's weights and checks they are the ones written.
-pub async fn verify(
-    router: &dyn TrafficRouter,
-    listener: &str,
-    weights: &Weights,
-) -> Result<Weights, RouterError> {
-    let actual = router.weights(listener).await?;
-    let mut want = weights.0.clone();
-    let mut got = actual.0.clone();
-    want.sort();
-    got.sort();
-    if want == got {
+/// Reads the split back and checks it is the one written.
+pub async fn verify(router: &dyn TrafficRouter, split: Split) -> Result<Split, RouterError> {
+    let actual = router.weights().await?;
+    if actual.same_shares(&split) {
         Ok(actual)
     } else {
         Err(RouterError::Failed(format!(
-            "the listener did not take the new weights: set {:?}, read back {:?}",
-            weights.0, actual.0
+            "{} did not take the new weights: set blue {} / green {}, read back blue {} / green {}",
+            router.name(),
+            split.blue,
+            split.green,
+            actual.blue,
+            actual.green
         )))
     }
 }
@@ -154,11 +269,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_target_groups_weight_is_zero_when_not_forwarded_to() {
-        let w = Weights(vec![("blue".into(), 900), ("green".into(), 100)]);
-        assert_eq!(w.of("blue"), 900);
-        assert_eq!(w.of("green"), 100);
-        assert_eq!(w.of("other"), 0);
-        assert_eq!(Weights::default().of("blue"), 0);
+    fn splits_compare_by_share_and_name_the_live_colour() {
+        assert_eq!(
+            Split::percent(Color::Green, 10),
+            Split {
+                blue: 90,
+                green: 10
+            }
+        );
+        assert!(Split {
+            blue: 900,
+            green: 100
+        }
+        .same_shares(&Split {
+            blue: 90,
+            green: 10
+        }));
+        assert!(!Split {
+            blue: 0,
+            green: 100
+        }
+        .same_shares(&Split {
+            blue: 100,
+            green: 0
+        }));
+        assert!(!Split::default().same_shares(&Split::all_on(Color::Blue)));
+        assert_eq!(
+            Split {
+                blue: 50,
+                green: 50
+            }
+            .live(),
+            Some(Color::Blue)
+        );
+        assert_eq!(Split { blue: 1, green: 2 }.live(), Some(Color::Green));
+        assert_eq!(Split::default().live(), None);
+    }
+
+    #[test]
+    fn targets_match_any_port_when_one_has_none() {
+        let t = |id: &str, port| Target {
+            id: id.into(),
+            port,
+            availability_zone: None,
+        };
+        assert!(t("10.0.0.1", Some(80)).matches(&t("10.0.0.1", None)));
+        assert!(!t("10.0.0.1", Some(80)).matches(&t("10.0.0.1", Some(81))));
+        assert_eq!(t("::1", Some(80)).to_string(), "[::1]:80");
     }
 }

@@ -5,8 +5,9 @@
 
 use std::sync::Arc;
 
-use super::{observe, Color, Slots};
 use crate::provider::Shared;
+use crate::rollout::observe;
+use crate::router::Color;
 use crate::tfplugin::diagnostics::{AttributePath, Diagnostics};
 use crate::tfplugin::resource::{Ctx, DataSource};
 use crate::tfplugin::schema::{Attribute, Block, Schema};
@@ -44,8 +45,8 @@ impl DataSource for BlueGreenSlots {
     }
 
     async fn read(&self, _ctx: &Ctx, config: &Value, diags: &mut Diagnostics) -> Value {
-        let (Some(slots), Some(release)) = (
-            Slots::from_config(config),
+        let (Some(router), Some(release)) = (
+            super::listener(&self.shared, config).await,
             config.get("release").and_then(Value::as_str),
         ) else {
             diags.error(
@@ -54,8 +55,7 @@ impl DataSource for BlueGreenSlots {
             );
             return Value::Null;
         };
-        let router = self.shared.router().await;
-        let observed = match observe(router.as_ref(), &slots).await {
+        let observed = match observe(&router).await {
             Ok(o) => o,
             Err(e) => {
                 diags.attribute_error(
@@ -70,7 +70,7 @@ impl DataSource for BlueGreenSlots {
         // rollback, or a release that is live): then both keep what they hold. When
         // neither colour serves, blue is the standby, as the deployment decides on create.
         let standby = observed.live.map_or(Color::Blue, Color::other);
-        let held = [Color::Blue, Color::Green]
+        let held = Color::BOTH
             .into_iter()
             .any(|c| observed.release(c) == Some(release));
         let release_of = |c: Color| -> Value {

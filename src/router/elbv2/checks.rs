@@ -19,7 +19,7 @@ use elbv2::types::{
     RuleCondition, TargetGroupTuple,
 };
 
-use super::Elbv2Router;
+use super::Elbv2;
 use crate::router::{pace, RouterError};
 
 /// The header of the warm-up rule's condition; the provider recognises its own rules by it.
@@ -46,8 +46,8 @@ fn is_warm_up(rule: &elbv2::types::Rule) -> bool {
     })
 }
 
-impl Elbv2Router {
-    pub(super) async fn warm_up(
+impl Elbv2 {
+    pub async fn warm_up(
         &self,
         listener: &str,
         target_group: &str,
@@ -131,7 +131,7 @@ impl Elbv2Router {
             .map(str::to_string))
     }
 
-    pub(super) async fn end_warm_up(&self, rule: &str) -> Result<(), RouterError> {
+    pub async fn end_warm_up(&self, rule: &str) -> Result<(), RouterError> {
         tracing::debug!(operation = "DeleteRule", arn = rule, "ELBv2 call");
         pace::elbv2().ready("DeleteRule").await;
         match self.client.delete_rule().rule_arn(rule).send().await {
@@ -163,13 +163,13 @@ impl Elbv2Router {
     /// Each group must exist, be in the load balancer's VPC, speak HTTP or HTTPS, and be
     /// used by no other load balancer: what ModifyListener would otherwise refuse mid-release.
     /// Four calls: the listener, its load balancer, the groups.
-    pub(super) async fn preflight(
+    pub async fn preflight(
         &self,
         listener: &str,
         target_groups: &[&str],
     ) -> Result<Vec<Option<String>>, RouterError> {
         // A fresh read of the listener, which the cut-over's write keeps its other actions
-        // from (see `Elbv2Router::set_weights`).
+        // from (see `Elbv2::set_weights`).
         self.default_actions(listener).await?;
         let load_balancer = self.load_balancer_of(listener).await?;
         tracing::debug!(operation = "DescribeLoadBalancers", arn = %load_balancer, "ELBv2 call");

@@ -1,4 +1,6 @@
-//! [`TrafficRouter`] for Application Load Balancer listeners, through the ELBv2 API.
+//! Blue/green on an Application Load Balancer listener: [`Listener`] is the
+//! [`TrafficRouter`](super::TrafficRouter) (a listener and two target groups), built on
+//! [`Elbv2`], the calls it makes to the ELBv2 API by ARN.
 //!
 //! # Retries and throttling
 //! There is no retry loop here on purpose. The client comes from [`crate::aws`], which
@@ -33,18 +35,37 @@ use elbv2::types::{
 };
 
 mod checks;
+mod listener;
 
-use super::{pace, RouterError, Target, TargetHealth, TrafficRouter, Weights};
+pub use listener::{Listener, GENERATION_TAG, RELEASE_TAG};
+
+use super::{pace, MemberHealth, MemberState, RouterError, Target};
 
 /// Weights ELBv2 accepts in a forward action's target group tuple.
 const MAX_WEIGHT: u32 = 999;
 /// Target groups one ALB forward action may list.
 const MAX_TARGET_GROUPS: usize = 5;
 
-/// The ELBv2 implementation of [`TrafficRouter`]. Cheap to clone: the SDK client is
+/// How a listener's forward splits traffic: (target group ARN, weight) pairs. ELBv2
+/// weights are 0 to 999 and relative to their sum.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Weights(pub Vec<(String, u32)>);
+
+impl Weights {
+    /// The weight of one target group; 0 when the listener does not forward to it.
+    pub fn of(&self, target_group: &str) -> u32 {
+        self.0
+            .iter()
+            .filter(|(tg, _)| tg == target_group)
+            .map(|(_, w)| *w)
+            .sum()
+    }
+}
+
+/// The ELBv2 calls the provider makes, by ARN. Cheap to clone: the SDK client is
 /// reference-counted, and clones share the recorded endpoint.
 #[derive(Clone, Debug)]
-pub struct Elbv2Router {
+pub struct Elbv2 {
     client: elbv2::Client,
     /// `scheme://host[:port]` of the first request sent, for "cannot reach" messages. The
     /// SDK offers no getter for the endpoint it resolves (override or regional default), so
@@ -59,18 +80,18 @@ pub struct Elbv2Router {
     load_balancers: Arc<Mutex<HashMap<String, String>>>,
 }
 
-impl Elbv2Router {
+impl Elbv2 {
     /// Wraps a client, e.g. [`crate::aws::Aws::elbv2`]'s, keeping its whole configuration
     /// (region, credentials, endpoint override, retries) and adding only the interceptor that
     /// records which endpoint requests go to.
-    pub fn new(client: elbv2::Client) -> Elbv2Router {
+    pub fn new(client: elbv2::Client) -> Elbv2 {
         let endpoint = Arc::new(OnceLock::new());
         let config = client
             .config()
             .to_builder()
             .interceptor(EndpointRecorder(Arc::clone(&endpoint)))
             .build();
-        Elbv2Router {
+        Elbv2 {
             client: elbv2::Client::from_conf(config),
             endpoint,
             known_actions: Arc::default(),
@@ -200,15 +221,14 @@ impl Elbv2Router {
     }
 }
 
-#[tonic::async_trait]
-impl TrafficRouter for Elbv2Router {
+impl Elbv2 {
     /// The weights of the default action's `forward`. A tuple without a weight counts as 1
     /// (the documented default), and so does a forward given as a bare `TargetGroupArn`
     /// without a ForwardConfig: real AWS reads such an action back as a one-tuple
     /// ForwardConfig of weight 1, so reporting 1 keeps both spellings of the same listener
     /// equal. Weights are relative to their sum. A listener
     /// whose default action is no forward (redirect, fixed response) has empty weights.
-    async fn weights(&self, listener: &str) -> Result<Weights, RouterError> {
+    pub async fn weights(&self, listener: &str) -> Result<Weights, RouterError> {
         let actions = self.default_actions(listener).await?;
         let Some(forward) = actions
             .iter()
@@ -248,7 +268,7 @@ impl TrafficRouter for Elbv2Router {
     ///   `jwt-validation`. Replacing the list outright would turn authentication off. OIDC's
     ///   client secret is never returned by DescribeListeners, so those actions are sent back
     ///   with `UseExistingClientSecret`.
-    async fn set_weights(&self, listener: &str, weights: &Weights) -> Result<(), RouterError> {
+    pub async fn set_weights(&self, listener: &str, weights: &Weights) -> Result<(), RouterError> {
         check_weights(listener, weights)?;
         let current = self.current_actions(listener).await?;
         let actions = default_actions_with(current, weights);
@@ -270,7 +290,10 @@ impl TrafficRouter for Elbv2Router {
         Ok(())
     }
 
-    async fn target_health(&self, target_group: &str) -> Result<Vec<TargetHealth>, RouterError> {
+    pub async fn target_health(
+        &self,
+        target_group: &str,
+    ) -> Result<Vec<MemberHealth>, RouterError> {
         tracing::debug!(
             operation = "DescribeTargetHealth",
             arn = target_group,
@@ -290,8 +313,8 @@ impl TrafficRouter for Elbv2Router {
             .map(|d| {
                 let target = d.target();
                 let health = d.target_health();
-                TargetHealth {
-                    target: Target {
+                member_health(
+                    Target {
                         id: target.and_then(|t| t.id()).unwrap_or_default().to_string(),
                         port: target
                             .and_then(|t| t.port())
@@ -300,20 +323,21 @@ impl TrafficRouter for Elbv2Router {
                             .and_then(|t| t.availability_zone())
                             .map(str::to_string),
                     },
-                    state: health
+                    health
                         .and_then(|h| h.state())
-                        .map_or("unknown", |s| s.as_str())
-                        .to_string(),
-                    reason: health
-                        .and_then(|h| h.reason())
-                        .map(|r| r.as_str().to_string()),
-                    description: health.and_then(|h| h.description()).map(str::to_string),
-                }
+                        .map_or("unknown", |s| s.as_str()),
+                    health.and_then(|h| h.reason()).map(|r| r.as_str()),
+                    health.and_then(|h| h.description()),
+                )
             })
             .collect())
     }
 
-    async fn register(&self, target_group: &str, targets: &[Target]) -> Result<(), RouterError> {
+    pub async fn register(
+        &self,
+        target_group: &str,
+        targets: &[Target],
+    ) -> Result<(), RouterError> {
         if targets.is_empty() {
             return Ok(());
         }
@@ -334,7 +358,11 @@ impl TrafficRouter for Elbv2Router {
         Ok(())
     }
 
-    async fn deregister(&self, target_group: &str, targets: &[Target]) -> Result<(), RouterError> {
+    pub async fn deregister(
+        &self,
+        target_group: &str,
+        targets: &[Target],
+    ) -> Result<(), RouterError> {
         if targets.is_empty() {
             return Ok(());
         }
@@ -356,7 +384,7 @@ impl TrafficRouter for Elbv2Router {
     }
 
     /// One DescribeTags for all of them (it takes up to 20 ARNs).
-    async fn tags(&self, arns: &[&str]) -> Result<Vec<BTreeMap<String, String>>, RouterError> {
+    pub async fn tags(&self, arns: &[&str]) -> Result<Vec<BTreeMap<String, String>>, RouterError> {
         let Some(first) = arns.first() else {
             return Ok(Vec::new());
         };
@@ -385,7 +413,7 @@ impl TrafficRouter for Elbv2Router {
         Ok(arns.iter().map(|arn| of(arn)).collect())
     }
 
-    async fn add_tags(
+    pub async fn add_tags(
         &self,
         arn: &str,
         tags: &BTreeMap<String, String>,
@@ -410,7 +438,7 @@ impl TrafficRouter for Elbv2Router {
         Ok(())
     }
 
-    async fn remove_tags(&self, arn: &str, keys: &[String]) -> Result<(), RouterError> {
+    pub async fn remove_tags(&self, arn: &str, keys: &[String]) -> Result<(), RouterError> {
         if keys.is_empty() {
             return Ok(());
         }
@@ -424,26 +452,6 @@ impl TrafficRouter for Elbv2Router {
             .await
             .map_err(|e| self.error("RemoveTags", noun_of(arn), arn, e))?;
         Ok(())
-    }
-
-    async fn keep_checked(
-        &self,
-        listener: &str,
-        target_group: &str,
-    ) -> Result<Option<String>, RouterError> {
-        self.warm_up(listener, target_group).await
-    }
-
-    async fn stop_keeping_checked(&self, handle: &str) -> Result<(), RouterError> {
-        self.end_warm_up(handle).await
-    }
-
-    async fn check_target_groups(
-        &self,
-        listener: &str,
-        target_groups: &[&str],
-    ) -> Result<Vec<Option<String>>, RouterError> {
-        self.preflight(listener, target_groups).await
     }
 }
 
@@ -483,7 +491,7 @@ fn check_weights(listener: &str, weights: &Weights) -> Result<(), RouterError> {
 
 /// The new default actions: `current` with its routing action replaced by a forward at
 /// `weights` (keeping the old forward's stickiness), and its other actions kept (see
-/// [`Elbv2Router::set_weights`]).
+/// [`Elbv2::set_weights`]).
 fn default_actions_with(current: Vec<Action>, weights: &Weights) -> Vec<Action> {
     let is_routing = |a: &Action| {
         matches!(
@@ -536,6 +544,61 @@ fn default_actions_with(current: Vec<Action>, weights: &Weights) -> Vec<Action> 
         })
         .chain(std::iter::once(forward))
         .collect()
+}
+
+/// A target's health as ELBv2 reports it: its state, and in words what the state and
+/// reason code mean for the release, with AWS's own description.
+fn member_health(
+    target: Target,
+    state: &str,
+    reason: Option<&str>,
+    description: Option<&str>,
+) -> MemberHealth {
+    let (kind, meaning) = match (state, reason) {
+        ("healthy", _) => (MemberState::Healthy, ""),
+        ("initial", Some("Elb.RegistrationInProgress")) => {
+            (MemberState::Initial, "still being registered")
+        }
+        ("initial", _) => (
+            MemberState::Initial,
+            "its first health checks have not passed yet",
+        ),
+        ("unhealthy", Some("Target.ResponseCodeMismatch")) => (
+            MemberState::Unhealthy,
+            "the health check got a status outside the target group's matcher",
+        ),
+        ("unhealthy", Some("Target.Timeout")) => {
+            (MemberState::Unhealthy, "the health check timed out")
+        }
+        ("unhealthy", _) => (
+            MemberState::Unhealthy,
+            "failing the target group's health checks",
+        ),
+        ("unused", Some("Target.NotInUse")) => (
+            MemberState::Unchecked,
+            "not checked: its group is not in use (the load balancer health-checks only target groups that a listener's default action or rule forwards to)",
+        ),
+        ("unused", _) => (MemberState::Unchecked, "not checked by the load balancer"),
+        ("draining", _) => (
+            MemberState::Draining,
+            "being deregistered: it takes no new requests",
+        ),
+        _ => (MemberState::Unknown, "not healthy"),
+    };
+    let detail = (kind != MemberState::Healthy).then(|| {
+        let said = description
+            .map(|d| format!(" (\"{d}\")"))
+            .unwrap_or_default();
+        match reason {
+            Some(reason) => format!("{state} ({reason}): {meaning}{said}"),
+            None => format!("{state}: {meaning}{said}"),
+        }
+    });
+    MemberHealth {
+        target,
+        state: kind,
+        detail,
+    }
 }
 
 fn descriptions(targets: &[Target]) -> Vec<TargetDescription> {
@@ -592,7 +655,7 @@ fn error_chain(err: &dyn StdError) -> String {
     parts.join(": ")
 }
 
-/// Records `scheme://host[:port]` of outgoing requests (see [`Elbv2Router::endpoint`]).
+/// Records `scheme://host[:port]` of outgoing requests (see [`Elbv2::endpoint`]).
 /// Any `user:password@` in the URL is left out: it is a credential.
 #[derive(Debug)]
 struct EndpointRecorder(Arc<OnceLock<String>>);

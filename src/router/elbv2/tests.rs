@@ -1,7 +1,7 @@
 //! The ELBv2 router against the ALB emulator (under `TF_ACC`), and its pure parts.
 
 use super::*;
-use crate::router::shift;
+use crate::router::{shift, Color, Record, Split, TrafficRouter};
 use acceptance_tests::elb::BlueGreenFixture;
 use elbv2::config::retry::RetryConfig;
 use elbv2::config::{BehaviorVersion, Region};
@@ -34,27 +34,37 @@ fn client(endpoint: &str, max_attempts: u32) -> elbv2::Client {
 }
 
 /// A fixture in the ALB emulator (moto behind it), and a router talking to it.
-async fn fixture(name: &str) -> (BlueGreenFixture, Elbv2Router) {
+async fn fixture(name: &str) -> (BlueGreenFixture, Elbv2) {
     let alb = acceptance_tests::alb::shared();
     let fx = BlueGreenFixture::create(alb, name).await;
-    let router = Elbv2Router::new(client(&alb.endpoint(), 3));
+    let router = Elbv2::new(client(&alb.endpoint(), 3));
     (fx, router)
 }
 
 /// A router whose every call would fail with "cannot reach": a loopback port that was
 /// just free, one attempt. Any other result proves no request was made.
-fn unreachable_router() -> (Elbv2Router, String) {
+fn unreachable_router() -> (Elbv2, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let endpoint = format!("http://127.0.0.1:{port}");
-    (Elbv2Router::new(client(&endpoint, 1)), endpoint)
+    (Elbv2::new(client(&endpoint, 1)), endpoint)
 }
 
 fn weights(pairs: &[(&str, u32)]) -> Weights {
     Weights(pairs.iter().map(|(a, w)| (a.to_string(), *w)).collect())
+}
+
+/// The fixture's colours behind one of its listeners.
+fn listener_of(fx: &BlueGreenFixture, api: &Elbv2, listener: &str) -> Listener {
+    Listener {
+        api: api.clone(),
+        listener: listener.to_string(),
+        blue: fx.blue_tg_arn.clone(),
+        green: fx.green_tg_arn.clone(),
+    }
 }
 
 fn failed(result: Result<impl std::fmt::Debug, RouterError>) -> String {
@@ -83,24 +93,52 @@ async fn set_weights_round_trips_and_shift_verifies() {
         return;
     }
     let (fx, router) = fixture("weights-set").await;
-    let (blue, green) = (fx.blue_tg_arn.as_str(), fx.green_tg_arn.as_str());
+    let listener = listener_of(&fx, &router, &fx.listener_arn);
     for step in [
-        weights(&[(blue, 90), (green, 10)]),
-        weights(&[(blue, 0), (green, 100)]),
+        Split::percent(Color::Green, 10),
+        Split::all_on(Color::Green),
     ] {
-        let read = shift(&router, &fx.listener_arn, &step).await.unwrap();
+        let read = shift(&listener, step).await.unwrap();
         assert_eq!(read, step);
-        assert_eq!(router.weights(&fx.listener_arn).await.unwrap(), step);
+        assert_eq!(listener.weights().await.unwrap(), step);
     }
     assert_eq!(
         fx.weights(&fx.listener_arn).await,
         BTreeMap::from([("blue".into(), 0), ("green".into(), 100)])
     );
     // The test listener (a plain forward to blue) is pointed at green the same way.
-    let only_green = weights(&[(green, 1)]);
-    shift(&router, &fx.test_listener_arn, &only_green)
+    let test_listener = listener_of(&fx, &router, &fx.test_listener_arn);
+    shift(&test_listener, Split::all_on(Color::Green))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_colours_record_is_kept_in_its_target_groups_tags() {
+    if !acceptance() {
+        return;
+    }
+    let (fx, router) = fixture("records").await;
+    let listener = listener_of(&fx, &router, &fx.listener_arn);
+    let record = Record {
+        release: Some("v7".into()),
+        generation: Some(3),
+    };
+    listener.set_record(Color::Green, &record).await.unwrap();
+    assert_eq!(
+        listener.records().await.unwrap(),
+        [Record::default(), record]
+    );
+    let tags = router.tags(&[&fx.green_tg_arn]).await.unwrap();
+    assert_eq!(tags[0].get(RELEASE_TAG).map(String::as_str), Some("v7"));
+    listener
+        .set_record(Color::Green, &Record::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        listener.records().await.unwrap(),
+        [Record::default(), Record::default()]
+    );
 }
 
 #[tokio::test]
@@ -148,8 +186,8 @@ async fn set_weights_keeps_stickiness_and_authentication() {
         .await
         .unwrap();
 
-    let to_green = weights(&[(&fx.blue_tg_arn, 0), (&fx.green_tg_arn, 100)]);
-    shift(&router, &fx.listener_arn, &to_green).await.unwrap();
+    let listener = listener_of(&fx, &router, &fx.listener_arn);
+    shift(&listener, Split::all_on(Color::Green)).await.unwrap();
 
     let actions = fx.default_actions(&fx.listener_arn).await;
     assert_eq!(actions.len(), 2, "{actions:?}");
@@ -230,7 +268,7 @@ async fn registers_reports_health_and_deregisters() {
     let health = loop {
         let mut health = router.target_health(&fx.green_tg_arn).await.unwrap();
         health.sort_by(|x, y| x.target.cmp(&y.target));
-        if health.len() == 2 && health.iter().all(TargetHealth::is_healthy) {
+        if health.len() == 2 && health.iter().all(MemberHealth::is_healthy) {
             break health;
         }
         assert!(std::time::Instant::now() < deadline, "{health:?}");
@@ -248,13 +286,10 @@ async fn registers_reports_health_and_deregisters() {
         .await
         .unwrap();
     let health = router.target_health(&fx.green_tg_arn).await.unwrap();
-    let states: Vec<_> = health
-        .iter()
-        .map(|h| (h.target.port, h.state.as_str()))
-        .collect();
+    let states: Vec<_> = health.iter().map(|h| (h.target.port, h.state)).collect();
     assert!(
-        states.contains(&(Some(a.port()), "draining"))
-            && states.contains(&(Some(b.port()), "healthy")),
+        states.contains(&(Some(a.port()), MemberState::Draining))
+            && states.contains(&(Some(b.port()), MemberState::Healthy)),
         "{health:?}"
     );
     assert!(router
@@ -338,7 +373,7 @@ async fn service_errors_name_the_operation_code_and_message() {
     if !acceptance() {
         return;
     }
-    let router = Elbv2Router::new(client(&acceptance_tests::moto::shared().endpoint(), 3));
+    let router = Elbv2::new(client(&acceptance_tests::moto::shared().endpoint(), 3));
     // An ARN that names no kind of resource: moto's "LoadBalancerNotFound" is then a
     // failure of the call, not a NotFound of what the caller asked about.
     let message = failed(router.remove_tags("not-an-arn", &["a".into()]).await);
@@ -429,4 +464,53 @@ fn origins_and_nouns() {
         "load balancer"
     );
     assert_eq!(noun_of("not-an-arn"), "resource");
+}
+
+#[test]
+fn every_target_state_is_explained_in_words() {
+    let health = |state: &str, reason: Option<&str>, description: Option<&str>| {
+        let target = Target {
+            id: "10.0.1.5".into(),
+            port: Some(8080),
+            availability_zone: None,
+        };
+        member_health(target, state, reason, description)
+    };
+    let cases = [
+        (
+            health("initial", Some("Elb.RegistrationInProgress"), None),
+            MemberState::Initial,
+            "initial (Elb.RegistrationInProgress): still being registered",
+        ),
+        (
+            health("initial", Some("Elb.InitialHealthChecking"), None),
+            MemberState::Initial,
+            "its first health checks have not passed yet",
+        ),
+        (
+            health(
+                "unhealthy",
+                Some("Target.ResponseCodeMismatch"),
+                Some("Health checks failed with these codes: [503]"),
+            ),
+            MemberState::Unhealthy,
+            "outside the target group's matcher (\"Health checks failed with these codes: [503]\")",
+        ),
+        (
+            health("unused", Some("Target.NotInUse"), None),
+            MemberState::Unchecked,
+            "not checked: its group is not in use",
+        ),
+        (
+            health("draining", Some("Target.DeregistrationInProgress"), None),
+            MemberState::Draining,
+            "being deregistered: it takes no new requests",
+        ),
+    ];
+    for (member, state, expected) in cases {
+        assert_eq!(member.state, state);
+        let text = member.detail.unwrap_or_default();
+        assert!(text.contains(expected), "{text:?} lacks {expected:?}");
+    }
+    assert_eq!(health("healthy", None, None).detail, None);
 }

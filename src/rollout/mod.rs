@@ -1,27 +1,33 @@
-//! The cut-over: what one apply does to move traffic to the standby colour, in the
-//! contract's order, and how it backs out. Register the release's targets in the standby
-//! colour, point the test listener at it, wait for the load balancer's target health and
-//! the HTTP checks, shift traffic (at once, canary, or linear steps with checks running
-//! between them), verify each shift by reading the listener back, bake, record.
+//! The rollout engine: what one apply does to move traffic to the standby colour, in the
+//! contract's order, and how it backs out, for any [`TrafficRouter`]. Put the release's
+//! targets in the standby colour, record the release there, point the test route at it,
+//! wait for the router's own health checks and the HTTP checks, shift traffic (at once,
+//! canary, or linear steps with checks running between them), verify each shift by
+//! reading the router back, bake.
 //!
-//! Whatever fails, traffic ends on one colour: before the first shift the listener is
+//! Whatever fails, traffic ends on one colour: before the first shift the router is
 //! untouched; after it, traffic goes back to the previous colour (always for a partial
 //! shift, and at 100% when `auto_rollback` is on).
 
-use std::collections::BTreeMap;
+mod observe;
+
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Color, Slots, GENERATION_TAG, RELEASE_TAG};
+pub use observe::{observe, Observed};
+
 use crate::probe::{
     self, Check, FailReason, GateResult, HttpClients, Method, Policy, StatusMatcher, TlsOptions,
 };
-use crate::router::{shift, verify, Target, TargetHealth, TrafficRouter, Weights};
+use crate::router::{
+    shift, verify, Color, MemberHealth, MemberState, Record, Split, Target, TrafficRouter,
+};
+use crate::text::capitalised;
 
-/// How long new listener weights are given to take effect on every load balancer node
-/// before the fleet they moved away from is deregistered. AWS publishes no figure for it
+/// How long new weights are given to take effect everywhere (every load balancer node)
+/// before the fleet they moved away from is removed. AWS publishes no figure for it
 /// (docs/guides/aws-emulation.md, "to confirm on a real account").
 const WEIGHTS_SETTLE: Duration = Duration::from_secs(5);
 
@@ -38,7 +44,7 @@ pub struct Health {
     pub interval: Duration,
     pub request_timeout: Duration,
     pub insecure_skip_verify: bool,
-    /// The load balancer must report at least this many healthy targets in the colour.
+    /// The router must report at least this many healthy members in the colour.
     pub min_healthy_targets: u32,
 }
 
@@ -62,17 +68,30 @@ pub enum Strategy {
     Linear { step: u32, interval: Duration },
 }
 
+impl Strategy {
+    /// The shares of traffic held before 100%, and how long each is held.
+    fn steps(self) -> (Vec<u32>, Duration) {
+        match self {
+            Strategy::AllAtOnce => (vec![], Duration::ZERO),
+            Strategy::Canary { percent, interval } => (vec![percent], interval),
+            Strategy::Linear { step, interval } => (
+                (1..).map(|i| i * step).take_while(|p| *p < 100).collect(),
+                interval,
+            ),
+        }
+    }
+}
+
 /// One release moving onto a colour.
 #[derive(Clone, Debug)]
 pub struct Release {
     pub color: Color,
     pub release: String,
-    /// The fleet to register, when the provider manages it (`targets`). Registration is a
-    /// sync, so a rollback to a colour that still holds its fleet registers nothing.
+    /// The fleet to put in the colour, when the provider manages it (`targets`). This is a
+    /// sync, so a rollback to a colour that still holds its fleet adds nothing.
     pub targets: Option<Vec<Target>>,
-    /// False when the colour's target group already carries this release's tag.
-    pub tag_release: bool,
-    pub test_listener: Option<String>,
+    /// False when the colour's record already names this release.
+    pub record_release: bool,
     pub strategy: Strategy,
     pub bake_time: Duration,
     pub auto_rollback: bool,
@@ -86,18 +105,18 @@ pub struct Release {
 /// How a cut-over ended.
 #[derive(Debug)]
 pub enum Outcome {
-    /// All traffic on the new colour, verified; the weights as read back.
-    Done(Weights),
-    /// Failed before any traffic moved; the listener is as it was. `holds_release` tells
-    /// whether the colour now holds the failed release (its tag, and its fleet when the
-    /// fleet registers itself); a fleet given as `targets` is put back as it was, so that
-    /// the rollback to the release before stays instant.
+    /// All traffic on the new colour, verified; the split as read back.
+    Done(Split),
+    /// Failed before any traffic moved; the router is as it was. `holds_release` tells
+    /// whether the colour now holds the failed release (its record, and its fleet when the
+    /// fleet adds itself); a fleet given as `targets` is put back as it was, so that the
+    /// rollback to the release before stays instant.
     NotMoved { error: String, holds_release: bool },
     /// Failed after traffic moved, and traffic is back on the previous colour.
-    RolledBack(String, Weights),
+    RolledBack(String, Split),
     /// Failed at 100% with `auto_rollback` off: traffic stays on the new colour.
-    Kept(String, Weights),
-    /// Failed, and so did moving traffic back: the listener may be split.
+    Kept(String, Split),
+    /// Failed, and so did moving traffic back: the split may be partial.
     Stuck(String),
 }
 
@@ -119,9 +138,11 @@ impl Halt {
 
 pub struct Rollout<'a> {
     pub router: &'a dyn TrafficRouter,
+    /// A second route pointed at the standby colour before the gate (an ALB test
+    /// listener, like CodeDeploy's test traffic route).
+    pub test_route: Option<&'a dyn TrafficRouter>,
     pub http: &'a HttpClients,
     pub stop: &'a CancellationToken,
-    pub slots: &'a Slots,
     pub health: &'a Health,
     /// When the whole apply must be done (`timeouts`).
     pub deadline: Instant,
@@ -133,21 +154,20 @@ struct Prepared {
     /// The fleet's targets taken out of the colour, and those put in (`targets` only).
     removed: Vec<Target>,
     added: Vec<Target>,
-    /// The colour's release and generation tags before, when the fleet is `targets`.
-    tags_before: Option<BTreeMap<String, String>>,
-    /// The router's handle for keeping the colour health-checked until it is in the
-    /// listener's forward.
-    kept_checked: Option<String>,
-    /// The colour carries the release's tag.
-    tagged: bool,
+    /// The colour's record before, when the fleet is `targets`.
+    record_before: Option<Record>,
+    /// The router's handle for keeping the colour health-checked until it takes traffic.
+    warm_up: Option<String>,
+    /// The colour's record names the release.
+    recorded: bool,
 }
 
 impl Prepared {
-    /// Whether the colour's `targets` fleet or its tags were changed, and so are put back
-    /// when the release fails before traffic moved.
+    /// Whether the colour's `targets` fleet or its record were changed, and so are put
+    /// back when the release fails before traffic moved.
     fn changed_fleet(&self) -> bool {
-        self.tags_before.is_some()
-            && (self.tagged || !self.added.is_empty() || !self.removed.is_empty())
+        self.record_before.is_some()
+            && (self.recorded || !self.added.is_empty() || !self.removed.is_empty())
     }
 }
 
@@ -155,9 +175,9 @@ impl Rollout<'_> {
     pub async fn run(&self, release: &Release) -> Outcome {
         let mut prepared = Prepared::default();
         let outcome = self.release(release, &mut prepared).await;
-        if let Some(handle) = &prepared.kept_checked {
-            if let Err(e) = self.router.stop_keeping_checked(handle).await {
-                tracing::warn!(error = %e, "removing the health-check rule failed; it matches no request");
+        if let Some(handle) = &prepared.warm_up {
+            if let Err(e) = self.router.end_warm_up(handle).await {
+                tracing::warn!(error = %e, "ending the warm-up failed; it takes no request");
             }
         }
         match outcome {
@@ -190,7 +210,7 @@ impl Rollout<'_> {
                 error: format!(
                     "Preparing the {color} colour failed: {error}\nTraffic was not moved."
                 ),
-                holds_release: prepared.tagged,
+                holds_release: prepared.recorded,
             };
         }
         if self.stop.is_cancelled() {
@@ -202,7 +222,7 @@ impl Rollout<'_> {
             };
         }
         let quick = release.quick_rollback
-            && !release.tag_release
+            && !release.record_release
             && prepared.added.is_empty()
             && prepared.removed.is_empty();
         if quick {
@@ -222,18 +242,11 @@ impl Rollout<'_> {
         } else {
             release.strategy
         };
-        let (steps, step_interval): (Vec<u32>, Duration) = match strategy {
-            Strategy::AllAtOnce => (vec![], Duration::ZERO),
-            Strategy::Canary { percent, interval } => (vec![percent], interval),
-            Strategy::Linear { step, interval } => (
-                (1..).map(|i| i * step).take_while(|p| *p < 100).collect(),
-                interval,
-            ),
-        };
         let mut moved = false;
+        let (steps, step_interval) = strategy.steps();
         for percent in steps {
             tracing::info!(%color, percent, "shifting traffic");
-            if let Err((written, e)) = self.move_traffic(&self.slots.split(color, percent)).await {
+            if let Err((written, e)) = self.move_traffic(Split::percent(color, percent)).await {
                 let error = format!("Shifting {percent}% of traffic to {color} failed: {e}");
                 return self.back_out(color, moved || written, error).await;
             }
@@ -244,8 +257,8 @@ impl Rollout<'_> {
             }
         }
         tracing::info!(%color, "shifting all traffic");
-        let weights = match self.move_traffic(&self.slots.all_on(color)).await {
-            Ok(w) => w,
+        let split = match self.move_traffic(Split::all_on(color)).await {
+            Ok(split) => split,
             Err((written, e)) => {
                 let error = format!("Shifting all traffic to {color} failed: {e}");
                 return self.back_out(color, moved || written, error).await;
@@ -265,44 +278,40 @@ impl Rollout<'_> {
             Err(halt) => return self.back_out(color, true, halt.into_message()).await,
         };
         if let Err(e) = self.release_previous(release).await {
-            tracing::warn!(error = %e, "traffic moved, but deregistering the previous fleet failed");
+            tracing::warn!(error = %e, "traffic moved, but removing the previous fleet failed");
         }
         match kept {
-            None => Outcome::Done(weights),
-            Some(e) => Outcome::Kept(e, weights),
+            None => Outcome::Done(split),
+            Some(e) => Outcome::Kept(e, split),
         }
     }
 
-    /// Writes the listener and reads it back. On failure, says whether the write itself
-    /// went through (then traffic may have moved, and must be moved back).
-    async fn move_traffic(&self, weights: &Weights) -> Result<Weights, (bool, String)> {
+    /// Writes the split and reads it back. On failure, says whether the write itself went
+    /// through (then traffic may have moved, and must be moved back).
+    async fn move_traffic(&self, split: Split) -> Result<Split, (bool, String)> {
         self.router
-            .set_weights(&self.slots.listener, weights)
+            .set_weights(split)
             .await
             .map_err(|e| (false, e.to_string()))?;
-        verify(self.router, &self.slots.listener, weights)
+        verify(self.router, split)
             .await
             .map_err(|e| (true, e.to_string()))
     }
 
-    /// Registers the release's fleet in the colour (removing stale targets first), tags
-    /// the colour with the release, has the load balancer health-check it, and points the
-    /// test listener at it. Records what it changed in `prepared`.
+    /// Puts the release's fleet in the colour (removing stale members first), records the
+    /// release there, has the router health-check it, and points the test route at it.
+    /// Records what it changed in `prepared`.
     async fn prepare(&self, release: &Release, prepared: &mut Prepared) -> Result<(), String> {
-        let tg = self.slots.target_group(release.color);
+        let color = release.color;
+        let router = self.router;
         if let Some(wanted) = &release.targets {
-            let mut tags = self
-                .router
-                .tags(&[tg])
-                .await
-                .map_err(|e| e.to_string())?
-                .pop()
-                .unwrap_or_default();
-            tags.retain(|k, _| k == RELEASE_TAG || k == GENERATION_TAG);
-            prepared.tags_before = Some(tags);
-            let current: Vec<Target> = self
-                .router
-                .target_health(tg)
+            let [blue, green] = router.records().await.map_err(|e| e.to_string())?;
+            prepared.record_before = Some(match color {
+                Color::Blue => blue,
+                Color::Green => green,
+            });
+            let current: Vec<Target> = router
+                .members(color)
                 .await
                 .map_err(|e| e.to_string())?
                 .into_iter()
@@ -318,75 +327,61 @@ impl Rollout<'_> {
                 .filter(|t| !contains(&current, t))
                 .cloned()
                 .collect();
-            self.router
-                .deregister(tg, &stale)
+            router
+                .remove_members(color, &stale)
                 .await
                 .map_err(|e| e.to_string())?;
             prepared.removed = stale;
-            self.router
-                .register(tg, &new)
+            router
+                .add_members(color, &new)
                 .await
                 .map_err(|e| e.to_string())?;
             prepared.added = new;
         }
-        // The release and the generation it will go live as, in one call before the gate,
-        // so that after the gate only the listener is written and read back.
-        let mut tags =
-            BTreeMap::from([(GENERATION_TAG.to_string(), release.generation.to_string())]);
-        if release.tag_release {
-            tags.insert(RELEASE_TAG.to_string(), release.release.clone());
-        }
-        self.router
-            .add_tags(tg, &tags)
+        // The release and the generation it will go live as, in one write before the gate,
+        // so that after the gate only the split is written and read back.
+        let record = Record {
+            release: Some(release.release.clone()),
+            generation: Some(release.generation),
+        };
+        router
+            .set_record(color, &record)
             .await
             .map_err(|e| e.to_string())?;
-        prepared.tagged = release.tag_release;
-        prepared.kept_checked = self
-            .router
-            .keep_checked(&self.slots.listener, tg)
-            .await
-            .map_err(|e| format!("Having the load balancer health-check {tg} failed: {e}"))?;
-        if let Some(test_listener) = &release.test_listener {
-            shift(
-                self.router,
-                test_listener,
-                &self.slots.all_on(release.color),
+        prepared.recorded = release.record_release;
+        prepared.warm_up = router.warm_up(color).await.map_err(|e| {
+            format!(
+                "Having {} health-check {} failed: {e}",
+                router.checker(),
+                router.describe(color)
             )
-            .await
-            .map_err(|e| {
-                format!(
-                    "Pointing the test listener at {} failed: {e}",
-                    release.color
-                )
-            })?;
+        })?;
+        if let Some(test_route) = self.test_route {
+            shift(test_route, Split::all_on(color))
+                .await
+                .map_err(|e| format!("Pointing the test listener at {color} failed: {e}"))?;
         }
         Ok(())
     }
 
-    /// Puts back the fleet and the tags the colour had before [`Self::prepare`].
+    /// Puts back the fleet and the record the colour had before [`Self::prepare`].
     async fn restore(&self, release: &Release, prepared: &Prepared) -> Result<(), String> {
-        let tg = self.slots.target_group(release.color);
+        let color = release.color;
         let failed = |e: crate::router::RouterError| e.to_string();
         self.router
-            .deregister(tg, &prepared.added)
+            .remove_members(color, &prepared.added)
             .await
             .map_err(failed)?;
         self.router
-            .register(tg, &prepared.removed)
+            .add_members(color, &prepared.removed)
             .await
             .map_err(failed)?;
-        let before = prepared.tags_before.clone().unwrap_or_default();
-        let gone: Vec<String> = [RELEASE_TAG, GENERATION_TAG]
-            .into_iter()
-            .filter(|k| !before.contains_key(*k))
-            .map(str::to_string)
-            .collect();
-        self.router.add_tags(tg, &before).await.map_err(failed)?;
-        self.router.remove_tags(tg, &gone).await.map_err(failed)
+        let before = prepared.record_before.clone().unwrap_or_default();
+        self.router.set_record(color, &before).await.map_err(failed)
     }
 
-    /// Waits for the load balancer to report the colour healthy, then for the HTTP
-    /// checks to pass; returns the checks, which keep running during the shift and bake.
+    /// Waits for the router to report the colour healthy, then for the HTTP checks to
+    /// pass; returns the checks, which keep running during the shift and bake.
     /// `quick`: one passing round of HTTP checks is enough.
     async fn gate(&self, release: &Release, quick: bool) -> Result<Vec<Check>, String> {
         let threshold = if quick {
@@ -410,10 +405,10 @@ impl Rollout<'_> {
             .map(|_| ())
     }
 
-    /// The load balancer's target health, and the HTTP checks. When the checks are known
-    /// before the load balancer's answer (a URL, or the fleet given as `targets`), both
-    /// run at once and the gate opens when both have passed; otherwise the checks go to the
-    /// targets the load balancer calls healthy, once it does. The first failure closes it.
+    /// The router's member health, and the HTTP checks. When the checks are known before
+    /// the router's answer (a URL, or the fleet given as `targets`), both run at once and
+    /// the gate opens when both have passed; otherwise the checks go to the members the
+    /// router calls healthy, once it does. The first failure closes it.
     async fn gate_color(
         &self,
         color: Color,
@@ -427,7 +422,7 @@ impl Rollout<'_> {
             _ => true,
         };
         if !up_front {
-            let healthy = self.wait_for_target_health(color, required).await?;
+            let healthy = self.wait_for_member_health(color, required).await?;
             if self.stop.is_cancelled() {
                 return Err(interrupted_gate(color));
             }
@@ -436,19 +431,19 @@ impl Rollout<'_> {
             return self.http_gate(color, checks, healthy_threshold).await;
         }
         let checks = self.checks(color, required)?;
-        let elb = self.wait_for_target_health(color, required);
+        let members = self.wait_for_member_health(color, required);
         let http = self.http_gate(color, checks, healthy_threshold);
-        tokio::pin!(elb, http);
-        let mut elb_passed = false;
+        tokio::pin!(members, http);
+        let mut members_passed = false;
         let mut checks = None;
         loop {
             tokio::select! {
                 // Ctrl-C ends both at once: the HTTP side's report says more.
                 biased;
                 passed = &mut http, if checks.is_none() => checks = Some(passed?),
-                passed = &mut elb, if !elb_passed => elb_passed = passed.map(|_| true)?,
+                passed = &mut members, if !members_passed => members_passed = passed.map(|_| true)?,
             }
-            if elb_passed {
+            if members_passed {
                 if let Some(checks) = checks {
                     return Ok(checks);
                 }
@@ -490,34 +485,38 @@ impl Rollout<'_> {
         }
     }
 
-    /// ELB's own view: at least `min_healthy_targets` healthy, and every given target.
-    async fn wait_for_target_health(
+    /// The router's own health checks: at least `min_healthy_targets` healthy, and every given
+    /// target.
+    async fn wait_for_member_health(
         &self,
         color: Color,
         required: &[Target],
-    ) -> Result<Vec<TargetHealth>, String> {
-        let tg = self.slots.target_group(color);
-        // Polls in a row in which the load balancer called a target that is needed unhealthy:
+    ) -> Result<Vec<MemberHealth>, String> {
+        // Polls in a row in which the router called a member that is needed unhealthy:
         // `unhealthy_threshold` of them fail the gate early, as failed HTTP checks do.
         let mut unhealthy_polls = 0;
         loop {
             let health = self
                 .router
-                .target_health(tg)
+                .members(color)
                 .await
                 .map_err(|e| e.to_string())?;
-            let healthy: Vec<TargetHealth> =
+            let healthy: Vec<MemberHealth> =
                 health.iter().filter(|t| t.is_healthy()).cloned().collect();
             let all_required = required
                 .iter()
-                .all(|r| healthy.iter().any(|h| same_target(&h.target, r)));
+                .all(|r| healthy.iter().any(|h| h.target.matches(r)));
             if healthy.len() as u32 >= self.health.min_healthy_targets && all_required {
                 return Ok(healthy);
             }
-            let needed = |t: &&TargetHealth| {
-                required.is_empty() || required.iter().any(|r| same_target(&t.target, r))
+            let needed = |t: &&MemberHealth| {
+                required.is_empty() || required.iter().any(|r| t.target.matches(r))
             };
-            if health.iter().filter(needed).any(|t| t.state == "unhealthy") {
+            if health
+                .iter()
+                .filter(needed)
+                .any(|t| t.state == MemberState::Unhealthy)
+            {
                 unhealthy_polls += 1;
             } else {
                 unhealthy_polls = 0;
@@ -525,7 +524,7 @@ impl Rollout<'_> {
             let given_up = self.health.unhealthy_threshold > 0
                 && unhealthy_polls >= self.health.unhealthy_threshold;
             if given_up || Instant::now() + self.health.interval > self.deadline {
-                return Err(self.target_health_failure(color, &health, &healthy, required));
+                return Err(self.member_health_failure(color, &health, &healthy, required));
             }
             tokio::select! {
                 _ = self.stop.cancelled() => return Err(interrupted_gate(color)),
@@ -534,34 +533,31 @@ impl Rollout<'_> {
         }
     }
 
-    /// Why the load balancer's view kept the gate shut, target by target, in words.
-    fn target_health_failure(
+    /// Why the router's view kept the gate shut, member by member, in words.
+    fn member_health_failure(
         &self,
         color: Color,
-        health: &[TargetHealth],
-        healthy: &[TargetHealth],
+        health: &[MemberHealth],
+        healthy: &[MemberHealth],
         required: &[Target],
     ) -> String {
-        let tg = self.slots.target_group(color);
         let mut lines: Vec<String> = health
             .iter()
             .filter(|t| !t.is_healthy())
-            .map(|t| format!("{}: {}", describe(&t.target), explain(t)))
+            .map(|t| {
+                format!(
+                    "{}: {}",
+                    t.target,
+                    t.detail.as_deref().unwrap_or("not healthy")
+                )
+            })
             .collect();
         lines.extend(
             required
                 .iter()
-                .filter(|r| !health.iter().any(|h| same_target(&h.target, r)))
-                .map(|r| format!("{}: not reported by the load balancer (not registered, or the registration is not visible yet)", describe(r))),
+                .filter(|r| !health.iter().any(|h| h.target.matches(r)))
+                .map(|r| format!("{r}: not reported by {} (not registered, or the registration is not visible yet)", self.router.checker())),
         );
-        if health
-            .iter()
-            .any(|t| t.reason.as_deref() == Some("Target.NotInUse"))
-        {
-            lines.push(format!(
-                "The {color} target group ({tg}) is not used by any listener action, and the load balancer health-checks only target groups that a listener's default action or rule forwards to, so its targets stay `unused`."
-            ));
-        }
         let needed = if required.is_empty() {
             format!("at least {} healthy", self.health.min_healthy_targets)
         } else {
@@ -571,9 +567,12 @@ impl Rollout<'_> {
             )
         };
         format!(
-            "The load balancer reports {} of {} targets healthy in the {color} target group; {needed} are needed before traffic can move (ALB sends traffic to all targets of a group when none is healthy, so the provider refuses). Traffic was not moved.{}",
+            "{} reports {} of {} targets healthy in {}; {needed} are needed before traffic can move ({}, so the provider refuses). Traffic was not moved.{}",
+            capitalised(self.router.checker()),
             healthy.len(),
             health.len(),
+            self.router.describe(color),
+            self.router.none_healthy_means(),
             if lines.is_empty() {
                 String::new()
             } else {
@@ -626,7 +625,8 @@ impl Rollout<'_> {
                     .collect();
                 if urls.is_empty() {
                     return Err(format!(
-                        "health_check.path probes IP targets directly, but the {color} target group has no healthy IP target with a port; use health_check.url instead. Traffic was not moved."
+                        "health_check.path probes IP targets directly, but {} has no healthy IP target with a port; use health_check.url instead. Traffic was not moved.",
+                        self.router.describe(color)
                     ));
                 }
                 urls.into_iter().map(check).collect()
@@ -689,41 +689,41 @@ impl Rollout<'_> {
         }
         let previous = color.other();
         tracing::warn!(%previous, "rolling back");
-        match shift(self.router, &self.slots.listener, &self.slots.all_on(previous)).await {
-            Ok(weights) => Outcome::RolledBack(
+        match shift(self.router, Split::all_on(previous)).await {
+            Ok(split) => Outcome::RolledBack(
                 format!("{error}\nAll traffic was moved back to {previous}."),
-                weights,
+                split,
             ),
             Err(e) => Outcome::Stuck(format!(
-                "{error}\nMoving traffic back to {previous} failed as well: {e}\nCheck the listener {} now.",
-                self.slots.listener
+                "{error}\nMoving traffic back to {previous} failed as well: {e}\nCheck {} now.",
+                self.router.name()
             )),
         }
     }
 
-    /// Unless the previous colour is retained, deregisters its fleet, once the new weights
-    /// have had [`WEIGHTS_SETTLE`] (the bake time counts) to reach the load balancer's
-    /// nodes: a request still sent by the old weights to a fleet already draining fails.
+    /// Unless the previous colour is retained, removes its fleet, once the new weights
+    /// have had [`WEIGHTS_SETTLE`] (the bake time counts) to take effect: a request still
+    /// sent by the old weights to a fleet already draining fails.
     async fn release_previous(&self, release: &Release) -> Result<(), String> {
         if release.retain_previous || release.targets.is_none() {
             return Ok(());
         }
         let settle = WEIGHTS_SETTLE.saturating_sub(release.bake_time);
         tokio::select! {
-            _ = self.stop.cancelled() => return Err("interrupted before the previous fleet was deregistered; it stays registered at weight 0".into()),
+            _ = self.stop.cancelled() => return Err("interrupted before the previous fleet was removed; it stays at weight 0".into()),
             _ = tokio::time::sleep(settle) => {}
         }
-        let previous = self.slots.target_group(release.color.other());
+        let previous = release.color.other();
         let targets: Vec<Target> = self
             .router
-            .target_health(previous)
+            .members(previous)
             .await
             .map_err(|e| e.to_string())?
             .into_iter()
             .map(|t| t.target)
             .collect();
         self.router
-            .deregister(previous, &targets)
+            .remove_members(previous, &targets)
             .await
             .map_err(|e| e.to_string())
     }
@@ -733,100 +733,10 @@ impl Rollout<'_> {
     }
 }
 
-/// Targets match on ID and port; a target given without a port matches any port.
-fn same_target(a: &Target, b: &Target) -> bool {
-    a.id == b.id && (a.port.is_none() || b.port.is_none() || a.port == b.port)
-}
-
 fn contains(list: &[Target], target: &Target) -> bool {
-    list.iter().any(|t| same_target(t, target))
+    list.iter().any(|t| t.matches(target))
 }
 
 fn interrupted_gate(color: Color) -> String {
     format!("Interrupted while checking the {color} colour; traffic was not moved.")
-}
-
-/// A target's health state and reason code, with what they mean for the release.
-fn explain(t: &TargetHealth) -> String {
-    let meaning = match (t.state.as_str(), t.reason.as_deref()) {
-        ("initial", Some("Elb.RegistrationInProgress")) => "still being registered",
-        ("initial", _) => "its first health checks have not passed yet",
-        ("unhealthy", Some("Target.ResponseCodeMismatch")) => {
-            "the health check got a status outside the target group's matcher"
-        }
-        ("unhealthy", Some("Target.Timeout")) => "the health check timed out",
-        ("unhealthy", _) => "failing the target group's health checks",
-        ("unused", Some("Target.NotInUse")) => "not checked: its group is not in use",
-        ("unused", _) => "not checked by the load balancer",
-        ("draining", _) => "being deregistered: it takes no new requests",
-        _ => "not healthy",
-    };
-    let said = t
-        .description
-        .as_deref()
-        .map(|d| format!(" (\"{d}\")"))
-        .unwrap_or_default();
-    match &t.reason {
-        Some(reason) => format!("{} ({reason}): {meaning}{said}", t.state),
-        None => format!("{}: {meaning}{said}", t.state),
-    }
-}
-
-fn describe(t: &Target) -> String {
-    match t.port {
-        Some(port) => format!("{}:{port}", t.id),
-        None => t.id.clone(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn health(state: &str, reason: Option<&str>, description: Option<&str>) -> TargetHealth {
-        TargetHealth {
-            target: Target {
-                id: "10.0.1.5".into(),
-                port: Some(8080),
-                availability_zone: None,
-            },
-            state: state.into(),
-            reason: reason.map(str::to_string),
-            description: description.map(str::to_string),
-        }
-    }
-
-    #[test]
-    fn every_target_state_is_explained_in_words() {
-        let cases = [
-            (
-                health("initial", Some("Elb.RegistrationInProgress"), None),
-                "initial (Elb.RegistrationInProgress): still being registered",
-            ),
-            (
-                health("initial", Some("Elb.InitialHealthChecking"), None),
-                "its first health checks have not passed yet",
-            ),
-            (
-                health(
-                    "unhealthy",
-                    Some("Target.ResponseCodeMismatch"),
-                    Some("Health checks failed with these codes: [503]"),
-                ),
-                "outside the target group's matcher (\"Health checks failed with these codes: [503]\")",
-            ),
-            (
-                health("unused", Some("Target.NotInUse"), None),
-                "not checked: its group is not in use",
-            ),
-            (
-                health("draining", Some("Target.DeregistrationInProgress"), None),
-                "being deregistered: it takes no new requests",
-            ),
-        ];
-        for (target, expected) in cases {
-            let text = explain(&target);
-            assert!(text.contains(expected), "{text:?} lacks {expected:?}");
-        }
-    }
 }

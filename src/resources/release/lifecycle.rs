@@ -1,0 +1,519 @@
+//! Plan, apply, read and delete of a deployment resource, written once for any router:
+//! each resource gives its [`Site`] (the router built from its own arguments, and the
+//! attributes to name in errors) and keeps only what is its own.
+
+use super::model::{self, set, Args, Status, COMPUTED};
+use crate::probe::HttpClients;
+use crate::rollout::{observe, Outcome, Release, Rollout};
+use crate::router::{shift, Color, Record, RouterError, Split, TrafficRouter};
+use crate::text::capitalised;
+use crate::tfplugin::diagnostics::{AttributePath, Diagnostics};
+use crate::tfplugin::resource::Ctx;
+use crate::tfplugin::value::Value;
+
+/// Where a deployment's colours are, and how to speak of them.
+pub struct Site<'a> {
+    pub router: &'a dyn TrafficRouter,
+    /// A second route pointed at the standby colour before the gate.
+    pub test_route: Option<&'a dyn TrafficRouter>,
+    /// What the router routes, in messages: "listener", "backend".
+    pub noun: &'static str,
+    /// The attribute naming it, for errors about it.
+    pub router_attr: &'static str,
+    /// The attribute each colour's problems are reported on.
+    pub color_attrs: [&'static str; 2],
+    /// The summary of a problem found before anything is written, and what was checked.
+    pub problem_title: &'static str,
+    pub checked: &'static str,
+    /// Computed attributes of the resource's own that follow the live colour.
+    pub live_extras: &'a (dyn Fn(Option<Color>) -> Vec<(&'static str, Value)> + Sync),
+}
+
+impl Site<'_> {
+    /// Writes the status and the resource's own computed attributes.
+    fn write(&self, state: &mut Value, status: &Status, deployed_at_unknown: bool) {
+        status.write(state, deployed_at_unknown);
+        for (name, value) in (self.live_extras)(status.active) {
+            set(state, name, value);
+        }
+    }
+
+    fn cannot_read(&self, diags: &mut Diagnostics, e: &RouterError) {
+        diags.attribute_error(
+            AttributePath::attr(self.router_attr),
+            format!("Cannot read the {}", self.noun),
+            e.to_string(),
+        );
+    }
+}
+
+/// Every computed attribute unknown: what the plan shows while the router or the release
+/// is known only at apply.
+pub fn plan_unknown(planned: &mut Value, own: &[&str]) {
+    for name in COMPUTED.iter().chain(own) {
+        set(planned, name, Value::Unknown);
+    }
+}
+
+/// The release a cut-over lands, in a plan where it is known only at apply.
+fn unknown_release(planned: &mut Value, to: Color) {
+    set(planned, "active_release", Value::Unknown);
+    set(planned, &format!("{to}_release"), Value::Unknown);
+}
+
+/// Plans a create: the release goes to the colour not serving traffic now (blue when
+/// neither is), as the router reports it.
+pub async fn plan_create(site: &Site<'_>, planned: &mut Value, diags: &mut Diagnostics) {
+    match observe(site.router).await {
+        Ok(observed) => {
+            let from = observed.live.unwrap_or(Color::Green);
+            let now = Status {
+                generation: observed.generation,
+                ..Status::default()
+            };
+            let release = planned
+                .get("release")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let next = now.flipped(
+                from,
+                observed.release(from).map(str::to_string),
+                release.as_deref().unwrap_or_default(),
+            );
+            site.write(planned, &next, true);
+            if release.is_none() {
+                unknown_release(planned, from.other());
+            }
+        }
+        Err(e) => diags.attribute_error(
+            AttributePath::attr(site.router_attr),
+            format!("Cannot read the {}", site.noun),
+            format!("Planning needs to know which colour is live: {e}."),
+        ),
+    }
+}
+
+/// Plans an update from the prior state alone: a new release (or a new fleet) flips the
+/// colours; anything else keeps them, and restores the recorded split if it drifted.
+pub fn plan_update(
+    site: &Site<'_>,
+    prior: &Value,
+    config: &Value,
+    planned: &mut Value,
+    own: &[&str],
+) {
+    let unknown = |name: &str| config.get(name).is_some_and(Value::contains_unknown);
+    let new_release = !unknown("release") && config.get("release") != prior.get("release");
+    // Targets land as a release only when they really change: not when reordered, not
+    // when first given to a deployment that had none (after import, say: they are
+    // adopted and take effect with the next release), and not when removed (the fleet
+    // now adds itself).
+    let new_targets = !unknown("targets")
+        && matches!((model::sorted_targets(config), model::sorted_targets(prior)), (Some(new), Some(old)) if new != old);
+    if !new_release && (unknown("release") || unknown("targets")) {
+        // Whether a release lands is known only at apply.
+        return plan_unknown(planned, own);
+    }
+    let now = Status::decode(prior);
+    let from = now.active.unwrap_or(Color::Blue);
+    if new_release || new_targets {
+        let release = config.get("release").and_then(Value::as_str);
+        let next = now.flipped(
+            from,
+            now.active_release.clone(),
+            release.unwrap_or_default(),
+        );
+        site.write(planned, &next, true);
+        if release.is_none() {
+            unknown_release(planned, from.other());
+        }
+    } else {
+        // Restores the recorded colour when the router drifted; otherwise no change.
+        let next = Status {
+            weights: Split::all_on(from),
+            ..now
+        };
+        site.write(planned, &next, false);
+    }
+}
+
+/// Applies a create or an update: the cut-over when the plan flips the colours, else
+/// converging the router on the recorded colour.
+pub async fn apply(
+    site: &Site<'_>,
+    ctx: &Ctx,
+    http: &HttpClients,
+    prior: &Value,
+    planned: &Value,
+    diags: &mut Diagnostics,
+) -> Value {
+    let args = match Args::decode(planned) {
+        Ok(args) => args,
+        Err(e) => {
+            diags.error("Invalid settings", e);
+            return prior.clone();
+        }
+    };
+    let rollout = Rollout {
+        router: site.router,
+        test_route: site.test_route,
+        http,
+        stop: &ctx.stop,
+        health: &args.health,
+        deadline: tokio::time::Instant::now() + model::timeout(planned, prior.is_null()),
+    };
+    let before = (!prior.is_null()).then(|| Status::decode(prior));
+    let mut next = Status::decode(planned);
+    let to = next.active.unwrap_or(Color::Blue);
+    let flip = before.as_ref().is_none_or(|b| b.active != Some(to));
+    if !flip {
+        return converge(site, &rollout, &args, prior, planned, diags).await;
+    }
+    let before_status = before.clone().unwrap_or_default();
+    let release = Release {
+        color: to,
+        release: args.release.clone(),
+        targets: args.targets.clone(),
+        record_release: before_status.release(to) != Some(args.release.as_str()),
+        strategy: args.strategy,
+        bake_time: args.bake_time,
+        auto_rollback: args.auto_rollback,
+        retain_previous: args.retain_previous,
+        generation: next.generation.max(1),
+        quick_rollback: before_status.within_rollback_window(&args),
+    };
+    if !preflight(site, diags).await {
+        return prior.clone();
+    }
+    let summary = format!("Release {:?} was not deployed to {to}", args.release);
+    // What the state says after a failure: nothing that serves traffic changed, but the
+    // standby colour may now hold the failed release.
+    let failed = |split: Option<Split>, holds_release: bool| {
+        let mut state = prior.clone();
+        let mut status = before_status.clone();
+        if let Some(split) = split {
+            status.weights = split;
+        }
+        if holds_release {
+            status.set_release(to, Some(args.release.clone()));
+        }
+        site.write(&mut state, &status, false);
+        state
+    };
+    let mut state = planned.clone();
+    match rollout.run(&release).await {
+        Outcome::Done(split) => {
+            next.weights = split;
+            next.deployed_now();
+            site.write(&mut state, &next, false);
+            state
+        }
+        Outcome::NotMoved {
+            error,
+            holds_release,
+        } => {
+            diags.error(summary, error);
+            if prior.is_null() {
+                return prior.clone();
+            }
+            failed(None, holds_release)
+        }
+        Outcome::RolledBack(e, split) => {
+            diags.error(summary, e);
+            if prior.is_null() {
+                return prior.clone();
+            }
+            failed(Some(split), true)
+        }
+        Outcome::Kept(e, split) => {
+            diags.error(format!("Release {:?} failed its checks on {to}; auto_rollback is off, so it keeps the traffic", args.release), e);
+            next.weights = split;
+            next.deployed_now();
+            site.write(&mut state, &next, false);
+            state
+        }
+        Outcome::Stuck(e) => {
+            diags.error(summary, e);
+            // Record what the router says now, so the next plan corrects it.
+            let mut status = if prior.is_null() {
+                Status {
+                    deployed_at: None,
+                    ..next
+                }
+            } else {
+                before_status.clone()
+            };
+            let mut state = if prior.is_null() {
+                planned.clone()
+            } else {
+                prior.clone()
+            };
+            if let Ok(split) = site.router.weights().await {
+                status.weights = split;
+            }
+            site.write(&mut state, &status, false);
+            state
+        }
+    }
+}
+
+/// Checks the router once, before anything is written, for what it would refuse; each
+/// problem is an error on its attribute.
+async fn preflight(site: &Site<'_>, diags: &mut Diagnostics) -> bool {
+    let problems = match site.router.preflight().await {
+        Ok(problems) => problems,
+        Err(RouterError::NotFound(what)) => {
+            diags.attribute_error(
+                AttributePath::attr(site.router_attr),
+                format!("{} not found", capitalised(site.noun)),
+                format!("{what}: create it first, or fix {}.", site.router_attr),
+            );
+            return false;
+        }
+        Err(e) => {
+            diags.attribute_error(
+                AttributePath::attr(site.router_attr),
+                format!("Cannot check the {}", site.checked),
+                format!("{e}\nNothing was changed; traffic was not moved."),
+            );
+            return false;
+        }
+    };
+    for (color, problem) in &problems {
+        let attr = match color {
+            Some(Color::Blue) => site.color_attrs[0],
+            Some(Color::Green) => site.color_attrs[1],
+            None => site.router_attr,
+        };
+        diags.attribute_error(
+            AttributePath::attr(attr),
+            site.problem_title,
+            format!("{problem}. Nothing was changed; traffic was not moved."),
+        );
+    }
+    problems.is_empty()
+}
+
+/// No colour flip: settings changed, or the router drifted. Traffic is put back on the
+/// recorded colour (its fleet and record restored when the router lost them, then gated)
+/// only when it is not there already.
+async fn converge(
+    site: &Site<'_>,
+    rollout: &Rollout<'_>,
+    args: &Args,
+    prior: &Value,
+    planned: &Value,
+    diags: &mut Diagnostics,
+) -> Value {
+    let mut status = Status::decode(prior);
+    let color = status.active.unwrap_or(Color::Blue);
+    let mut state = planned.clone();
+    let current = match site.router.weights().await {
+        Ok(split) => split,
+        Err(e) => {
+            diags.error(format!("Cannot read the {}", site.noun), e.to_string());
+            return prior.clone();
+        }
+    };
+    let wanted = Split::all_on(color);
+    if current.same_shares(&wanted) {
+        status.weights = current;
+        site.write(&mut state, &status, false);
+        return state;
+    }
+    tracing::info!(%color, "the router drifted; restoring the recorded colour");
+    let not_restored = format!("Traffic was not restored to {color}");
+    if let Err(e) = restore_fleet(site.router, color, args, &status).await {
+        diags.error(not_restored, e);
+        return prior.clone();
+    }
+    if let Err(e) = rollout.check_color(color).await {
+        diags.error(not_restored, e);
+        let mut state = prior.clone();
+        status.weights = current;
+        site.write(&mut state, &status, false);
+        return state;
+    }
+    match shift(site.router, wanted).await {
+        Ok(split) => {
+            status.weights = split;
+            site.write(&mut state, &status, false);
+            state
+        }
+        Err(e) => {
+            diags.error(not_restored, e.to_string());
+            prior.clone()
+        }
+    }
+}
+
+/// Puts back what the router lost of the live colour (an HAProxy reload drops runtime
+/// servers and their record): the missing `targets`, and the record.
+async fn restore_fleet(
+    router: &dyn TrafficRouter,
+    color: Color,
+    args: &Args,
+    status: &Status,
+) -> Result<(), String> {
+    if let Some(targets) = &args.targets {
+        let members = router.members(color).await.map_err(|e| e.to_string())?;
+        let missing: Vec<_> = targets
+            .iter()
+            .filter(|t| !members.iter().any(|m| m.target.matches(t)))
+            .cloned()
+            .collect();
+        router
+            .add_members(color, &missing)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let record = Record {
+        release: status.active_release.clone(),
+        generation: Some(status.generation),
+    };
+    let records = router.records().await.map_err(|e| e.to_string())?;
+    let index = if color == Color::Blue { 0 } else { 1 };
+    if records[index] != record {
+        router
+            .set_record(color, &record)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Refreshes the split from the router; `Null` (gone from state) when what it routes is
+/// gone.
+pub async fn read(site: &Site<'_>, state: &Value, diags: &mut Diagnostics) -> Value {
+    match site.router.weights().await {
+        Ok(split) => {
+            let mut state = state.clone();
+            let mut status = Status::decode(&state);
+            status.weights = split;
+            site.write(&mut state, &status, false);
+            state
+        }
+        Err(RouterError::NotFound(what)) => {
+            tracing::info!(%what, "gone; removing the deployment from state");
+            Value::Null
+        }
+        Err(e) => {
+            site.cannot_read(diags, &e);
+            state.clone()
+        }
+    }
+}
+
+/// Leaves the router serving the active colour (never a black hole), removes the
+/// standby's fleet unless `retain_previous`, and removes the records.
+pub async fn delete(site: &Site<'_>, prior: &Value, diags: &mut Diagnostics) {
+    let router = site.router;
+    let status = Status::decode(prior);
+    let active = status.active.unwrap_or(Color::Blue);
+    match router.weights().await {
+        Ok(split) if split.of(active.other()) > 0 => {
+            if let Err(e) = shift(router, Split::all_on(active)).await {
+                diags.error(
+                    format!("Cannot leave the {} on the active colour", site.noun),
+                    e.to_string(),
+                );
+                return;
+            }
+        }
+        Ok(_) => {}
+        Err(RouterError::NotFound(_)) => return,
+        Err(e) => {
+            site.cannot_read(diags, &e);
+            return;
+        }
+    }
+    let retain = prior
+        .get("retain_previous")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    if !retain && model::targets(prior).is_some() {
+        let standby = active.other();
+        match router.members(standby).await {
+            Ok(members) => {
+                let targets: Vec<_> = members.into_iter().map(|m| m.target).collect();
+                if let Err(e) = router.remove_members(standby, &targets).await {
+                    diags.warning("The standby fleet was not removed", e.to_string());
+                }
+            }
+            Err(e) => diags.warning("The standby fleet was not removed", e.to_string()),
+        }
+    }
+    for color in Color::BOTH {
+        match router.set_record(color, &Record::default()).await {
+            Ok(()) | Err(RouterError::NotFound(_)) => {}
+            Err(e) => diags.warning(
+                "Records not removed",
+                format!("{}: {e}", router.describe(color)),
+            ),
+        }
+    }
+}
+
+/// Why an import found nothing to adopt.
+pub enum ImportError {
+    Router(RouterError),
+    /// Neither colour takes traffic.
+    NoLiveColour,
+    /// The live colour records no release.
+    NoRelease(Color),
+}
+
+/// The state of an existing deployment, read from the router into `state` (which holds
+/// the resource's own arguments): the live colour from the weights, the releases and the
+/// generation from the records, and, with `with_targets`, the live colour's members as
+/// `targets`.
+pub async fn import(
+    site: &Site<'_>,
+    mut state: Value,
+    with_targets: bool,
+) -> Result<Value, ImportError> {
+    let observed = observe(site.router).await.map_err(ImportError::Router)?;
+    let live = observed.live.ok_or(ImportError::NoLiveColour)?;
+    let release = observed
+        .release(live)
+        .map(str::to_string)
+        .ok_or(ImportError::NoRelease(live))?;
+    set(&mut state, "release", release.as_str());
+    set(&mut state, "auto_rollback", true);
+    set(&mut state, "retain_previous", true);
+    if with_targets {
+        let members = site
+            .router
+            .members(live)
+            .await
+            .map_err(ImportError::Router)?;
+        let targets = members
+            .into_iter()
+            .map(|m| {
+                Value::Object(
+                    [
+                        ("id".to_string(), Value::from(m.target.id)),
+                        (
+                            "port".to_string(),
+                            m.target.port.map_or(Value::Null, |p| i64::from(p).into()),
+                        ),
+                    ]
+                    .into(),
+                )
+            })
+            .collect();
+        set(&mut state, "targets", Value::List(targets));
+    }
+    let status = Status {
+        active: Some(live),
+        active_release: Some(release),
+        previous_release: observed.release(live.other()).map(str::to_string),
+        blue_release: observed.release(Color::Blue).map(str::to_string),
+        green_release: observed.release(Color::Green).map(str::to_string),
+        generation: observed.generation,
+        weights: observed.split,
+        deployed_at: None,
+    };
+    site.write(&mut state, &status, false);
+    Ok(state)
+}

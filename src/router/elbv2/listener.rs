@@ -1,0 +1,142 @@
+//! One listener and its two colour target groups, as a [`TrafficRouter`]: the colours are
+//! the target groups, the split is the default action's weighted forward, and a colour's
+//! record is kept in tags on its target group.
+
+use std::collections::BTreeMap;
+
+use super::{Elbv2, Weights};
+use crate::router::{Color, MemberHealth, Record, RouterError, Split, Target, TrafficRouter};
+
+/// Tag on a colour's target group naming the release it holds.
+pub const RELEASE_TAG: &str = "immutable:release";
+/// Tag on a colour's target group: the generation it went, or is about to go, live as.
+pub const GENERATION_TAG: &str = "immutable:generation";
+
+#[derive(Clone, Debug)]
+pub struct Listener {
+    pub api: Elbv2,
+    pub listener: String,
+    pub blue: String,
+    pub green: String,
+}
+
+impl Listener {
+    pub fn target_group(&self, color: Color) -> &str {
+        match color {
+            Color::Blue => &self.blue,
+            Color::Green => &self.green,
+        }
+    }
+
+    fn forward(&self, split: Split) -> Weights {
+        Weights(
+            Color::BOTH
+                .into_iter()
+                .map(|c| (self.target_group(c).to_string(), split.of(c)))
+                .collect(),
+        )
+    }
+}
+
+/// A colour's record from its target group's tags.
+fn record_of(tags: &BTreeMap<String, String>) -> Record {
+    Record {
+        release: tags.get(RELEASE_TAG).cloned(),
+        generation: tags.get(GENERATION_TAG).and_then(|g| g.parse().ok()),
+    }
+}
+
+#[tonic::async_trait]
+impl TrafficRouter for Listener {
+    fn name(&self) -> String {
+        format!("the listener {}", self.listener)
+    }
+
+    fn checker(&self) -> &'static str {
+        "the load balancer"
+    }
+
+    fn describe(&self, color: Color) -> String {
+        format!("the {color} target group ({})", self.target_group(color))
+    }
+
+    fn none_healthy_means(&self) -> &'static str {
+        "ALB sends traffic to all targets of a group when none is healthy"
+    }
+
+    async fn weights(&self) -> Result<Split, RouterError> {
+        let forward = self.api.weights(&self.listener).await?;
+        Ok(Split {
+            blue: forward.of(&self.blue),
+            green: forward.of(&self.green),
+        })
+    }
+
+    async fn set_weights(&self, split: Split) -> Result<(), RouterError> {
+        self.api
+            .set_weights(&self.listener, &self.forward(split))
+            .await
+    }
+
+    async fn members(&self, color: Color) -> Result<Vec<MemberHealth>, RouterError> {
+        self.api.target_health(self.target_group(color)).await
+    }
+
+    async fn add_members(&self, color: Color, targets: &[Target]) -> Result<(), RouterError> {
+        self.api.register(self.target_group(color), targets).await
+    }
+
+    async fn remove_members(&self, color: Color, targets: &[Target]) -> Result<(), RouterError> {
+        self.api.deregister(self.target_group(color), targets).await
+    }
+
+    /// One DescribeTags for both groups.
+    async fn records(&self) -> Result<[Record; 2], RouterError> {
+        let tags = self.api.tags(&[&self.blue, &self.green]).await?;
+        let record = |i: usize| tags.get(i).map(record_of).unwrap_or_default();
+        Ok([record(0), record(1)])
+    }
+
+    /// AddTags for the fields given, RemoveTags for those that are not: each only when
+    /// needed, so a release's record (both fields) is one call.
+    async fn set_record(&self, color: Color, record: &Record) -> Result<(), RouterError> {
+        let tg = self.target_group(color);
+        let fields = [
+            (RELEASE_TAG, record.release.clone()),
+            (GENERATION_TAG, record.generation.map(|g| g.to_string())),
+        ];
+        let set: BTreeMap<String, String> = fields
+            .iter()
+            .filter_map(|(k, v)| Some((k.to_string(), v.clone()?)))
+            .collect();
+        let gone: Vec<String> = fields
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.to_string())
+            .collect();
+        self.api.add_tags(tg, &set).await?;
+        self.api.remove_tags(tg, &gone).await
+    }
+
+    async fn warm_up(&self, color: Color) -> Result<Option<String>, RouterError> {
+        self.api
+            .warm_up(&self.listener, self.target_group(color))
+            .await
+    }
+
+    async fn end_warm_up(&self, handle: &str) -> Result<(), RouterError> {
+        self.api.end_warm_up(handle).await
+    }
+
+    async fn preflight(&self) -> Result<Vec<(Option<Color>, String)>, RouterError> {
+        let problems = self
+            .api
+            .preflight(&self.listener, &[&self.blue, &self.green])
+            .await?;
+        Ok(Color::BOTH
+            .into_iter()
+            .zip(problems)
+            .filter_map(|(color, problem)| Some((Some(color), problem?)))
+            .collect())
+    }
+}
