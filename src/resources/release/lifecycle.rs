@@ -20,6 +20,8 @@ pub struct Site<'a> {
     pub noun: &'static str,
     /// The attribute naming it, for errors about it.
     pub router_attr: &'static str,
+    /// The attribute that says how the router is reached, for errors reaching it.
+    pub reach_attr: &'static str,
     /// The attribute each colour's problems are reported on.
     pub color_attrs: [&'static str; 2],
     /// The summary of a problem found before anything is written, and what was checked.
@@ -38,9 +40,29 @@ impl Site<'_> {
         }
     }
 
-    fn cannot_read(&self, diags: &mut Diagnostics, e: &RouterError) {
+    /// The attribute an error is about: what is routed when it is gone, else how the
+    /// router is reached.
+    fn attr_of(&self, e: &RouterError) -> AttributePath {
+        match e {
+            RouterError::NotFound(_) => AttributePath::attr(self.router_attr),
+            RouterError::Failed(_) => AttributePath::attr(self.reach_attr),
+        }
+    }
+
+    fn not_found(&self, diags: &mut Diagnostics, what: &str) {
         diags.attribute_error(
             AttributePath::attr(self.router_attr),
+            format!("{} not found", capitalised(self.noun)),
+            format!(
+                "{what} not found: create it first, or fix {}.",
+                self.router_attr
+            ),
+        );
+    }
+
+    fn cannot_read(&self, diags: &mut Diagnostics, e: &RouterError) {
+        diags.attribute_error(
+            self.attr_of(e),
             format!("Cannot read the {}", self.noun),
             e.to_string(),
         );
@@ -85,8 +107,9 @@ pub async fn plan_create(site: &Site<'_>, planned: &mut Value, diags: &mut Diagn
                 unknown_release(planned, from.other());
             }
         }
+        Err(RouterError::NotFound(what)) => site.not_found(diags, &what),
         Err(e) => diags.attribute_error(
-            AttributePath::attr(site.router_attr),
+            site.attr_of(&e),
             format!("Cannot read the {}", site.noun),
             format!("Planning needs to know which colour is live: {e}."),
         ),
@@ -263,16 +286,12 @@ async fn preflight(site: &Site<'_>, diags: &mut Diagnostics) -> bool {
     let problems = match site.router.preflight().await {
         Ok(problems) => problems,
         Err(RouterError::NotFound(what)) => {
-            diags.attribute_error(
-                AttributePath::attr(site.router_attr),
-                format!("{} not found", capitalised(site.noun)),
-                format!("{what}: create it first, or fix {}.", site.router_attr),
-            );
+            site.not_found(diags, &what);
             return false;
         }
         Err(e) => {
             diags.attribute_error(
-                AttributePath::attr(site.router_attr),
+                site.attr_of(&e),
                 format!("Cannot check the {}", site.checked),
                 format!("{e}\nNothing was changed; traffic was not moved."),
             );

@@ -1,0 +1,1 @@
+//! Tests against a real HAProxy (see ../../../acceptance-tests for the journeys).
