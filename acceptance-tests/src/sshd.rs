@@ -32,7 +32,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const SSHD: &str = "/usr/sbin/sshd";
@@ -196,7 +196,7 @@ fn launch(dir: &Path, port: u16, user: &str) -> Result<Sshd, Launch> {
             Ok(())
         });
     }
-    let mut child = spawn_on_keeper(cmd)
+    let mut child = crate::keeper::spawn(cmd)
         .map_err(|e| Launch::Failed(format!("cannot run {SSHD}: {e}; {INSTALL_HINT}")))?;
     let pid = child.id();
     let stderr = child.stderr.take().expect("stderr is piped");
@@ -374,39 +374,6 @@ fn drain_stderr(stderr: impl Read, log: &Mutex<VecDeque<String>>, ready: mpsc::S
         }
         log.push_back(line);
     }
-}
-
-type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
-
-/// Spawns `cmd` from the process-long "sshd-keeper" thread, so that PDEATHSIG (which follows
-/// the spawning thread) fires only when the whole process exits.
-fn spawn_on_keeper(cmd: Command) -> io::Result<Child> {
-    static KEEPER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
-    let keeper = KEEPER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<SpawnRequest>();
-        std::thread::Builder::new()
-            .name("sshd-keeper".into())
-            // The sender lives in a static, so recv() never fails and this thread never returns.
-            .spawn(move || {
-                for (mut cmd, reply) in rx {
-                    let _ = reply.send(cmd.spawn());
-                }
-                loop {
-                    std::thread::park();
-                }
-            })
-            .expect("cannot start the sshd-keeper thread");
-        Mutex::new(tx)
-    });
-    let (reply_tx, reply_rx) = mpsc::channel();
-    keeper
-        .lock()
-        .unwrap()
-        .send((cmd, reply_tx))
-        .map_err(|_| io::Error::other("sshd-keeper thread is gone"))?;
-    reply_rx
-        .recv()
-        .map_err(|_| io::Error::other("sshd-keeper thread is gone"))?
 }
 
 /// A new directory for one sshd, short enough for Unix socket paths in it (108 bytes).

@@ -15,6 +15,7 @@ pub mod ssh;
 #[cfg(test)]
 mod tests;
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use runtime::{RuntimeApi, ServerStat, Transport};
@@ -96,7 +97,13 @@ fn member_health(s: &ServerStat) -> MemberHealth {
         format!("HAProxy's check {}{code}{desc}", s.check_status)
     };
     let (state, detail) = match s.status.as_str() {
-        "UP" if s.check_status != "INI" => (MemberState::Healthy, None),
+        // A server added at runtime reads `UP 1/3` before its first check has run: that
+        // is a server nobody has checked yet, not one going down.
+        status if s.check_status == "INI" && !status.starts_with("MAINT") => (
+            MemberState::Initial,
+            Some("its first health check has not run yet".to_string()),
+        ),
+        "UP" => (MemberState::Healthy, None),
         "MAINT" => (MemberState::Unchecked, Some("in maintenance".to_string())),
         "no check" => (
             MemberState::Unchecked,
@@ -255,13 +262,21 @@ impl TrafficRouter for HaproxyRouter {
     /// Each target as the colour's lowest free `<colour>_N`, at weight 0 and checked; a
     /// server added at runtime starts in maintenance with its check off.
     async fn add_members(&self, color: Color, targets: &[Target]) -> Result<(), RouterError> {
-        if targets.is_empty() {
-            return Ok(());
+        if let Some(named) = targets.iter().find(|t| t.id.parse::<IpAddr>().is_err()) {
+            return Err(RouterError::Failed(format!(
+                "cannot add {named} to {}: HAProxy resolves no host name for a server added at runtime, give an IP address",
+                self.describe(color)
+            )));
         }
         let servers = self.servers().await?;
+        let present: Vec<MemberHealth> = Self::of(&servers, color).map(member_health).collect();
         let mut taken: Vec<String> = Self::of(&servers, color).map(|s| s.name.clone()).collect();
         let mut commands = Vec::new();
-        for target in targets {
+        // A target already there (a retried apply) is not added twice.
+        for target in targets
+            .iter()
+            .filter(|t| !present.iter().any(|m| m.target.matches(t)))
+        {
             let name = (1..)
                 .map(|i| format!("{color}_{i}"))
                 .find(|n| !taken.contains(n))

@@ -1,1 +1,97 @@
-//! Tests against a real HAProxy (see ../../../acceptance-tests for the journeys).
+//! The parts of the HAProxy router that need no HAProxy; the router against a real one is
+//! tested by the acceptance suite (acceptance-tests/tests/haproxy.rs).
+
+use super::*;
+
+fn stat(status: &str, check_status: &str, code: Option<u16>) -> ServerStat {
+    ServerStat {
+        name: "blue_1".into(),
+        addr: "127.0.0.1".into(),
+        port: 8080,
+        status: status.into(),
+        weight: 0,
+        check_status: check_status.into(),
+        check_code: code,
+        check_desc: "HTTP status check returned code <503>".into(),
+        scur: 0,
+    }
+}
+
+#[test]
+fn a_split_becomes_per_server_weights_whatever_the_colour_sizes() {
+    // Same sizes: the percentages, scaled to HAProxy's 256.
+    assert_eq!(server_weight(100, 1, 1), 256);
+    assert_eq!(server_weight(0, 1, 1), 0);
+    assert_eq!(server_weight(20, 2, 2), 51);
+    // Two blue servers at 90%, one green at 10%: 2 x 115 against 26 is 89.8%.
+    let (blue, green) = (server_weight(90, 2, 1), server_weight(10, 1, 1));
+    let share = f64::from(2 * blue) / f64::from(2 * blue + green);
+    assert!((share - 0.9).abs() < 0.01, "{blue} {green} {share}");
+    // A tiny share never rounds to no traffic at all.
+    assert_eq!(server_weight(1, 8, 1), 1);
+}
+
+#[test]
+fn servers_are_ours_by_name_and_their_state_is_in_words() {
+    assert_eq!(HaproxyRouter::colour_of("green_12"), Some(Color::Green));
+    assert_eq!(HaproxyRouter::colour_of("web1"), None);
+    assert_eq!(HaproxyRouter::colour_of("blue_x"), None);
+    assert_eq!(
+        member_health(&stat("UP", "L7OK", Some(200))).state,
+        MemberState::Healthy
+    );
+    assert_eq!(
+        member_health(&stat("UP", "INI", None)).state,
+        MemberState::Initial
+    );
+    let down = member_health(&stat("DOWN", "L7STS", Some(503)));
+    assert_eq!(down.state, MemberState::Unhealthy);
+    let detail = down.detail.unwrap();
+    assert!(
+        detail.contains("L7STS 503") && detail.contains("<503>"),
+        "{detail}"
+    );
+    assert_eq!(
+        member_health(&stat("MAINT", "", None)).state,
+        MemberState::Unchecked
+    );
+    assert_eq!(
+        member_health(&stat("DRAIN", "L7OK", None)).state,
+        MemberState::Draining
+    );
+    assert_eq!(
+        member_health(&stat("DOWN 1/2", "L7OK", None)).state,
+        MemberState::Initial
+    );
+    assert_eq!(
+        member_health(&stat("UP 1/3", "L7STS", None)).state,
+        MemberState::Unhealthy
+    );
+}
+
+#[test]
+fn records_survive_any_release_text_and_any_backend_name() {
+    let router = HaproxyRouter::new(
+        Transport::Local("/nonexistent.sock".into()),
+        "web-app_2:x".into(),
+        String::new(),
+    );
+    assert_eq!(
+        router.variable(Color::Blue, "release"),
+        "proc.immutable_web_2dapp_5f2_3ax_blue_release"
+    );
+    let release = "sha256:ab/cd ef(1);\"";
+    assert_eq!(unhex(&hex(release)).as_deref(), Some(release));
+    let reply = "proc.a_release: type=str value=<h7631>\nVariable not found.\nproc.a_generation: type=sint value=<4>\n";
+    assert_eq!(variable_value(reply, "proc.a_release"), Some("h7631"));
+    assert_eq!(variable_value(reply, "proc.a_generation"), Some("4"));
+    assert_eq!(variable_value(reply, "proc.b_release"), None);
+    assert_eq!(
+        address(&Target {
+            id: "::1".into(),
+            port: Some(81),
+            availability_zone: None
+        }),
+        "[::1]:81"
+    );
+}
