@@ -165,6 +165,14 @@ pub fn host(value: &Value) -> Result<(), String> {
     }
 }
 
+/// An IP address, as a server HAProxy adds at runtime needs (it resolves no host name).
+pub fn ip_address(value: &Value) -> Result<(), String> {
+    let ip = string(value);
+    ip.parse::<std::net::IpAddr>().map(|_| ()).map_err(|_| {
+        format!("{ip:?} is not an IP address (\"10.0.1.5\", \"::1\"): HAProxy resolves no host name for a server added at runtime; give the port in `port`")
+    })
+}
+
 /// A proxy name as HAProxy accepts it: letters, digits, `-`, `_`, `.` and `:`.
 pub fn haproxy_name(value: &Value) -> Result<(), String> {
     let name = string(value);
@@ -299,6 +307,8 @@ mod tests {
             assert!(host(&Value::from(bad)).is_err(), "{bad}");
         }
         assert!(haproxy_name(&Value::from("web_v2.app:1")).is_ok());
+        assert!(ip_address(&Value::from("::1")).is_ok());
+        assert!(ip_address(&Value::from("app.internal")).is_err());
         let e = haproxy_name(&Value::from("web app")).unwrap_err();
         assert!(e.contains("letters, digits"), "{e}");
     }

@@ -988,7 +988,7 @@ mod tests {
         };
         let text = config_text(&bare, Path::new("/s"), "127.0.0.1:1".parse().unwrap());
         assert!(
-            !text.contains("stats socket") && !text.contains("backend web\n"),
+            !text.contains("stats socket") && !text.contains("\nbackend web"),
             "{text}"
         );
     }

@@ -546,7 +546,7 @@ async fn bad_input_is_refused_at_validate_naming_the_attribute() {
                 "id = \"127.0.0.1\"",
                 "id = \"127.0.0.1:8080\"",
             ),
-            r"(?s)targets.*give the port in",
+            r"(?s)targets.*not an IP address.*give the port in",
         ),
         (
             ssh("  ssh {\n    host        = \"127.0.0.1\"\n    user        = \"root\"\n    private_key = \"x\"\n  }\n"),

@@ -52,7 +52,7 @@ fn schema() -> Schema {
         Attribute::new("targets", Type::list(Type::object([("id", Type::String), ("port", Type::Number)])))
             .required()
             .nested_list(vec![
-                Attribute::string("id").required().description("IP address or host name of the server.").validate(validators::host),
+                Attribute::string("id").required().description("IP address of the server (HAProxy resolves no host name for a server added at runtime).").validate(validators::ip_address),
                 Attribute::number("port").required().description("Port, 1-65535.").validate(validators::int_in_range(1, 65535)),
             ])
             .description("The release's servers, added to the standby colour (stale servers there are removed first). A change of the set lands on the standby colour; reordering them is not a release."),
