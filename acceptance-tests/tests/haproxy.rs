@@ -648,3 +648,41 @@ async fn over_ssh_a_release_cuts_over_and_the_key_stays_secret() {
 fn resource(state: &serde_json::Value) -> &serde_json::Value {
     &state["values"]["root_module"]["resources"][0]["values"]
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn import_by_socket_and_backend_then_destroy_leaves_the_live_colour_serving() {
+    let Some(tf) = cli("haproxy_import") else {
+        return;
+    };
+    let (proxy, ws, _v1) = v1_live(&tf, "hx-import").await;
+    let v2 = TestApp::start("v2").await;
+    ws.step(Step {
+        config: config(&proxy, "v2", &v2, "  retain_previous = false\n"),
+        ..Step::default()
+    })
+    .await;
+    let id = format!("{},{}", proxy.runtime_api(), proxy.backend());
+    // deployed_at is when the cut-over finished: no router keeps it. The rest comes back
+    // from HAProxy: the live colour, both releases, the generation, the live servers.
+    ws.import_verify(
+        "immutable_haproxy_deployment.web",
+        &id,
+        &["deployed_at", "health_check", "retain_previous"],
+    )
+    .await;
+    let plan = ws
+        .terraform(
+            &["plan", "-no-color", "-input=false", "-detailed-exitcode"],
+            &[],
+        )
+        .await;
+    let text = flat(&plan.text());
+    assert!(!text.contains("traffic_weights"), "{text}");
+    let destroyed = ws.destroy().await;
+    assert!(destroyed.success, "{}", destroyed.text());
+    // The live colour keeps serving; the records are cleared.
+    let green = proxy.server("green_1").expect("the live colour stays");
+    assert!(green.weight > 0);
+    let vars = proxy.command("experimental-mode on; get var proc.immutable_web_green_release");
+    assert!(vars.contains("value=<->"), "{vars}");
+}
