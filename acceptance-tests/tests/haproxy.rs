@@ -488,7 +488,7 @@ async fn what_haproxy_cannot_do_is_a_diagnostic_on_the_attribute() {
         (
             HaproxySettings::default(),
             "nothere",
-            r#"(?s)Backend not found.*backend "nothere""#,
+            r#"(?s)Cannot read the backend.*backend "nothere" not found"#,
         ),
         (
             HaproxySettings {

@@ -107,7 +107,6 @@ pub async fn plan_create(site: &Site<'_>, planned: &mut Value, diags: &mut Diagn
                 unknown_release(planned, from.other());
             }
         }
-        Err(RouterError::NotFound(what)) => site.not_found(diags, &what),
         Err(e) => diags.attribute_error(
             site.attr_of(&e),
             format!("Cannot read the {}", site.noun),
