@@ -115,3 +115,13 @@ resource "immutable_haproxy_deployment" "web" {{
         targets.join(", ")
     )
 }
+
+/// A `traffic` block: a canary of `percent`, held `interval` before the rest moves.
+pub fn canary(percent: u32, interval: &str) -> String {
+    format!("  traffic {{\n    strategy       = \"canary\"\n    canary_percent = {percent}\n    step_interval  = \"{interval}\"\n  }}\n")
+}
+
+/// A `traffic` block: `step` percent more every `interval`.
+pub fn linear(step: u32, interval: &str) -> String {
+    format!("  traffic {{\n    strategy      = \"linear\"\n    step_percent  = {step}\n    step_interval = \"{interval}\"\n  }}\n")
+}

@@ -628,13 +628,6 @@ async fn assert_back_on_v1(fx: &BlueGreenFixture, ws: &Workspace, v2: &TestApp) 
     );
 }
 
-const LINEAR: &str = r#"  traffic {
-    strategy      = "linear"
-    step_percent  = 50
-    step_interval = "5s"
-  }
-"#;
-
 /// Fails the second release's app once `percent` of traffic is on it during a linear
 /// shift, and checks that the release fails there and all traffic goes back.
 async fn fail_during_linear_shift(test: &str, traffic: &str, percent: i32) {
@@ -656,7 +649,7 @@ async fn fail_during_linear_shift(test: &str, traffic: &str, percent: i32) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failure_during_a_linear_shift_moves_traffic_back() {
-    fail_during_linear_shift("bg-linear", LINEAR, 50).await;
+    fail_during_linear_shift("bg-linear", &hcl::linear(50, "5s"), 50).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -712,7 +705,8 @@ async fn ctrl_c_during_the_gate_leaves_traffic_where_it_was() {
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_during_a_linear_shift_moves_traffic_back() {
     for tf in acceptance_terraforms("bluegreen_interrupt_shift") {
-        let (fx, ws, _v1, v2, child) = second_release(&tf, "bg-int-shift", LINEAR).await;
+        let (fx, ws, _v1, v2, child) =
+            second_release(&tf, "bg-int-shift", &hcl::linear(50, "5s")).await;
         wait_for_weights(&fx, |w| w["blue"] == 50).await;
         let interrupted = std::time::Instant::now();
         Workspace::interrupt(&child);

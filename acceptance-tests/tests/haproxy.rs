@@ -27,20 +27,6 @@ const MARGIN: Duration = Duration::from_millis(200);
 const SHORTEST_CHECKED: Duration = Duration::from_millis(500);
 const Z: f64 = 4.0;
 
-const CANARY: &str = r#"  traffic {
-    strategy       = "canary"
-    canary_percent = 20
-    step_interval  = "3s"
-  }
-"#;
-
-const LINEAR: &str = r#"  traffic {
-    strategy      = "linear"
-    step_percent  = 25
-    step_interval = "2s"
-  }
-"#;
-
 fn cli(test: &str) -> Option<Terraform> {
     acceptance_terraforms(test).into_iter().next()
 }
@@ -266,7 +252,12 @@ async fn canary_and_linear_serve_their_share_at_each_step_and_a_rollback_is_warm
     };
     let (proxy, ws, v1) = v1_live(&tf, "hx-steps").await;
     let v2 = TestApp::start("v2").await;
-    let canary = apply_under_load(&proxy, &ws, &config(&proxy, "v2", &v2, CANARY)).await;
+    let canary = apply_under_load(
+        &proxy,
+        &ws,
+        &config(&proxy, "v2", &v2, &hcl::canary(20, "3s")),
+    )
+    .await;
     assert!(canary.out.success, "{}\n{}", canary.text(), canary.report);
     canary.assert_no_failure(&proxy);
     assert!(
@@ -289,7 +280,12 @@ async fn canary_and_linear_serve_their_share_at_each_step_and_a_rollback_is_warm
     assert_eq!(attrs["generation"], 3);
 
     let v3 = TestApp::start("v3").await;
-    let linear = apply_under_load(&proxy, &ws, &config(&proxy, "v3", &v3, LINEAR)).await;
+    let linear = apply_under_load(
+        &proxy,
+        &ws,
+        &config(&proxy, "v3", &v3, &hcl::linear(25, "2s")),
+    )
+    .await;
     assert!(linear.out.success, "{}", linear.text());
     linear.assert_no_failure(&proxy);
     let steps = linear
@@ -346,7 +342,7 @@ async fn a_canary_failing_at_its_step_is_moved_back_and_fails_only_its_own_reque
     };
     let (proxy, ws, _v1) = v1_live(&tf, "hx-canary-fails").await;
     let v2 = TestApp::start("v2").await;
-    ws.write_config(&config(&proxy, "v2", &v2, &CANARY.replace("3s", "8s")));
+    ws.write_config(&config(&proxy, "v2", &v2, &hcl::canary(20, "8s")));
     let load = load_on(&proxy, Duration::from_secs(60));
     let watcher = Watcher::start(proxy.clone(), Instant::now());
     let child = ws.spawn(APPLY);
@@ -388,7 +384,7 @@ async fn ctrl_c_mid_shift_moves_traffic_back_and_fails_no_request() {
     };
     let (proxy, ws, _v1) = v1_live(&tf, "hx-ctrl-c").await;
     let v2 = TestApp::start("v2").await;
-    ws.write_config(&config(&proxy, "v2", &v2, &LINEAR.replace("2s", "10s")));
+    ws.write_config(&config(&proxy, "v2", &v2, &hcl::linear(25, "10s")));
     let load = load_on(&proxy, Duration::from_secs(60));
     let watcher = Watcher::start(proxy.clone(), Instant::now());
     let child = ws.spawn(APPLY);

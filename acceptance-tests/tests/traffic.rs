@@ -71,20 +71,6 @@ fn fleet_config(fx: &BlueGreenFixture, release: &str, app: &TestApp, extra: &str
     hcl::app(fx, release, app.port(), extra, "60s")
 }
 
-const CANARY: &str = r#"  traffic {
-    strategy       = "canary"
-    canary_percent = 20
-    step_interval  = "4s"
-  }
-"#;
-
-const LINEAR: &str = r#"  traffic {
-    strategy      = "linear"
-    step_percent  = 25
-    step_interval = "3s"
-  }
-"#;
-
 /// A value seen by the [`Watcher`], with the bracket in which it was written (since the load
 /// started): after `after` (the start of the last poll that saw the value before), by `by` (the
 /// end of the first poll that saw this one).
@@ -494,7 +480,13 @@ async fn a_canary_release_serves_its_share_at_each_step() {
     let Some(tf) = cli("traffic_canary") else {
         return;
     };
-    let seen = release_v2(&tf, "tr-canary", CANARY, Duration::from_secs(45)).await;
+    let seen = release_v2(
+        &tf,
+        "tr-canary",
+        &hcl::canary(20, "4s"),
+        Duration::from_secs(45),
+    )
+    .await;
     seen.print_line("canary", "a_canary_release_serves_its_share_at_each_step");
     assert_eq!(
         seen.sequence(),
@@ -509,7 +501,13 @@ async fn a_linear_release_serves_its_share_at_each_step() {
     let Some(tf) = cli("traffic_linear") else {
         return;
     };
-    let seen = release_v2(&tf, "tr-linear", LINEAR, Duration::from_secs(50)).await;
+    let seen = release_v2(
+        &tf,
+        "tr-linear",
+        &hcl::linear(25, "3s"),
+        Duration::from_secs(50),
+    )
+    .await;
     seen.print_line("linear", "a_linear_release_serves_its_share_at_each_step");
     assert_eq!(
         seen.sequence(),
@@ -691,7 +689,7 @@ async fn a_canary_failing_at_its_step_fails_only_its_own_requests() {
     fail_mid_release(FailMidRelease {
         test: "a_canary_failing_at_its_step_fails_only_its_own_requests",
         name: "canary_failure",
-        traffic: CANARY,
+        traffic: &hcl::canary(20, "4s"),
         fails_at: ("the canary weights", &canary),
         error: "Health checks failed at 20% on blue",
         sequence: vec![weights(0, 100), weights(20, 80), weights(0, 100)],
@@ -764,7 +762,7 @@ async fn ctrl_c_during_a_linear_shift_fails_no_request() {
     };
     let (fx, ws, v1) = v1_live(&tf, "tr-ctrl-c").await;
     let v2 = TestApp::start("v2").await;
-    ws.write_config(&fleet_config(&fx, "v2", &v2, LINEAR));
+    ws.write_config(&fleet_config(&fx, "v2", &v2, &hcl::linear(25, "3s")));
     let traffic = Traffic::start(&fx, Duration::from_secs(40), None).await;
     traffic.load.mark("apply");
     let child = ws.spawn(APPLY);
