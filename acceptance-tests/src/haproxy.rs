@@ -43,9 +43,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -209,7 +208,8 @@ impl Haproxy {
         let exe = find_haproxy()?;
         let mut last = String::new();
         for _ in 0..3 {
-            let port = free_port().map_err(|e| format!("finding a free loopback port: {e}"))?;
+            let port = crate::keeper::free_port()
+                .map_err(|e| format!("finding a free loopback port: {e}"))?;
             match Self::launch(&exe, &settings, port) {
                 Ok(haproxy) => return Ok(haproxy),
                 Err(e) if e.contains("cannot bind socket") => last = e,
@@ -220,7 +220,8 @@ impl Haproxy {
     }
 
     fn launch(exe: &Path, settings: &HaproxySettings, port: u16) -> Result<Haproxy, String> {
-        let dir = temp_dir().map_err(|e| format!("creating a temporary directory: {e}"))?;
+        let dir = crate::keeper::temp_dir("haproxy")
+            .map_err(|e| format!("creating a temporary directory: {e}"))?;
         let config = dir.join("haproxy.cfg");
         let frontend = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let text = config_text(settings, &dir.join("admin.sock"), frontend);
@@ -240,29 +241,7 @@ impl Haproxy {
         cmd.current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(output("stdout.log")?)
-            .stderr(output("stderr.log")?)
-            .process_group(0);
-        let parent = std::process::id() as libc::pid_t;
-        // SAFETY: the hook runs between fork and exec and only makes async-signal-safe calls
-        // (prctl, getppid, _exit); it allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                ) != 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-                if libc::getppid() != parent {
-                    libc::_exit(1); // the test process died before prctl took effect
-                }
-                Ok(())
-            });
-        }
+            .stderr(output("stderr.log")?);
         let child = crate::keeper::spawn(cmd).map_err(|e| {
             let _ = std::fs::remove_dir_all(&dir);
             format!("cannot run {}: {e}; {INSTALL_HINT}", exe.display())
@@ -899,36 +878,6 @@ fn config_text(settings: &HaproxySettings, socket: &Path, frontend: SocketAddr) 
         }
     }
     c
-}
-
-/// A new directory for one HAProxy, short enough for a Unix socket path (108 bytes).
-fn temp_dir() -> io::Result<PathBuf> {
-    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let mut base = std::env::temp_dir();
-    if base.as_os_str().len() > 60 {
-        base = PathBuf::from("/tmp");
-    }
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    for _ in 0..16 {
-        let dir = base.join(format!(
-            "haproxy-{}-{n}-{:06x}",
-            std::process::id(),
-            fastrand::u32(..0x100_0000)
-        ));
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(io::Error::other("no unused temporary directory name"))
-}
-
-/// A loopback port nobody listens on just now.
-fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
 }
 
 #[cfg(test)]

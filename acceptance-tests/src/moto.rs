@@ -27,7 +27,6 @@
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -63,29 +62,7 @@ impl Moto {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .env("PYTHONUNBUFFERED", "1")
-            .process_group(0);
-        let parent = std::process::id() as libc::pid_t;
-        // SAFETY: the hook runs between fork and exec and only makes async-signal-safe calls
-        // (prctl, getppid, _exit); it allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                ) != 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-                if libc::getppid() != parent {
-                    libc::_exit(1); // the test process died before prctl took effect
-                }
-                Ok(())
-            });
-        }
+            .env("PYTHONUNBUFFERED", "1");
 
         let started = Instant::now();
         let mut child = crate::keeper::spawn(cmd).map_err(|e| {

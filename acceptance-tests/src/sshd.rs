@@ -26,9 +26,7 @@
 //! ([`Sshd::recent_log`]), which start-up failures quote.
 
 use std::collections::VecDeque;
-use std::io::{self, BufRead, BufReader, Read};
-use std::net::{Ipv4Addr, TcpListener};
-use std::os::unix::process::CommandExt;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -62,7 +60,8 @@ impl Sshd {
         if !Path::new(SSHD).is_file() {
             panic!("{SSHD} not found; {INSTALL_HINT}");
         }
-        let dir = temp_dir().unwrap_or_else(|e| panic!("creating a temporary directory: {e}"));
+        let dir = crate::keeper::temp_dir("sshd")
+            .unwrap_or_else(|e| panic!("creating a temporary directory: {e}"));
         keygen(&dir.join("host_key"), "sshd-fixture-host");
         keygen(&dir.join("client_key"), "sshd-fixture-client");
         keygen(&dir.join("other_host_key"), "sshd-fixture-other-host");
@@ -74,7 +73,8 @@ impl Sshd {
         // A free port can be taken by someone else between our probe and sshd's bind: retry.
         let mut last_failure = String::new();
         for _ in 0..5 {
-            let port = free_port().unwrap_or_else(|e| panic!("picking a free loopback port: {e}"));
+            let port = crate::keeper::free_port()
+                .unwrap_or_else(|e| panic!("picking a free loopback port: {e}"));
             write(&dir.join("sshd_config"), &config(&dir, port));
             match launch(&dir, port, &user) {
                 Ok(sshd) => return sshd,
@@ -173,29 +173,7 @@ fn launch(dir: &Path, port: u16, user: &str) -> Result<Sshd, Launch> {
         .arg(dir.join("sshd_config"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: the hook runs between fork and exec and only makes async-signal-safe calls
-    // (prctl, getppid, _exit); it allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            if libc::getppid() != parent {
-                libc::_exit(1); // the test process died before prctl took effect
-            }
-            Ok(())
-        });
-    }
+        .stderr(Stdio::piped());
     let mut child = crate::keeper::spawn(cmd)
         .map_err(|e| Launch::Failed(format!("cannot run {SSHD}: {e}; {INSTALL_HINT}")))?;
     let pid = child.id();
@@ -374,36 +352,6 @@ fn drain_stderr(stderr: impl Read, log: &Mutex<VecDeque<String>>, ready: mpsc::S
         }
         log.push_back(line);
     }
-}
-
-/// A new directory for one sshd, short enough for Unix socket paths in it (108 bytes).
-fn temp_dir() -> io::Result<PathBuf> {
-    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let mut base = std::env::temp_dir();
-    if base.as_os_str().len() > 60 {
-        base = PathBuf::from("/tmp");
-    }
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    for _ in 0..16 {
-        let dir = base.join(format!(
-            "sshd-{}-{n}-{:06x}",
-            std::process::id(),
-            fastrand::u32(..0x100_0000)
-        ));
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(io::Error::other("no unused temporary directory name"))
-}
-
-/// A loopback port nobody listens on just now.
-fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
 }
 
 fn read(path: &Path) -> String {

@@ -12,7 +12,7 @@ use acceptance_tests::load::{Load, LoadSettings};
 
 const UP_WITHIN: Duration = Duration::from_secs(3);
 /// After a weight switch's answer, how long requests may still go by the old weights.
-const SWITCH_MARGIN: Duration = Duration::from_millis(100);
+const SWITCH_MARGIN: Duration = Duration::from_millis(300);
 
 /// One GET through a fresh connection: (status, body).
 async fn get(url: &str) -> (u16, String) {
@@ -309,7 +309,8 @@ async fn switching_weights_under_load_fails_no_request() {
             .map(|(next, _, _)| *next)
             .unwrap_or(report.elapsed());
         // The margin: twice in ~25 runs, on a machine busy with other builds, one request
-        // started 20 ms after the switch's answer still reached the old server.
+        // started 20 ms after the switch's answer still reached the old server (and up to
+        // ~100 ms once, with every core busy), so the window starts 300 ms after it.
         let window = *applied + SWITCH_MARGIN..end;
         let check = report.share_within(to, window.clone(), 1.0, 3.0);
         let wrong: Vec<(Duration, Duration)> = report
