@@ -6,7 +6,7 @@ SHELL := bash
 # Terraform CLIs (PATH, then .tools/) and moto, as installed by scripts/tools.sh.
 TOOLS_ENV = eval "$$(bash scripts/tools.sh env)"
 
-.PHONY: tools build lint test unit acceptance docs demo install release bench
+.PHONY: tools build lint test unit acceptance docs demo demo-haproxy install release bench
 
 tools:
 	@bash scripts/tools.sh install
@@ -39,6 +39,10 @@ docs:
 # A release, a failed release and a rollback on loopback (moto, test apps): < 30 s once built.
 demo:
 	@bash scripts/demo.sh
+
+# The same four releases on a real HAProxy (Runtime API), under load, on loopback: < 20 s once built.
+demo-haproxy:
+	@bash scripts/demo-haproxy.sh
 
 # The release build into ~/.terraform.d/plugins (PLUGIN_DIR=dir elsewhere, PROFILE=debug).
 install:

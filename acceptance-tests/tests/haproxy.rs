@@ -682,3 +682,22 @@ async fn import_by_socket_and_backend_then_destroy_leaves_the_live_colour_servin
     let vars = proxy.command("experimental-mode on; get var proc.immutable_web_green_release");
     assert!(vars.contains("value=<->"), "{vars}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_release_with_a_canary_goes_all_at_once() {
+    let Some(tf) = cli("haproxy_first_canary") else {
+        return;
+    };
+    let proxy = Haproxy::start(HaproxySettings::default());
+    let v1 = TestApp::start("v1").await;
+    let ws = Workspace::new(&tf, "hx-first-canary");
+    // Nothing serves before v1: there is no traffic to share with another colour.
+    ws.step(Step {
+        config: config(&proxy, "v1", &v1, &hcl::canary(20, "30s")),
+        ..Step::default()
+    })
+    .await;
+    let (blue, green) = proxy.weights_by_colour();
+    assert!(blue > 0 && green == 0, "{blue} {green}");
+    assert!(proxy.servers().iter().all(|s| s.name.starts_with("blue_")));
+}

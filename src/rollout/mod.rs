@@ -185,8 +185,13 @@ impl Rollout<'_> {
                 match self.restore(release, &prepared).await {
                     Ok(()) => Outcome::NotMoved {
                         error: format!(
-                            "{error}\nThe {} colour holds its previous fleet again.",
-                            release.color
+                            "{error}\nThe {} colour holds {} again.",
+                            release.color,
+                            if prepared.removed.is_empty() {
+                                "what it held before (no target)"
+                            } else {
+                                "its previous fleet"
+                            }
                         ),
                         holds_release: false,
                     },
@@ -237,7 +242,7 @@ impl Rollout<'_> {
                 }
             }
         };
-        let strategy = if quick {
+        let strategy = if quick || self.nothing_to_share_with(release).await {
             Strategy::AllAtOnce
         } else {
             release.strategy
@@ -283,6 +288,22 @@ impl Rollout<'_> {
         match kept {
             None => Outcome::Done(split),
             Some(e) => Outcome::Kept(e, split),
+        }
+    }
+
+    /// Whether the steps would share traffic with a colour that has no member: a first
+    /// release, with nothing serving before it. It then goes all at once (HAProxy could
+    /// not weight an empty colour, and a load balancer would send its share nowhere).
+    async fn nothing_to_share_with(&self, release: &Release) -> bool {
+        if release.strategy == Strategy::AllAtOnce {
+            return false;
+        }
+        match self.router.members(release.color.other()).await {
+            Ok(members) if members.is_empty() => {
+                tracing::info!(color = %release.color, "nothing serves before this release: all at once");
+                true
+            }
+            _ => false,
         }
     }
 
