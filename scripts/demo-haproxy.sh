@@ -23,32 +23,9 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
-started_at="${EPOCHREALTIME:-$(date +%s)}"
-now() { echo "${EPOCHREALTIME:-$(date +%s.%N)}"; }
-secs() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-say() { echo "demo-haproxy.sh: $*"; }
-header() { printf '\n=== %s ===\n' "$*"; }
-
-# --- Cleanup: whatever was started is stopped, however the script ends. ----------------------
-exec 3>&1 4>&2
-pids=()
-work=""
-cleanup() {
-  local status=$?
-  trap - EXIT INT TERM
-  local pid
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [[ -n "$work" && -d "$work" ]]; then
-    if [[ -n "${DEMO_KEEP:-}" ]]; then say "kept $work" >&3; else rm -rf "$work"; fi
-  fi
-  ((${#pids[@]} == 0)) || say "stopped HAProxy, the apps and the load" >&3
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'echo "demo-haproxy.sh: error: unexpected failure (status $?) at scripts/demo-haproxy.sh line $LINENO" >&4' ERR
-trap '{ echo; say "interrupted"; } >&3; exit 130' INT
-trap 'say "terminated" >&3; exit 143' TERM
+# shellcheck source=scripts/demo-lib.sh
+source "$ROOT/scripts/demo-lib.sh"
+demo_init demo-haproxy.sh "stopped HAProxy, the apps and the load"
 
 # --- Tools -----------------------------------------------------------------------------------
 header "0/4 Setup: build, tools, HAProxy, apps"

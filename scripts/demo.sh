@@ -24,34 +24,9 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
-started_at="${EPOCHREALTIME:-$(date +%s)}"
-now() { echo "${EPOCHREALTIME:-$(date +%s.%N)}"; }
-secs() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-say() { echo "demo.sh: $*"; }
-header() { printf '\n=== %s ===\n' "$*"; }
-
-# --- Cleanup: whatever was started is stopped, however the script ends. ----------------------
-# The traps write to fds 3 and 4 (this script's stdout and stderr): they can run while a
-# command's output goes to a log (Terraform's, after it handled a Ctrl-C).
-exec 3>&1 4>&2
-pids=()
-work=""
-cleanup() {
-  local status=$?
-  trap - EXIT INT TERM
-  local pid
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [[ -n "$work" && -d "$work" ]]; then
-    if [[ -n "${DEMO_KEEP:-}" ]]; then say "kept $work" >&3; else rm -rf "$work"; fi
-  fi
-  ((${#pids[@]} == 0)) || say "stopped moto, the ALB emulator and the apps" >&3
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'echo "demo.sh: error: unexpected failure (status $?) at scripts/demo.sh line $LINENO" >&4' ERR
-trap '{ echo; say "interrupted"; } >&3; exit 130' INT
-trap 'say "terminated" >&3; exit 143' TERM
+# shellcheck source=scripts/demo-lib.sh
+source "$ROOT/scripts/demo-lib.sh"
+demo_init demo.sh "stopped moto, the ALB emulator and the apps"
 
 # --- Tools -----------------------------------------------------------------------------------
 header "0/4 Setup: build, tools, moto, the ALB emulator, apps, load balancer"

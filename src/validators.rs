@@ -173,6 +173,18 @@ pub fn ip_address(value: &Value) -> Result<(), String> {
     })
 }
 
+/// An absolute file path.
+pub fn absolute_path(value: &Value) -> Result<(), String> {
+    let path = string(value);
+    if path.starts_with('/') && path.len() > 1 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{path:?} is not an absolute path, e.g. \"/etc/haproxy/conf.d/web.cfg\""
+        ))
+    }
+}
+
 /// A proxy name as HAProxy accepts it: letters, digits, `-`, `_`, `.` and `:`.
 pub fn haproxy_name(value: &Value) -> Result<(), String> {
     let name = string(value);

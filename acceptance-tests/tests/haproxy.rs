@@ -701,3 +701,76 @@ async fn a_first_release_with_a_canary_goes_all_at_once() {
     assert!(blue > 0 && green == 0, "{blue} {green}");
     assert!(proxy.servers().iter().all(|s| s.name.starts_with("blue_")));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_config_fragment_a_reload_under_load_keeps_the_deployment() {
+    let Some(tf) = cli("haproxy_fragment") else {
+        return;
+    };
+    let fragments = acceptance_tests::keeper::temp_dir("hx-frag").unwrap();
+    let fragment = fragments.join("web.cfg");
+    std::fs::write(
+        &fragment,
+        "backend web\n    balance roundrobin\n    option httpchk GET /health\n",
+    )
+    .unwrap();
+    let proxy = Arc::new(Haproxy::start(HaproxySettings {
+        fragment_dir: Some(fragments.clone()),
+        define_backend: false,
+        ..HaproxySettings::default()
+    }));
+    let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
+    let kept = format!("  config_fragment = \"{}\"\n", fragment.display());
+    let ws = Workspace::new(&tf, "hx-fragment");
+    for (release, app) in [("v1", &v1), ("v2", &v2)] {
+        ws.step(Step {
+            config: config(&proxy, release, app, &kept),
+            ..Step::default()
+        })
+        .await;
+    }
+    let text = std::fs::read_to_string(&fragment).unwrap();
+    assert!(
+        text.starts_with("backend web\n    balance roundrobin\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("server green_1 127.0.0.1:{} check", v2.port())),
+        "{text}"
+    );
+    assert!(text.contains("weight 256"), "{text}");
+
+    // A reload under load: the servers come back from the fragment, at their weights.
+    let load = load_on(&proxy, Duration::from_secs(10));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.reload();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let report = load.stop().await;
+    assert_eq!(report.failed(), 0, "{report}");
+    assert_eq!(report.served_by().get("v1"), None, "{report}");
+    let green = proxy
+        .server("green_1")
+        .expect("green_1 kept across the reload");
+    assert!(green.weight > 0 && proxy.server("blue_1").is_some_and(|b| b.weight == 0));
+    let plan = ws
+        .terraform(
+            &["plan", "-no-color", "-input=false", "-detailed-exitcode"],
+            &[],
+        )
+        .await;
+    assert_eq!(plan.code, Some(0), "{}", plan.text());
+    // And the next release after the reload replaces v1's servers, read from the file.
+    let v3 = TestApp::start("v3").await;
+    ws.step(Step {
+        config: config(&proxy, "v3", &v3, &kept),
+        ..Step::default()
+    })
+    .await;
+    let text = std::fs::read_to_string(&fragment).unwrap();
+    assert!(
+        text.contains(&format!("server blue_1 127.0.0.1:{} check", v3.port())),
+        "{text}"
+    );
+    println!("haproxy-report: reload-with-fragment {report}");
+    let _ = std::fs::remove_dir_all(&fragments);
+}

@@ -10,6 +10,7 @@ use crate::resources::release::blocks;
 use crate::resources::release::lifecycle::{self, ImportError, Site};
 use crate::resources::release::model::set;
 use crate::resources::release::schema::{self, Words};
+use crate::router::haproxy::fragment::{Fragment, MARKER};
 use crate::router::haproxy::runtime::{parse_runtime_api, Transport};
 use crate::router::haproxy::ssh::{self, SshTarget};
 use crate::router::haproxy::HaproxyRouter;
@@ -56,6 +57,12 @@ fn schema() -> Schema {
                 Attribute::number("port").required().description("Port, 1-65535.").validate(validators::int_in_range(1, 65535)),
             ])
             .description("The release's servers, added to the standby colour (stale servers there are removed first). A change of the set lands on the standby colour; reordering them is not a release."),
+    )
+    .attribute(
+        Attribute::string("config_fragment")
+            .optional()
+            .description(&format!("Path of the backend's own configuration file on this host (loaded with `-f` beside haproxy.cfg, e.g. `/etc/haproxy/conf.d/web.cfg`), kept in step with the runtime servers so that a reload of HAProxy keeps the deployment. The file holds the backend's section (`backend web`, `balance`, checks) and nothing after it; the provider keeps, after the line `{MARKER}` at its end, the servers and the colours' records. Each version is checked with `haproxy -c` before it replaces the file. Not with `ssh`."))
+            .validate(validators::absolute_path),
     )
     .attribute(Attribute::string("id").computed().use_state_for_unknown().description("`<runtime_api>,<backend>`."))
     .block("ssh", Nesting::Single, ssh_block());
@@ -145,10 +152,15 @@ impl HaproxyDeployment {
     /// The router for a configuration's backend; `None` while it is unknown.
     fn router(config: &Value) -> Option<HaproxyRouter> {
         let backend = config.get("backend")?.as_str()?;
+        let fragment = config
+            .get("config_fragment")
+            .and_then(Value::as_str)
+            .map(|path| Fragment { path: path.into() });
         Some(HaproxyRouter::new(
             transport(config)?,
             backend.to_string(),
             check_settings(config),
+            fragment,
         ))
     }
 
@@ -204,6 +216,14 @@ impl Resource for HaproxyDeployment {
                 }
                 seen.push(key);
             }
+        }
+        let has = |name: &str| config.get(name).is_some_and(|v| !v.is_null());
+        if has("config_fragment") && has("ssh") {
+            diags.attribute_error(
+                AttributePath::attr("config_fragment"),
+                "config_fragment is written on this host",
+                "config_fragment keeps a file on the host Terraform runs on; with an ssh block HAProxy is elsewhere. Leave config_fragment out (a reload is then drift that apply restores), or run Terraform on the HAProxy host.",
+            );
         }
         blocks::validate(config, diags);
     }

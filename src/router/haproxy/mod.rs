@@ -9,6 +9,7 @@
 //! servers' weights, so a split is written as per-server weights that give each colour its
 //! share whatever the number of servers, and read back as percentages.
 
+pub mod fragment;
 pub mod runtime;
 pub mod ssh;
 
@@ -18,6 +19,7 @@ mod tests;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use fragment::Fragment;
 use runtime::{RuntimeApi, ServerStat, Transport};
 
 use super::{Color, MemberHealth, MemberState, Record, RouterError, Split, Target, TrafficRouter};
@@ -35,15 +37,53 @@ pub struct HaproxyRouter {
     /// The check settings of each added server (`inter 5s rise 3 fall 3`): runtime servers
     /// take no `default-server` line.
     check: String,
+    /// Kept in step after every change, when given.
+    fragment: Option<Fragment>,
 }
 
 impl HaproxyRouter {
-    pub fn new(transport: Transport, backend: String, check: String) -> HaproxyRouter {
+    pub fn new(
+        transport: Transport,
+        backend: String,
+        check: String,
+        fragment: Option<Fragment>,
+    ) -> HaproxyRouter {
         HaproxyRouter {
             api: RuntimeApi::new(transport),
             backend,
             check,
+            fragment,
         }
+    }
+
+    /// Runs commands that change the backend, then brings the fragment in step.
+    async fn change(&self, commands: &[String]) -> Result<(), RouterError> {
+        self.api.run(commands).await?;
+        self.sync_fragment().await
+    }
+
+    /// Writes the servers and records as HAProxy has them now into the fragment.
+    async fn sync_fragment(&self) -> Result<(), RouterError> {
+        let Some(fragment) = &self.fragment else {
+            return Ok(());
+        };
+        let servers: Vec<ServerStat> = self
+            .servers()
+            .await?
+            .into_iter()
+            .filter(|s| Self::colour_of(&s.name).is_some())
+            .collect();
+        let records = self.records().await?;
+        let mut variables = Vec::new();
+        for (color, record) in Color::BOTH.into_iter().zip(&records) {
+            let (release, generation) = record_values(record);
+            variables.push((self.variable(color, "release"), format!("str({release})")));
+            variables.push((
+                self.variable(color, "generation"),
+                format!("int({generation})"),
+            ));
+        }
+        fragment.write(&servers, &self.check, &variables).await
     }
 
     /// The colour a server of ours belongs to, by its name.
@@ -155,6 +195,17 @@ fn address(target: &Target) -> String {
     }
 }
 
+/// A record as HAProxy variables take it: the release hex-encoded (`h` + hex; `-` for
+/// none), so that any text is safe inside `str(...)`; the generation as an integer (-1 for
+/// none).
+fn record_values(record: &Record) -> (String, i64) {
+    let release = record
+        .release
+        .as_deref()
+        .map_or("-".to_string(), |r| format!("h{}", hex(r)));
+    (release, record.generation.unwrap_or(-1))
+}
+
 fn hex(text: &str) -> String {
     text.bytes().map(|b| format!("{b:02x}")).collect()
 }
@@ -251,7 +302,7 @@ impl TrafficRouter for HaproxyRouter {
         }
         changes.sort_by_key(|(falls, _)| *falls);
         let commands: Vec<String> = changes.into_iter().map(|(_, c)| c).collect();
-        self.api.run(&commands).await.map(drop)
+        self.change(&commands).await
     }
 
     async fn members(&self, color: Color) -> Result<Vec<MemberHealth>, RouterError> {
@@ -291,7 +342,7 @@ impl TrafficRouter for HaproxyRouter {
             commands.push(format!("enable server {server}"));
             taken.push(name);
         }
-        self.api.run(&commands).await.map(drop)
+        self.change(&commands).await
     }
 
     /// Takes the servers out of service (maintenance), lets their requests finish
@@ -326,7 +377,7 @@ impl TrafficRouter for HaproxyRouter {
             .iter()
             .map(|n| format!("del server {}", self.server(n)))
             .collect();
-        self.api.run(&delete).await.map(drop)
+        self.change(&delete).await
     }
 
     async fn records(&self) -> Result<[Record; 2], RouterError> {
@@ -349,23 +400,17 @@ impl TrafficRouter for HaproxyRouter {
         Ok([record(Color::Blue), record(Color::Green)])
     }
 
-    /// The release hex-encoded (`h` + hex; `-` for none), so that any text is safe inside
-    /// `str(...)`; the generation as an integer (-1 for none).
     async fn set_record(&self, color: Color, record: &Record) -> Result<(), RouterError> {
-        let release = record
-            .release
-            .as_deref()
-            .map_or("-".to_string(), |r| format!("h{}", hex(r)));
+        let (release, generation) = record_values(record);
         let commands = vec![
             "experimental-mode on".to_string(),
             format!("set var {} str({release})", self.variable(color, "release")),
             format!(
-                "set var {} int({})",
-                self.variable(color, "generation"),
-                record.generation.unwrap_or(-1)
+                "set var {} int({generation})",
+                self.variable(color, "generation")
             ),
         ];
-        self.api.run(&commands).await.map(drop)
+        self.change(&commands).await
     }
 
     /// HAProxy checks servers at weight 0: nothing to do.

@@ -75,6 +75,7 @@ fn records_survive_any_release_text_and_any_backend_name() {
         Transport::Local("/nonexistent.sock".into()),
         "web-app_2:x".into(),
         String::new(),
+        None,
     );
     assert_eq!(
         router.variable(Color::Blue, "release"),
@@ -93,5 +94,48 @@ fn records_survive_any_release_text_and_any_backend_name() {
             availability_zone: None
         }),
         "[::1]:81"
+    );
+}
+
+#[test]
+fn the_fragment_keeps_the_users_backend_lines_and_rewrites_only_its_own_part() {
+    let user = "backend web\n    balance roundrobin\n    option httpchk GET /health\n";
+    let mut up = stat("UP", "L7OK", Some(200));
+    up.weight = 256;
+    let mut maint = stat("MAINT", "", None);
+    maint.name = "green_1".into();
+    maint.addr = "::1".into();
+    let variables = [(
+        "proc.immutable_web_blue_release".to_string(),
+        "str(h7631)".to_string(),
+    )];
+    let first = fragment::render(
+        user,
+        &[up.clone(), maint],
+        "inter 2s rise 3 fall 3",
+        &variables,
+    );
+    assert!(first.starts_with(user), "{first}");
+    assert!(
+        first
+            .contains("    server blue_1 127.0.0.1:8080 check inter 2s rise 3 fall 3 weight 256\n"),
+        "{first}"
+    );
+    assert!(
+        first.contains(
+            "    server green_1 [::1]:8080 check inter 2s rise 3 fall 3 weight 0 disabled\n"
+        ),
+        "{first}"
+    );
+    assert!(
+        first.contains("global\n    set-var proc.immutable_web_blue_release str(h7631)\n"),
+        "{first}"
+    );
+    // Written again: the user's part once, ours replaced.
+    let second = fragment::render(&first, &[up], "inter 2s rise 3 fall 3", &[]);
+    assert_eq!(second.matches("balance roundrobin").count(), 1);
+    assert!(
+        !second.contains("green_1") && !second.contains("global"),
+        "{second}"
     );
 }
