@@ -13,6 +13,8 @@ Sections (each contestant pair alternates within every run, order flipped every 
   4. rollback: a whole `terraform apply` with `rollback_window` vs the scripted pipeline
      (bench/scripted-deploy.sh) making the same checks, and the floor of one apply;
   5. health gates: 100 concurrent gates in one apply: wall, CPU, connections per check.
+  6. HAProxy (bench/haproxy.py): gate pass to verified weights, Runtime API round trips,
+     requests failed during cut-overs under a steady load, against the system's haproxy.
 """
 
 import argparse
@@ -34,6 +36,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import haproxy as haproxy_section  # bench/haproxy.py: section 6
+
+haproxy_section.B = sys.modules[__name__]
 
 ROOT = Path(__file__).resolve().parent.parent
 COOKIE = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2"
@@ -1302,6 +1308,9 @@ def report(a, info, results, started, finished):
           f"{spread([s['connections'] / s['requests'] for s in gt if s['requests']], '{:.2f}')} |")
         w("")
 
+    # -- 6 (bench/haproxy.py)
+    haproxy_section.report(w, results.get("haproxy"), a.runs)
+
     # -- targets
     w("## Against the targets\n")
     w("| target | measured | |\n|---|---|---|")
@@ -1493,7 +1502,7 @@ def main():
                    help="the ALB emulator (acceptance-tests), put in front of moto")
     p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     p.add_argument("--raw", default=str(ROOT / "bench" / ".cache" / "last-run.json"))
-    p.add_argument("--only", default="startup,scale,gates,bluegreen")
+    p.add_argument("--only", default="startup,scale,gates,bluegreen,haproxy")
     p.add_argument("--report-only", action="store_true",
                    help="rewrite the report from the raw samples of the last run (--raw)")
     a = p.parse_args()
@@ -1538,6 +1547,9 @@ def main():
         if "bluegreen" in only:
             log("4/4 cut-over and rollback against the ALB emulator (moto behind it)")
             results["bluegreen"] = bench_bluegreen(a, work, apps)
+        if "haproxy" in only:
+            log("6 HAProxy: cut-over and requests lost under load (bench/haproxy.py)")
+            results["haproxy"] = haproxy_section.bench_haproxy(a, work, apps)
         finished = {"t": time.time(), "load": loadavg()}
         Path(a.raw).parent.mkdir(parents=True, exist_ok=True)
         Path(a.raw).write_text(json.dumps({"info": info, "results": results, "runs": a.runs,
