@@ -120,8 +120,12 @@ impl TestEnv {
     /// A load balancer in `vpc` (two new subnets of it).
     pub async fn load_balancer(&self, suffix: &str, vpc: &str) -> String {
         let mut subnets = Vec::new();
-        for (i, az) in ["us-east-1a", "us-east-1b"].iter().enumerate() {
-            let cidr = format!("10.0.{}.0/24", fastrand::u8(0..250) + i as u8);
+        // A process-wide count, so that no two subnets of one VPC share a CIDR (random
+        // ones did, now and then: moto's InvalidSubnet.Conflict).
+        static SUBNETS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        for az in ["us-east-1a", "us-east-1b"] {
+            let n = SUBNETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 256;
+            let cidr = format!("10.0.{n}.0/24");
             let params = [
                 ("Action", "CreateSubnet"),
                 ("VpcId", vpc),
