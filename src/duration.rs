@@ -49,7 +49,7 @@ pub fn format(d: Duration) -> String {
     }
     let secs = d.as_secs();
     let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    let frac = if ms % 1000 != 0 && h == 0 && m == 0 {
+    let frac = if !ms.is_multiple_of(1000) && h == 0 && m == 0 {
         format!(".{:03}", ms % 1000)
             .trim_end_matches('0')
             .to_string()
