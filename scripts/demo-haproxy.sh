@@ -184,25 +184,6 @@ print("    weights HAProxy reported during the apply (sum per colour): " + " -> 
 PY
 
 # --- The releases: test apps on loopback -------------------------------------------------------
-detached=()
-command -v setsid >/dev/null && detached=(setsid)
-declare -A app_port
-start_app() {
-  local version="$1" out="$work/app-$1.out" port="" pid
-  : >"$out"
-  "${detached[@]}" "$bin_dir/test-app" --version "$version" --port 0 >"$out" 2>&1 </dev/null 3>&- 4>&- &
-  pid=$!
-  pids+=("$pid")
-  for _ in {1..100}; do
-    port="$(sed -n 's#^listening http://127.0.0.1:##p' "$out" || true)"
-    [[ -n "$port" ]] && break
-    kill -0 "$pid" 2>/dev/null || die "test-app $version did not start: $(tail -1 "$out")"
-    sleep 0.05
-  done
-  [[ -n "$port" ]] || die "test-app $version did not report its port within 5 s"
-  app_port[$version]="$port"
-  say "app $version on http://127.0.0.1:$port (every path answers {\"version\":\"$version\",\"status\":\"ok\"})"
-}
 start_app v1
 start_app v2
 start_app v3

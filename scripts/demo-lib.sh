@@ -13,6 +13,30 @@ now() { echo "${EPOCHREALTIME:-$(date +%s.%N)}"; }
 secs() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 header() { printf '\n=== %s ===\n' "$*"; }
 
+# Started detached (own session) where setsid exists, so a Ctrl-C reaches only the script.
+detached=()
+command -v setsid >/dev/null && detached=(setsid)
+
+# start_app VERSION: a test app from "$bin_dir" on a free loopback port, recorded in
+# app_port[VERSION] and in "pids".
+declare -A app_port
+start_app() {
+  local version="$1" out="$work/app-$1.out" port="" pid
+  : >"$out"
+  "${detached[@]}" "$bin_dir/test-app" --version "$version" --port 0 >"$out" 2>&1 </dev/null 3>&- 4>&- &
+  pid=$!
+  pids+=("$pid")
+  for _ in {1..100}; do
+    port="$(sed -n 's#^listening http://127.0.0.1:##p' "$out" || true)"
+    [[ -n "$port" ]] && break
+    kill -0 "$pid" 2>/dev/null || die "test-app $version did not start: $(tail -1 "$out")"
+    sleep 0.05
+  done
+  [[ -n "$port" ]] || die "test-app $version did not report its port within 5 s"
+  app_port[$version]="$port"
+  say "app $version on http://127.0.0.1:$port (GET /health answers {\"version\":\"$version\",\"status\":\"ok\"})"
+}
+
 demo_init() {
   DEMO_NAME="$1" DEMO_STOPPED="$2"
   exec 3>&1 4>&2

@@ -78,8 +78,6 @@ moto_port="${MOTO_PORT:-$("$PY" -c 'import socket; s = socket.socket(); s.bind((
 # moto, the emulator and the apps run in sessions of their own, so that a Ctrl-C reaches only
 # this script and Terraform: Terraform then stops gracefully against a live load balancer, and
 # cleanup stops them.
-detached=()
-command -v setsid >/dev/null && detached=(setsid)
 : >"$work/moto.log"
 "${detached[@]}" "$ROOT/.venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 </dev/null 3>&- 4>&- &
 moto_pid=$!
@@ -120,23 +118,6 @@ endpoint="$(wait_line "$emu_out" 's#^listening \(http://127\.0\.0\.1:[0-9]*\)$#\
 say "ALB emulator (ELBv2 API, health checks, data plane) on $endpoint, in front of moto"
 
 # --- The releases: test apps on loopback -------------------------------------------------------
-declare -A app_port
-start_app() {
-  local version="$1" out="$work/app-$1.out" port="" pid
-  : >"$out"
-  "${detached[@]}" "$bin_dir/test-app" --version "$version" --port 0 >"$out" 2>&1 </dev/null 3>&- 4>&- &
-  pid=$!
-  pids+=("$pid")
-  for _ in {1..100}; do
-    port="$(sed -n 's#^listening http://127.0.0.1:##p' "$out" || true)"
-    [[ -n "$port" ]] && break
-    kill -0 "$pid" 2>/dev/null || die "test-app $version did not start: $(tail -1 "$out")"
-    sleep 0.05
-  done
-  [[ -n "$port" ]] || die "test-app $version did not report its port within 5 s"
-  app_port[$version]="$port"
-  say "app $version on http://127.0.0.1:$port (GET /health answers {\"version\":\"$version\",\"status\":\"ok\"})"
-}
 start_app v1
 start_app v2
 start_app v3
