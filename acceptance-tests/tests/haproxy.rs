@@ -191,6 +191,43 @@ async fn apply_under_load(proxy: &Arc<Haproxy>, ws: &Workspace, config: &str) ->
     Measured { report, seen, out }
 }
 
+/// An apply of `config` under load, caught at its first split step (traffic on both
+/// colours), for what a test does mid-shift.
+struct MidShift {
+    load: Load,
+    watcher: Watcher,
+    child: tokio::process::Child,
+}
+
+impl MidShift {
+    async fn start(proxy: &Arc<Haproxy>, ws: &Workspace, config: &str) -> MidShift {
+        ws.write_config(config);
+        let load = load_on(proxy, Duration::from_secs(60));
+        let watcher = Watcher::start(proxy.clone(), Instant::now());
+        let child = ws.spawn(APPLY);
+        watcher
+            .wait_for("a split step", |(b, g)| b > 0 && g > 0)
+            .await;
+        MidShift {
+            load,
+            watcher,
+            child,
+        }
+    }
+
+    /// Waits (at most 60 s) for the apply to end, then stops the load half a second later.
+    async fn finish(self) -> (std::process::Output, LoadReport) {
+        let out = tokio::time::timeout(Duration::from_secs(60), self.child.wait_with_output())
+            .await
+            .expect("the apply ends")
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let report = self.load.stop().await;
+        self.watcher.stop();
+        (out, report)
+    }
+}
+
 /// HAProxy with v1 live (first release, no load yet: the backend had no server).
 async fn v1_live(tf: &Terraform, name: &str) -> (Arc<Haproxy>, Workspace, TestApp) {
     let proxy = Arc::new(Haproxy::start(HaproxySettings::default()));
@@ -342,21 +379,14 @@ async fn a_canary_failing_at_its_step_is_moved_back_and_fails_only_its_own_reque
     };
     let (proxy, ws, _v1) = v1_live(&tf, "hx-canary-fails").await;
     let v2 = TestApp::start("v2").await;
-    ws.write_config(&config(&proxy, "v2", &v2, &hcl::canary(20, "8s")));
-    let load = load_on(&proxy, Duration::from_secs(60));
-    let watcher = Watcher::start(proxy.clone(), Instant::now());
-    let child = ws.spawn(APPLY);
-    watcher
-        .wait_for("the canary step", |(b, g)| b > 0 && g > 0)
-        .await;
+    let shift = MidShift::start(
+        &proxy,
+        &ws,
+        &config(&proxy, "v2", &v2, &hcl::canary(20, "8s")),
+    )
+    .await;
     v2.set(Behavior::Failing(500));
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("the apply ends")
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let report = load.stop().await;
-    watcher.stop();
+    let (out, report) = shift.finish().await;
     let text = flat(&format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -384,26 +414,20 @@ async fn ctrl_c_mid_shift_moves_traffic_back_and_fails_no_request() {
     };
     let (proxy, ws, _v1) = v1_live(&tf, "hx-ctrl-c").await;
     let v2 = TestApp::start("v2").await;
-    ws.write_config(&config(&proxy, "v2", &v2, &hcl::linear(25, "10s")));
-    let load = load_on(&proxy, Duration::from_secs(60));
-    let watcher = Watcher::start(proxy.clone(), Instant::now());
-    let child = ws.spawn(APPLY);
-    watcher
-        .wait_for("the first linear step", |(b, g)| b > 0 && g > 0)
-        .await;
+    let shift = MidShift::start(
+        &proxy,
+        &ws,
+        &config(&proxy, "v2", &v2, &hcl::linear(25, "10s")),
+    )
+    .await;
     let interrupted = Instant::now();
-    Workspace::interrupt(&child);
-    watcher
+    Workspace::interrupt(&shift.child);
+    shift
+        .watcher
         .wait_for("all traffic back on blue", |(b, g)| b > 0 && g == 0)
         .await;
     let moved_back = interrupted.elapsed();
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("terraform apply ended after Ctrl-C")
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let report = load.stop().await;
-    watcher.stop();
+    let (out, report) = shift.finish().await;
     assert!(!out.status.success());
     assert!(
         moved_back < Duration::from_secs(2),
