@@ -86,6 +86,10 @@ fn apply_defaults(block: &Block, config: &Value, planned: &mut Value) {
             continue;
         };
         match (nested.nesting, planned) {
+            // A single block left out of the configuration is planned absent. Terraform
+            // 1.0's proposed new state keeps the prior block, and then refuses the plan
+            // ("planned for existence but config wants absence").
+            (Nesting::Single, planned) if config.is_null() => *planned = Value::Null,
             (Nesting::Single, planned) => apply_defaults(&nested.block, config, planned),
             (Nesting::List, Value::List(items)) => {
                 for (i, item) in items.iter_mut().enumerate() {
@@ -244,6 +248,14 @@ mod tests {
         assert_eq!(plan.requires_replace, vec![AttributePath::attr("url")]);
         assert_eq!(plan.planned.get("id"), Some(&Value::from("gate-1")));
         assert_eq!(plan.planned.get("passed_at"), Some(&Value::Unknown));
+    }
+
+    #[test]
+    fn a_single_block_left_out_of_the_config_is_planned_absent() {
+        // Terraform 1.0 proposes the prior block for a block the config no longer has.
+        let prior = state("http://a", Some("5m"));
+        let plan = plan_from_schema(&block(), &prior, &config("http://a", None), prior.clone());
+        assert_eq!(plan.planned.get("timeouts"), Some(&Value::Null));
     }
 
     #[test]
