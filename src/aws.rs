@@ -14,6 +14,7 @@ pub struct AwsSettings {
     pub profile: Option<String>,
     pub max_retries: Option<u32>,
     pub elbv2_endpoint: Option<String>,
+    pub cloudwatch_endpoint: Option<String>,
     pub assume_role: Option<AssumeRole>,
 }
 
@@ -30,6 +31,7 @@ pub struct Aws {
     settings: std::sync::OnceLock<AwsSettings>,
     sdk: OnceCell<SdkConfig>,
     elbv2: OnceCell<aws_sdk_elasticloadbalancingv2::Client>,
+    cloudwatch: OnceCell<aws_sdk_cloudwatch::Client>,
 }
 
 impl Aws {
@@ -58,6 +60,19 @@ impl Aws {
                     config = config.endpoint_url(url);
                 }
                 aws_sdk_elasticloadbalancingv2::Client::from_conf(config.build())
+            })
+            .await
+    }
+
+    /// The CloudWatch client, honouring `endpoints.cloudwatch`: analysis reads alarms.
+    pub async fn cloudwatch(&self) -> &aws_sdk_cloudwatch::Client {
+        self.cloudwatch
+            .get_or_init(|| async {
+                let mut config = aws_sdk_cloudwatch::config::Builder::from(self.sdk_config().await);
+                if let Some(url) = self.settings().cloudwatch_endpoint {
+                    config = config.endpoint_url(url);
+                }
+                aws_sdk_cloudwatch::Client::from_conf(config.build())
             })
             .await
     }

@@ -6,6 +6,7 @@
 //! services); [`provider`] and the resource modules are the product, written against
 //! [`tfplugin::resource`] as plain Rust.
 
+pub mod analysis;
 pub mod aws;
 pub mod duration;
 pub mod logging;

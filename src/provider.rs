@@ -68,12 +68,19 @@ fn schema() -> Schema {
         .block(
             "endpoints",
             Nesting::Single,
-            Block::new("Custom service endpoints, for VPC endpoints, LocalStack or moto.").attribute(
-                Attribute::string("elbv2")
-                    .optional()
-                    .description("URL of the Elastic Load Balancing v2 API, e.g. `http://127.0.0.1:5055`.")
-                    .validate(validators::http_url),
-            ),
+            Block::new("Custom service endpoints, for VPC endpoints, LocalStack or moto.")
+                .attribute(
+                    Attribute::string("elbv2")
+                        .optional()
+                        .description("URL of the Elastic Load Balancing v2 API, e.g. `http://127.0.0.1:5055`.")
+                        .validate(validators::http_url),
+                )
+                .attribute(
+                    Attribute::string("cloudwatch")
+                        .optional()
+                        .description("URL of the CloudWatch API, where `analysis.cloudwatch_alarms` are read, e.g. `http://127.0.0.1:5055`.")
+                        .validate(validators::http_url),
+                ),
         )
         .block(
             "assume_role",
@@ -117,6 +124,7 @@ fn aws_settings(config: &Value) -> AwsSettings {
             .and_then(Value::as_i64)
             .map(|n| n as u32),
         elbv2_endpoint: nested("endpoints", "elbv2"),
+        cloudwatch_endpoint: nested("endpoints", "cloudwatch"),
         assume_role,
     }
 }

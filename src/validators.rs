@@ -233,6 +233,43 @@ pub fn elb_arn(kind: &'static str) -> impl Fn(&Value) -> Result<(), String> + Se
     }
 }
 
+/// A duration above zero.
+pub fn positive_duration(value: &Value) -> Result<(), String> {
+    match crate::duration::parse(string(value))? {
+        d if d.is_zero() => Err(format!(
+            "{:?} is not above zero: give e.g. \"10s\"",
+            string(value)
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Text whose `{name}` placeholders are all among `allowed`.
+pub fn placeholders_among(
+    allowed: &'static [&'static str],
+) -> impl Fn(&Value) -> Result<(), String> + Send + Sync {
+    move |value| {
+        let unknown: Vec<&str> = crate::analysis::placeholders(string(value))
+            .into_iter()
+            .filter(|p| !allowed.contains(p))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let list = |names: &mut dyn Iterator<Item = &str>| {
+            names
+                .map(|n| format!("{{{n}}}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Err(format!(
+            "unknown placeholder {}: the placeholders are {}",
+            list(&mut unknown.into_iter()),
+            list(&mut allowed.iter().copied())
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

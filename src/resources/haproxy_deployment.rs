@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use crate::provider::Shared;
+use crate::resources::release::analysis::Terms;
 use crate::resources::release::blocks;
 use crate::resources::release::lifecycle::{self, ImportError, Site};
 use crate::resources::release::model::set;
@@ -71,6 +72,10 @@ fn schema() -> Schema {
         &Words {
             checker: "HAProxy",
             splitter: "the backend's server weights, in percent",
+            analysis: Terms {
+                placeholders: &["color", "release", "backend"],
+                cloudwatch: false,
+            },
         },
     ))
 }
@@ -145,6 +150,7 @@ fn site(router: &HaproxyRouter) -> Site<'_> {
         problem_title: "The backend cannot be used for blue/green",
         checked: "backend",
         live_extras: &no_extras,
+        alarms: None,
     }
 }
 

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use observe::{observe, Observed};
 
+use crate::analysis::Analysis;
 use crate::probe::{
     self, Check, FailReason, GateResult, HttpClients, Method, Policy, StatusMatcher, TlsOptions,
 };
@@ -146,6 +147,8 @@ pub struct Rollout<'a> {
     pub health: &'a Health,
     /// When the whole apply must be done (`timeouts`).
     pub deadline: Instant,
+    /// Canary analysis of the release, run beside the checks at each step and the bake.
+    pub analysis: Option<&'a Analysis<'a>>,
 }
 
 /// What preparing a colour changed, to undo when the release fails before traffic moved.
@@ -247,8 +250,20 @@ impl Rollout<'_> {
         } else {
             release.strategy
         };
-        let mut moved = false;
         let (steps, step_interval) = strategy.steps();
+        if let Some(analysis) = self.analysis {
+            let runs =
+                !(steps.is_empty() || step_interval.is_zero()) || !release.bake_time.is_zero();
+            if runs {
+                if let Err(error) = analysis.preflight().await {
+                    return Outcome::NotMoved {
+                        error: format!("{error}\nTraffic was not moved."),
+                        holds_release: true,
+                    };
+                }
+            }
+        }
+        let mut moved = false;
         for percent in steps {
             tracing::info!(%color, percent, "shifting traffic");
             if let Err((written, e)) = self.move_traffic(Split::percent(color, percent)).await {
@@ -655,10 +670,9 @@ impl Rollout<'_> {
         }
     }
 
-    /// Keeps the checks running for `period`: `unhealthy_threshold` consecutive failing
-    /// rounds (at least one) end it with [`Halt::ChecksFailed`]; Ctrl-C, or the apply's
-    /// deadline coming first (the release is not done until the period is over), with
-    /// [`Halt::Stopped`].
+    /// Keeps the checks and the analysis running for `period`: a failure of either ends
+    /// it with [`Halt::ChecksFailed`]; Ctrl-C, or the apply's deadline coming first (the
+    /// release is not done until the period is over), with [`Halt::Stopped`].
     async fn watch(&self, checks: &[Check], period: Duration, when: &str) -> Result<(), Halt> {
         if period.is_zero() {
             return Ok(());
@@ -667,36 +681,56 @@ impl Rollout<'_> {
         let cut_short = remaining < period;
         let period = period.min(remaining);
         let interrupted = || Halt::Stopped(format!("Interrupted {when}."));
-        let outcome = if checks.is_empty() {
-            tokio::select! {
-                _ = self.stop.cancelled() => Err(interrupted()),
-                _ = tokio::time::sleep(period) => Ok(()),
+        let analysis = async {
+            match self.analysis {
+                Some(analysis) => analysis
+                    .watch(period, when)
+                    .await
+                    .map_err(Halt::ChecksFailed),
+                None => Ok(()),
             }
-        } else {
-            let policy = Policy::watch(
-                period,
-                self.health.unhealthy_threshold,
-                self.health.interval,
-            );
-            match probe::run_gate(self.http, checks, &policy, self.stop).await {
-                GateResult::Failed {
-                    why: FailReason::Deadline,
-                    ..
-                }
-                | GateResult::Passed(_) => Ok(()),
-                GateResult::Failed {
-                    why: FailReason::Interrupted,
-                    ..
-                } => Err(interrupted()),
-                GateResult::Failed { why, report } => Err(Halt::ChecksFailed(format!(
-                    "Health checks failed {when}.\n\n{}",
-                    probe::failure_detail(checks, &policy, &why, &report)
-                ))),
-            }
+        };
+        let outcome = tokio::select! {
+            _ = self.stop.cancelled() => Err(interrupted()),
+            outcome = async { tokio::try_join!(self.watch_checks(checks, period, when), analysis) } => outcome.map(|_| ()),
         };
         match outcome {
             Ok(()) if cut_short => Err(Halt::Stopped(format!("The timeout ran out {when}."))),
             other => other,
+        }
+    }
+
+    /// The HTTP checks for `period`: `unhealthy_threshold` consecutive failing rounds (at
+    /// least one) fail it.
+    async fn watch_checks(
+        &self,
+        checks: &[Check],
+        period: Duration,
+        when: &str,
+    ) -> Result<(), Halt> {
+        if checks.is_empty() {
+            tokio::time::sleep(period).await;
+            return Ok(());
+        }
+        let policy = Policy::watch(
+            period,
+            self.health.unhealthy_threshold,
+            self.health.interval,
+        );
+        match probe::run_gate(self.http, checks, &policy, self.stop).await {
+            GateResult::Failed {
+                why: FailReason::Deadline,
+                ..
+            }
+            | GateResult::Passed(_) => Ok(()),
+            GateResult::Failed {
+                why: FailReason::Interrupted,
+                ..
+            } => Err(Halt::Stopped(format!("Interrupted {when}."))),
+            GateResult::Failed { why, report } => Err(Halt::ChecksFailed(format!(
+                "Health checks failed {when}.\n\n{}",
+                probe::failure_detail(checks, &policy, &why, &report)
+            ))),
         }
     }
 

@@ -213,6 +213,10 @@ pub trait TrafficRouter: Send + Sync {
     /// router's terms (ALB fails open, HAProxy fails closed).
     fn none_healthy_means(&self) -> &'static str;
 
+    /// The colour in the router's own terms, as placeholders of analysis queries beside
+    /// `{color}` and `{release}`: name and value.
+    fn placeholders(&self, color: Color) -> Vec<(&'static str, String)>;
+
     /// The split in force. `NotFound` when what the router routes is gone.
     async fn weights(&self) -> Result<Split, RouterError>;
 

@@ -332,6 +332,13 @@ impl Value {
         }
     }
 
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Number(n) => n.as_f64(),
+            _ => None,
+        }
+    }
+
     /// Object attribute (or map key).
     pub fn get(&self, attr: &str) -> Option<&Value> {
         match self {

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use crate::provider::Shared;
+use crate::resources::release::analysis::Terms;
 use crate::resources::release::blocks;
 use crate::resources::release::lifecycle::{self, ImportError, Site};
 use crate::resources::release::model::set;
@@ -78,6 +79,10 @@ fn schema() -> Schema {
         &Words {
             checker: "the load balancer",
             splitter: "the listener's forward",
+            analysis: Terms {
+                placeholders: &["color", "release", "target_group_arn"],
+                cloudwatch: true,
+            },
         },
     ))
 }
@@ -111,6 +116,7 @@ fn site<'a>(
         problem_title: "The listener cannot forward to this target group",
         checked: "target groups",
         live_extras: extras,
+        alarms: None,
     }
 }
 
@@ -141,11 +147,18 @@ impl BlueGreenDeployment {
                 ..listener.clone()
             });
         let extras = live_extras(&listener);
-        let site = site(
+        let mut site = site(
             &listener,
             test_route.as_ref().map(|t| t as &dyn TrafficRouter),
             &extras,
         );
+        let watches_alarms = planned
+            .get("analysis")
+            .and_then(|a| a.get("cloudwatch_alarms"))
+            .is_some_and(|alarms| matches!(alarms, Value::List(names) if !names.is_empty()));
+        if watches_alarms {
+            site.alarms = Some(self.shared.aws.cloudwatch().await);
+        }
         lifecycle::apply(&site, ctx, &self.shared.http, prior, planned, diags).await
     }
 }

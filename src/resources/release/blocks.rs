@@ -140,8 +140,10 @@ pub fn traffic(config: &Value) -> Result<(Strategy, Duration), String> {
     Ok((strategy, t.duration("bake_time", BAKE_TIME)?))
 }
 
-/// What `terraform validate` checks across the attributes of both blocks.
+/// What `terraform validate` checks across the attributes of both blocks, and of
+/// `analysis`.
 pub fn validate(config: &Value, diags: &mut Diagnostics) {
+    super::analysis::validate(config, diags);
     let hc = Fields::of(config, "health_check");
     let at = |block: &str, attr: &str| AttributePath::attr(block).then_attr(attr);
     if hc.has("url") && hc.has("path") {

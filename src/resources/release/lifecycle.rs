@@ -3,6 +3,8 @@
 //! attributes to name in errors) and keeps only what is its own.
 
 use super::model::{self, set, Args, Status, COMPUTED};
+use crate::analysis::alarms::AlarmSource;
+use crate::analysis::Analysis;
 use crate::probe::HttpClients;
 use crate::rollout::{observe, Outcome, Release, Rollout};
 use crate::router::{shift, Color, Record, RouterError, Split, TrafficRouter};
@@ -29,6 +31,8 @@ pub struct Site<'a> {
     pub checked: &'static str,
     /// Computed attributes of the resource's own that follow the live colour.
     pub live_extras: &'a (dyn Fn(Option<Color>) -> Vec<(&'static str, Value)> + Sync),
+    /// Where `analysis.cloudwatch_alarms` are read, when the resource has them.
+    pub alarms: Option<&'a dyn AlarmSource>,
 }
 
 impl Site<'_> {
@@ -176,6 +180,31 @@ pub async fn apply(
             return prior.clone();
         }
     };
+    let before = (!prior.is_null()).then(|| Status::decode(prior));
+    let mut next = Status::decode(planned);
+    let to = next.active.unwrap_or(Color::Blue);
+    let flip = before.as_ref().is_none_or(|b| b.active != Some(to));
+    let analysis = match args.analysis.as_ref().filter(|_| flip) {
+        Some(settings) => {
+            let mut bindings = vec![
+                ("color", to.name().to_string()),
+                ("release", args.release.clone()),
+            ];
+            bindings.extend(site.router.placeholders(to));
+            match Analysis::new(settings, http, site.alarms, &bindings) {
+                Ok(analysis) => Some(analysis),
+                Err(e) => {
+                    diags.attribute_error(
+                        AttributePath::attr("analysis"),
+                        "Invalid analysis settings",
+                        e,
+                    );
+                    return prior.clone();
+                }
+            }
+        }
+        None => None,
+    };
     let rollout = Rollout {
         router: site.router,
         test_route: site.test_route,
@@ -183,11 +212,8 @@ pub async fn apply(
         stop: &ctx.stop,
         health: &args.health,
         deadline: tokio::time::Instant::now() + model::timeout(planned, prior.is_null()),
+        analysis: analysis.as_ref(),
     };
-    let before = (!prior.is_null()).then(|| Status::decode(prior));
-    let mut next = Status::decode(planned);
-    let to = next.active.unwrap_or(Color::Blue);
-    let flip = before.as_ref().is_none_or(|b| b.active != Some(to));
     if !flip {
         return converge(site, &rollout, &args, prior, planned, diags).await;
     }

@@ -3,6 +3,7 @@
 //! delete written once over any [`TrafficRouter`](crate::router::TrafficRouter)
 //! ([`lifecycle`]).
 
+pub mod analysis;
 pub mod blocks;
 pub mod lifecycle;
 pub mod model;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use super::blocks;
+use crate::analysis;
 use crate::duration;
 use crate::resources::common;
 use crate::rollout::{Health, Strategy};
@@ -38,6 +39,7 @@ pub struct Args {
     pub health: Health,
     pub strategy: Strategy,
     pub bake_time: Duration,
+    pub analysis: Option<analysis::Settings>,
 }
 
 impl Args {
@@ -55,6 +57,7 @@ impl Args {
             health: blocks::health(planned)?,
             strategy,
             bake_time,
+            analysis: super::analysis::settings(planned)?,
         })
     }
 }

@@ -2,7 +2,7 @@
 //! `auto_rollback`, `retain_previous`, `rollback_window`, the computed status, and the
 //! `health_check`, `traffic` and `timeouts` blocks. Each resource adds what is its own.
 
-use super::{blocks, model};
+use super::{analysis, blocks, model};
 use crate::tfplugin::schema::{Attribute, Block, Nesting};
 use crate::tfplugin::value::Type;
 use crate::validators;
@@ -13,6 +13,8 @@ pub struct Words {
     pub checker: &'static str,
     /// What splits traffic: "the listener", "the backend".
     pub splitter: &'static str,
+    /// What the `analysis` block's queries may name, and whether it watches alarms.
+    pub analysis: analysis::Terms,
 }
 
 /// `block` with the shared attributes and blocks added.
@@ -20,7 +22,11 @@ pub fn with_release_model(block: Block, words: &Words) -> Block {
     let computed = |name: &str, ty: Type, description: &str| {
         Attribute::new(name, ty).computed().description(description)
     };
-    let Words { checker, splitter } = words;
+    let Words {
+        checker,
+        splitter,
+        analysis: terms,
+    } = words;
     block
         .attribute(
             Attribute::string("release")
@@ -55,5 +61,6 @@ pub fn with_release_model(block: Block, words: &Words) -> Block {
         .attribute(computed("deployed_at", Type::String, "When the last cut-over finished (RFC 3339)."))
         .block("health_check", Nesting::Single, blocks::health_check_block(checker))
         .block("traffic", Nesting::Single, blocks::traffic_block())
+        .block("analysis", Nesting::Single, analysis::analysis_block(terms))
         .block("timeouts", Nesting::Single, model::timeouts_block())
 }

@@ -64,6 +64,10 @@ impl TrafficRouter for Listener {
         "ALB sends traffic to all targets of a group when none is healthy"
     }
 
+    fn placeholders(&self, color: Color) -> Vec<(&'static str, String)> {
+        vec![("target_group_arn", self.target_group(color).to_string())]
+    }
+
     async fn weights(&self) -> Result<Split, RouterError> {
         let forward = self.api.weights(&self.listener).await?;
         Ok(Split {

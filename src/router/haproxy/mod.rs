@@ -245,6 +245,10 @@ impl TrafficRouter for HaproxyRouter {
         format!("the {color} servers of HAProxy backend {:?}", self.backend)
     }
 
+    fn placeholders(&self, _color: Color) -> Vec<(&'static str, String)> {
+        vec![("backend", self.backend.clone())]
+    }
+
     fn none_healthy_means(&self) -> &'static str {
         "HAProxy fails closed: a backend with no UP server answers 503, and a server at weight 0 is never a fallback"
     }

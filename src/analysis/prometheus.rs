@@ -1,0 +1,161 @@
+//! Prometheus's HTTP API, as analysis uses it: one instant query that must come back as
+//! one number.
+
+use std::time::Duration;
+
+use reqwest::{Client, Url};
+
+/// What one query returned.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Sample {
+    Number(f64),
+    /// No series, or NaN (such as 0/0 when the colour served no request).
+    NoData,
+}
+
+/// A Prometheus server: its address, the client for its TLS settings, and the headers
+/// every query carries (they may hold a token, so they are never in a message).
+pub struct Prometheus {
+    pub address: Url,
+    pub client: Client,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Prometheus {
+    /// `GET /api/v1/query`. Several series, a range vector, a refused query or an
+    /// unreachable server are errors: none of them is a measurement.
+    pub async fn query(&self, promql: &str, timeout: Duration) -> Result<Sample, String> {
+        let mut url = self
+            .address
+            .join("api/v1/query")
+            .map_err(|e| format!("{}: {e}", self.address))?;
+        url.query_pairs_mut().append_pair("query", promql);
+        let mut request = self.client.get(url).timeout(timeout);
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
+        let unreachable = |e: reqwest::Error| {
+            format!(
+                "Prometheus at {} did not answer: {}",
+                self.address,
+                e.without_url()
+            )
+        };
+        let response = request.send().await.map_err(unreachable)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(unreachable)?;
+        parse(&body).map_err(|e| {
+            if status.is_success() {
+                e
+            } else {
+                format!("HTTP {status}: {e}")
+            }
+        })
+    }
+}
+
+/// The answer's one number, from `{"status":"success","data":{"resultType":..,"result":..}}`.
+fn parse(body: &[u8]) -> Result<Sample, String> {
+    let answer: serde_json::Value = serde_json::from_slice(body).map_err(|_| {
+        format!(
+            "the answer is not Prometheus's JSON: {:?}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        )
+    })?;
+    if answer["status"] != "success" {
+        return Err(format!(
+            "Prometheus refused the query ({}): {}",
+            answer["errorType"].as_str().unwrap_or("error"),
+            answer["error"].as_str().unwrap_or("no reason given")
+        ));
+    }
+    let data = &answer["data"];
+    let value = match data["resultType"].as_str() {
+        Some("scalar") => &data["result"],
+        Some("vector") => match data["result"].as_array().map(Vec::as_slice) {
+            Some([]) => return Ok(Sample::NoData),
+            Some([one]) => &one["value"],
+            Some(many) => {
+                let series: Vec<String> = many.iter().take(3).map(|s| s["metric"].to_string()).collect();
+                return Err(format!(
+                    "the query returned {} series ({}{}), not one number: aggregate it, e.g. with sum(...) or max(...)",
+                    many.len(),
+                    series.join(", "),
+                    if many.len() > 3 { ", ..." } else { "" }
+                ));
+            }
+            None => return Err("the answer's vector is not a list".into()),
+        },
+        Some(other) => {
+            return Err(format!(
+                "the query returned a {other}, not one number: use an instant vector or a scalar (no [range] at the end)"
+            ))
+        }
+        None => return Err("the answer has no resultType".into()),
+    };
+    let text = value[1]
+        .as_str()
+        .ok_or_else(|| format!("the sample {value} is not [time, \"number\"]"))?;
+    match text.parse::<f64>() {
+        Ok(n) if n.is_nan() => Ok(Sample::NoData),
+        Ok(n) => Ok(Sample::Number(n)),
+        Err(_) => Err(format!("the sample {text:?} is not a number")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(data: &str) -> Result<Sample, String> {
+        parse(format!(r#"{{"status":"success","data":{data}}}"#).as_bytes())
+    }
+
+    #[test]
+    fn one_number_from_a_vector_or_a_scalar() {
+        assert_eq!(
+            answer(r#"{"resultType":"vector","result":[{"metric":{},"value":[1.5,"0.25"]}]}"#),
+            Ok(Sample::Number(0.25))
+        );
+        assert_eq!(
+            answer(r#"{"resultType":"scalar","result":[1.5,"+Inf"]}"#),
+            Ok(Sample::Number(f64::INFINITY))
+        );
+    }
+
+    #[test]
+    fn no_series_and_nan_are_no_data() {
+        assert_eq!(
+            answer(r#"{"resultType":"vector","result":[]}"#),
+            Ok(Sample::NoData)
+        );
+        assert_eq!(
+            answer(r#"{"resultType":"vector","result":[{"metric":{},"value":[1,"NaN"]}]}"#),
+            Ok(Sample::NoData)
+        );
+    }
+
+    #[test]
+    fn several_series_a_matrix_and_a_refusal_are_errors() {
+        let two = answer(
+            r#"{"resultType":"vector","result":[{"metric":{"a":"1"},"value":[1,"1"]},{"metric":{"a":"2"},"value":[1,"2"]}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            two.contains("2 series") && two.contains("sum(...)"),
+            "{two}"
+        );
+        let matrix = answer(r#"{"resultType":"matrix","result":[]}"#).unwrap_err();
+        assert!(matrix.contains("matrix"), "{matrix}");
+        let refused =
+            parse(br#"{"status":"error","errorType":"bad_data","error":"parse error at char 5"}"#)
+                .unwrap_err();
+        assert!(
+            refused.contains("bad_data") && refused.contains("char 5"),
+            "{refused}"
+        );
+        assert!(parse(b"<html>")
+            .unwrap_err()
+            .contains("not Prometheus's JSON"));
+    }
+}
