@@ -9,12 +9,21 @@
 //! whatever the test's runtime is doing, and lets [`TestApp::set`] be synchronous and
 //! exact: when `set(Behavior::Down)` returns, the port refuses connections.
 //!
-//! Every path answers the same, except `POST /_control/behavior`, which switches the
-//! behaviour from outside the process (see `src/bin/test-app.rs`); the body is parsed by
-//! [`Behavior`]'s `FromStr`.
+//! Every path answers by the [`Behavior`], except these:
+//!
+//! * `POST /_control/behavior` switches the behaviour from outside the process (see
+//!   `src/bin/test-app.rs`); the body is parsed by [`Behavior`]'s `FromStr` (`failing 503`).
+//! * `POST /_control/faults` sets [`Faults`] in real traffic; the body is parsed by their
+//!   `FromStr`: an error share and a delay, `0.05 0s` or `0 300ms`.
+//! * `GET /metrics` answers 200 in Prometheus' text format whatever the behaviour (unless
+//!   [`Behavior::Down`]), with no delay: `app_requests_total{release,code}` and the histogram
+//!   `app_request_duration_seconds{release}`, over every request but `/metrics` and control
+//!   ones, artificial delays included. `release` is the version the app was started with, so a
+//!   metrics gate can tell the releases apart as it would in production.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +47,15 @@ const HEADERS_SEEN_CAP: usize = 10_000;
 
 /// The path that switches behaviour over HTTP.
 pub const CONTROL_PATH: &str = "/_control/behavior";
+/// The path that sets [`Faults`] over HTTP.
+pub const FAULTS_PATH: &str = "/_control/faults";
+/// The path of the metrics, in Prometheus' text exposition format.
+pub const METRICS_PATH: &str = "/metrics";
+/// The path [`Faults`] spare, so that a release can pass its health checks and still fail its
+/// users.
+pub const HEALTH_PATH: &str = "/health";
+/// The upper bounds of `app_request_duration_seconds`' buckets, `+Inf` aside.
+const DURATION_BUCKETS: [f64; 9] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
 /// How the app answers from now on. Switch with [`TestApp::set`] at any time.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,6 +108,50 @@ impl FromStr for Behavior {
     }
 }
 
+/// Faults in real traffic (every path but [`HEALTH_PATH`] and [`METRICS_PATH`]), on top of
+/// the [`Behavior`] and independent of it. Set with [`TestApp::set_faults`]; the default is none.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Faults {
+    /// The share of requests answered 500 (`"status":"error"`), from 0 to 1. Deterministic and
+    /// evenly spread: request `n` (counted from 0 since the faults were set) fails when
+    /// `floor((n+1)·share) > floor(n·share)`, so `0.1` fails requests 9, 19, 29, ... and any
+    /// `N` requests hold exactly `floor(N·share)` failures.
+    pub error_share: f64,
+    /// Added to every such request's answer time, failing or not.
+    pub delay: Duration,
+}
+
+impl Faults {
+    fn check(self) -> Result<Faults, String> {
+        if (0.0..=1.0).contains(&self.error_share) {
+            Ok(self)
+        } else {
+            Err(format!(
+                "error share {} is not from 0 to 1",
+                self.error_share
+            ))
+        }
+    }
+}
+
+/// The control syntax: an error share and a delay, `0.05 0s`, `0 300ms`, `0.5 1s`.
+impl FromStr for Faults {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let usage =
+            || format!("{text:?} is not faults: use an error share and a delay, e.g. 0.05 0s");
+        let [share, delay] = text.split_whitespace().collect::<Vec<_>>()[..] else {
+            return Err(usage());
+        };
+        Faults {
+            error_share: share.parse().map_err(|_| usage())?,
+            delay: humantime::parse_duration(delay).map_err(|e| format!("{delay:?}: {e}"))?,
+        }
+        .check()
+    }
+}
+
 /// A running app. Dropping it stops the server and closes its ports.
 pub struct TestApp {
     shared: Arc<Shared>,
@@ -120,7 +182,7 @@ impl TestApp {
     }
 
     /// Plain HTTP on a given port (0 = any free one), with an optional control port
-    /// that answers only [`CONTROL_PATH`] and stays open while the app is
+    /// that answers only [`CONTROL_PATH`] and [`FAULTS_PATH`] and stays open while the app is
     /// [`Behavior::Down`].
     pub async fn start_on(
         version: &str,
@@ -198,9 +260,16 @@ impl TestApp {
         self.shared.wait_listening(up);
     }
 
-    /// Requests answered so far, control requests aside.
+    /// Sets the faults in real traffic from now on, and restarts their count: see [`Faults`].
+    /// Panics on an error share outside 0..=1 (the test's own mistake).
+    pub fn set_faults(&self, faults: Faults) {
+        self.shared
+            .set_faults(faults.check().unwrap_or_else(|e| panic!("{e}")));
+    }
+
+    /// Requests answered so far, `/metrics` and control requests aside.
     pub fn requests(&self) -> u64 {
-        self.shared.requests.load(Ordering::SeqCst)
+        self.shared.metrics.lock().unwrap().count
     }
 
     /// TCP connections accepted so far on the app port: with keep-alive, fewer than
@@ -244,7 +313,8 @@ async fn bind(port: u16) -> std::io::Result<TcpListener> {
 struct Shared {
     version: String,
     state: Mutex<State>,
-    requests: AtomicU64,
+    faults: Mutex<FaultState>,
+    metrics: Mutex<Metrics>,
     connections: AtomicU64,
     last_headers: Mutex<Vec<(String, String)>>,
     /// Every (name, value) header pair received, up to [`HEADERS_SEEN_CAP`].
@@ -262,6 +332,98 @@ struct State {
     /// Requests received per path since the switch, for `Flapping`'s cycle: a load
     /// balancer's checks on one path do not shift the cycle another client sees on another.
     received: BTreeMap<String, u64>,
+}
+
+#[derive(Default)]
+struct FaultState {
+    faults: Faults,
+    /// Requests the faults applied to since they were set.
+    seen: u64,
+}
+
+impl FaultState {
+    /// Applies the faults to what the behaviour would answer.
+    fn apply(&mut self, reply: Reply) -> Reply {
+        let (n, share) = (self.seen as f64, self.faults.error_share);
+        self.seen += 1;
+        let reply = if ((n + 1.0) * share).floor() > (n * share).floor() {
+            Reply {
+                delay: reply.delay,
+                ..Reply::new(500, "error")
+            }
+        } else {
+            reply
+        };
+        Reply {
+            delay: reply.delay + self.faults.delay,
+            ..reply
+        }
+    }
+}
+
+/// What `/metrics` exposes.
+#[derive(Default)]
+struct Metrics {
+    by_code: BTreeMap<u16, u64>,
+    /// Per bound of [`DURATION_BUCKETS`], requests answered within it (cumulative, as exposed).
+    buckets: [u64; DURATION_BUCKETS.len()],
+    seconds: f64,
+    count: u64,
+}
+
+impl Metrics {
+    fn record(&mut self, status: u16, took: Duration) {
+        let took = took.as_secs_f64();
+        *self.by_code.entry(status).or_insert(0) += 1;
+        for (bucket, bound) in self.buckets.iter_mut().zip(DURATION_BUCKETS) {
+            *bucket += u64::from(took <= bound);
+        }
+        self.seconds += took;
+        self.count += 1;
+    }
+
+    /// The text exposition format (version 0.0.4).
+    fn render(&self, release: &str) -> String {
+        let release = format!("release=\"{}\"", label_value(release));
+        let mut out = String::new();
+        out.push_str(
+            "# HELP app_requests_total Requests answered, by status code.\n\
+             # TYPE app_requests_total counter\n",
+        );
+        for (code, n) in &self.by_code {
+            let _ = writeln!(out, "app_requests_total{{{release},code=\"{code}\"}} {n}");
+        }
+        out.push_str(
+            "# HELP app_request_duration_seconds Time to answer a request, delays included.\n\
+             # TYPE app_request_duration_seconds histogram\n",
+        );
+        let bounds = DURATION_BUCKETS.iter().map(f64::to_string);
+        let counts = self.buckets.iter().chain([&self.count]);
+        for (le, n) in bounds.chain(["+Inf".to_string()]).zip(counts) {
+            let _ = writeln!(
+                out,
+                "app_request_duration_seconds_bucket{{{release},le=\"{le}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "app_request_duration_seconds_sum{{{release}}} {}",
+            self.seconds
+        );
+        let _ = writeln!(
+            out,
+            "app_request_duration_seconds_count{{{release}}} {}",
+            self.count
+        );
+        out
+    }
+}
+
+/// A label value escaped for the text format.
+fn label_value(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// What one request gets.
@@ -292,7 +454,8 @@ impl Shared {
                 since: Instant::now(),
                 received: BTreeMap::new(),
             }),
-            requests: AtomicU64::new(0),
+            faults: Mutex::default(),
+            metrics: Mutex::new(Metrics::default()),
             connections: AtomicU64::new(0),
             last_headers: Mutex::new(Vec::new()),
             headers_seen: Mutex::new(BTreeSet::new()),
@@ -335,7 +498,20 @@ impl Shared {
         assert!(!timeout.timed_out(), "the test app did not switch its port");
     }
 
+    fn set_faults(&self, faults: Faults) {
+        *self.faults.lock().unwrap() = FaultState { faults, seen: 0 };
+    }
+
+    /// The behaviour's answer, with the faults on real traffic.
     fn next_reply(&self, path: &str) -> Reply {
+        let reply = self.behaviour_reply(path);
+        if path == HEALTH_PATH {
+            return reply;
+        }
+        self.faults.lock().unwrap().apply(reply)
+    }
+
+    fn behaviour_reply(&self, path: &str) -> Reply {
         let mut state = self.state.lock().unwrap();
         let received = state.received.entry(path.to_string()).or_insert(0);
         let n = *received;
@@ -372,7 +548,7 @@ impl Shared {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Port {
     App,
-    /// Answers only [`CONTROL_PATH`], and stays open while the app is down.
+    /// Answers only [`CONTROL_PATH`] and [`FAULTS_PATH`], and stays open while the app is down.
     Control,
 }
 
@@ -470,12 +646,18 @@ where
 }
 
 async fn respond(shared: &Shared, port: Port, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    if request.uri().path() == CONTROL_PATH {
-        return control(shared, port, request).await;
+    match request.uri().path() {
+        CONTROL_PATH | FAULTS_PATH => return control(shared, port, request).await,
+        _ if port == Port::Control => {
+            return text(
+                StatusCode::NOT_FOUND,
+                format!("only {CONTROL_PATH} and {FAULTS_PATH} here\n"),
+            )
+        }
+        METRICS_PATH => return metrics(shared),
+        _ => {}
     }
-    if port == Port::Control {
-        return text(StatusCode::NOT_FOUND, format!("only {CONTROL_PATH} here\n"));
-    }
+    let started = Instant::now();
     let headers: Vec<(String, String)> = request
         .headers()
         .iter()
@@ -498,7 +680,11 @@ async fn respond(shared: &Shared, port: Port, request: Request<Incoming>) -> Res
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
-    shared.requests.fetch_add(1, Ordering::SeqCst);
+    shared
+        .metrics
+        .lock()
+        .unwrap()
+        .record(reply.status, started.elapsed());
     let body = format!(
         r#"{{"version":"{}","status":"{}"}}"#,
         shared.version, reply.word
@@ -514,27 +700,51 @@ async fn respond(shared: &Shared, port: Port, request: Request<Incoming>) -> Res
         .expect("a valid response")
 }
 
-/// `POST /_control/behavior` with a behaviour in the body.
+/// `POST /_control/behavior` with a behaviour in the body, or `POST /_control/faults` with
+/// faults.
 async fn control(shared: &Shared, port: Port, request: Request<Incoming>) -> Response<Full<Bytes>> {
     if request.method() != Method::POST {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "POST a behaviour\n".into());
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "POST a behaviour or faults\n".into(),
+        );
     }
+    let faults = request.uri().path() == FAULTS_PATH;
     let body = match request.into_body().collect().await {
         Ok(body) => String::from_utf8_lossy(&body.to_bytes()).into_owned(),
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
     };
-    match body.parse::<Behavior>() {
-        // Closing the port this request came in on would cut off its own answer.
-        Ok(Behavior::Down) if port == Port::App => text(
-            StatusCode::CONFLICT,
-            "down closes this port: send it to the control port\n".into(),
-        ),
-        Ok(behavior) => {
-            shared.apply(behavior);
-            text(StatusCode::OK, "ok\n".into())
+    let applied = if faults {
+        body.parse().map(|faults| shared.set_faults(faults))
+    } else {
+        match body.parse::<Behavior>() {
+            // Closing the port this request came in on would cut off its own answer.
+            Ok(Behavior::Down) if port == Port::App => {
+                return text(
+                    StatusCode::CONFLICT,
+                    "down closes this port: send it to the control port\n".into(),
+                )
+            }
+            parsed => parsed.map(|behavior| {
+                shared.apply(behavior);
+            }),
         }
+    };
+    match applied {
+        Ok(()) => text(StatusCode::OK, "ok\n".into()),
         Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
     }
+}
+
+/// `GET /metrics`: at once, whatever the behaviour.
+fn metrics(shared: &Shared) -> Response<Full<Bytes>> {
+    let body = shared.metrics.lock().unwrap().render(&shared.version);
+    let mut response = text(StatusCode::OK, body);
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
@@ -717,6 +927,98 @@ mod tests {
         assert!(get(&client(), &app.url()).await.is_err());
     }
 
+    #[tokio::test]
+    async fn metrics_count_answers_by_code_and_time_them() {
+        let app = TestApp::start("v\"9").await;
+        let c = client();
+        let metrics_url = format!("{}{METRICS_PATH}", app.url());
+        get(&c, &app.url()).await.unwrap();
+        app.set(Behavior::Failing(503));
+        get(&c, &format!("{}{HEALTH_PATH}", app.url()))
+            .await
+            .unwrap();
+        app.set(Behavior::Slow(Duration::from_millis(30)));
+        get(&c, &app.url()).await.unwrap();
+        // Answered at once, with 200, while the behaviour is slow.
+        let response = c.get(&metrics_url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/plain; version=0.0.4"
+        );
+        let text = response.text().await.unwrap();
+        let release = r#"release="v\"9""#;
+        for want in [
+            "# TYPE app_requests_total counter".to_string(),
+            "# TYPE app_request_duration_seconds histogram".to_string(),
+            format!("app_requests_total{{{release},code=\"200\"}} 2\n"),
+            format!("app_requests_total{{{release},code=\"503\"}} 1\n"),
+            format!("app_request_duration_seconds_bucket{{{release},le=\"0.025\"}} 2\n"),
+            format!("app_request_duration_seconds_bucket{{{release},le=\"+Inf\"}} 3\n"),
+            format!("app_request_duration_seconds_count{{{release}}} 3\n"),
+        ] {
+            assert!(text.contains(&want), "{want:?} not in:\n{text}");
+        }
+        let sum = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("app_request_duration_seconds_sum{{{release}}} "))
+            })
+            .and_then(|v| v.parse::<f64>().ok());
+        assert!(sum.is_some_and(|s| s >= 0.03), "{text}");
+        assert_eq!(app.requests(), 3, "/metrics is not counted");
+    }
+
+    #[tokio::test]
+    async fn faults_fail_an_even_share_of_real_traffic_only() {
+        let app = TestApp::start_on("v1", 0, Some(0)).await.unwrap();
+        let c = client();
+        let (page, health) = (
+            format!("{}/page", app.url()),
+            format!("{}{HEALTH_PATH}", app.url()),
+        );
+        app.set_faults(Faults {
+            error_share: 0.25,
+            delay: Duration::ZERO,
+        });
+        let mut statuses = Vec::new();
+        for _ in 0..8 {
+            statuses.push(get(&c, &page).await.unwrap().0);
+            // Health checks pass, and do not shift the share.
+            assert_eq!(get(&c, &health).await.unwrap().0, 200);
+        }
+        assert_eq!(statuses, [200, 200, 200, 500, 200, 200, 200, 500]);
+        assert_eq!(
+            get(&c, &page).await.unwrap().1,
+            r#"{"version":"v1","status":"ok"}"#
+        );
+
+        let control = format!(
+            "http://127.0.0.1:{}{FAULTS_PATH}",
+            app.control_port().unwrap()
+        );
+        let post = |body: &'static str| {
+            let (c, control) = (c.clone(), control.clone());
+            async move { c.post(control).body(body).send().await.unwrap().status() }
+        };
+        assert_eq!(post("1 100ms").await, 200);
+        let started = Instant::now();
+        assert_eq!(
+            get(&c, &page).await.unwrap(),
+            (500, r#"{"version":"v1","status":"error"}"#.to_string())
+        );
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        let started = Instant::now();
+        assert_eq!(get(&c, &health).await.unwrap().0, 200);
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "no delay on health"
+        );
+        assert_eq!(post("2 0s").await, 400);
+        assert_eq!(post("0 0s").await, 200);
+        assert_eq!(get(&c, &page).await.unwrap().0, 200);
+    }
+
     #[test]
     fn parses_control_text() {
         assert_eq!("healthy".parse(), Ok(Behavior::Healthy));
@@ -740,6 +1042,25 @@ mod tests {
         assert_eq!("redirect /x".parse(), Ok(Behavior::Redirect("/x".into())));
         for bad in ["", "failing", "failing 99", "slow fast", "flapping 1", "up"] {
             assert!(bad.parse::<Behavior>().is_err(), "{bad}");
+        }
+        assert_eq!(
+            "0.05 0s".parse(),
+            Ok(Faults {
+                error_share: 0.05,
+                delay: Duration::ZERO
+            })
+        );
+        assert_eq!(
+            " 0  300ms ".parse(),
+            Ok(Faults {
+                error_share: 0.0,
+                delay: Duration::from_millis(300)
+            })
+        );
+        for bad in [
+            "", "0.1", "1.5 0s", "-0.1 0s", "NaN 0s", "x 0s", "0.1 soon", "0 0s 1",
+        ] {
+            assert!(bad.parse::<Faults>().is_err(), "{bad}");
         }
     }
 }

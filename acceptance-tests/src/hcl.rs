@@ -4,8 +4,8 @@
 use crate::elb::BlueGreenFixture;
 use crate::terraform::REQUIRED_PROVIDERS;
 
-/// `terraform { required_providers }` and the provider block for an ELBv2 endpoint
-/// (`endpoints { elbv2 }`, region us-east-1); `settings` are more lines for the block,
+/// `terraform { required_providers }` and the provider block for an AWS endpoint
+/// (`endpoints { elbv2, cloudwatch }`, region us-east-1); `settings` are more lines for the block,
 /// e.g. `"max_retries = 1"`.
 pub fn provider(endpoint: &str, settings: &str) -> String {
     let settings = if settings.is_empty() {
@@ -18,7 +18,8 @@ pub fn provider(endpoint: &str, settings: &str) -> String {
 provider "immutable" {{
   region = "us-east-1"
 {settings}  endpoints {{
-    elbv2 = "{endpoint}"
+    elbv2      = "{endpoint}"
+    cloudwatch = "{endpoint}"
   }}
 }}
 "#

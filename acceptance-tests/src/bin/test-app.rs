@@ -7,13 +7,22 @@
 //!
 //! Prints `listening http://127.0.0.1:PORT` (and `control http://127.0.0.1:PORT` with
 //! `--control-port`) on stdout once it accepts connections, then serves until SIGTERM or
-//! SIGINT. Every path answers `{"version":"v2","status":"ok"}` while healthy.
+//! SIGINT. Every path but those below answers `{"version":"v2","status":"ok"}` while healthy.
 //!
 //! Switch behaviour with `POST /_control/behavior` and one of `healthy`, `failing 503`,
 //! `slow 3s`, `flapping 2 1` (2 healthy answers, then 1 failing, in a cycle),
 //! `healthy-after 10s`, `redirect URL` or `down` as the body, e.g.
 //! `curl -d 'failing 503' http://127.0.0.1:PORT/_control/behavior`.
 //! `down` closes the app port, so it is only taken on the control port, which stays open.
+//!
+//! Set faults in real traffic (every path but `/health` and `/metrics`, whatever the
+//! behaviour) with `POST /_control/faults` and an error share and a delay as the body:
+//! `0.05 0s` answers 500 to one request in 20, evenly spread; `0 300ms` delays every one;
+//! `0 0s` clears them. E.g. `curl -d '0.05 0s' http://127.0.0.1:PORT/_control/faults`.
+//!
+//! `GET /metrics` answers Prometheus' text format at once, whatever the behaviour (unless
+//! down): `app_requests_total{release="v2",code="500"}` and the histogram
+//! `app_request_duration_seconds{release="v2"}`.
 
 use acceptance_tests::app::TestApp;
 use tokio::signal::unix::{signal, SignalKind};
