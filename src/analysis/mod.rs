@@ -135,7 +135,8 @@ impl<'a> Analysis<'a> {
     ) -> Result<Self, String> {
         let prometheus = match &settings.prometheus {
             Some(p) => Some(Prometheus {
-                address: reqwest::Url::parse(&p.address)
+                // A base URL: the API's path is joined onto whatever path it has.
+                address: reqwest::Url::parse(&format!("{}/", p.address.trim_end_matches('/')))
                     .map_err(|e| format!("analysis.prometheus.address: {e}"))?,
                 client: http.get(&p.tls)?,
                 headers: p.headers.clone(),

@@ -346,11 +346,13 @@ impl Rollout<'_> {
                 Color::Blue => blue,
                 Color::Green => green,
             });
-            let current: Vec<Target> = router
-                .members(color)
-                .await
-                .map_err(|e| e.to_string())?
+            let members = router.members(color).await.map_err(|e| e.to_string())?;
+            let current: Vec<Target> = members.iter().map(|t| t.target.clone()).collect();
+            // A draining member is on its way out (the fleet of a release that just failed
+            // here): wanted again, it is added again.
+            let staying: Vec<Target> = members
                 .into_iter()
+                .filter(|t| t.state != MemberState::Draining)
                 .map(|t| t.target)
                 .collect();
             let stale: Vec<Target> = current
@@ -360,7 +362,7 @@ impl Rollout<'_> {
                 .collect();
             let new: Vec<Target> = wanted
                 .iter()
-                .filter(|t| !contains(&current, t))
+                .filter(|t| !contains(&staying, t))
                 .cloned()
                 .collect();
             router
