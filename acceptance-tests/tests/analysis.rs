@@ -101,7 +101,9 @@ fn assert_moved_back(
     sequence: Vec<Weights>,
 ) {
     assert!(!out.success, "{}", out.text());
-    let text = flat(&out.text());
+    let raw = out.text();
+    println!("the report: {}", &raw[raw.find("Error:").unwrap_or(0)..]);
+    let text = flat(&raw);
     for part in report {
         assert!(text.contains(part), "{part:?} not in:\n{text}");
     }

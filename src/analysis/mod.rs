@@ -348,7 +348,7 @@ impl<'a> Analysis<'a> {
         );
         for m in seen.iter().skip(seen.len().saturating_sub(REPORT_LINES)) {
             let value = match &m.seen {
-                Ok(Sample::Number(n)) => format!("{n}"),
+                Ok(Sample::Number(n)) => number(*n),
                 Ok(Sample::NoData) => "no data".into(),
                 Err(e) => format!("error: {e}"),
             };
@@ -360,6 +360,16 @@ impl<'a> Analysis<'a> {
             let _ = write!(out, "\n  {}: {value} ({verdict})", m.when);
         }
         out
+    }
+}
+
+/// A measured value for people: four decimals at most.
+fn number(n: f64) -> String {
+    let text = format!("{n:.4}");
+    match text.trim_end_matches('0').trim_end_matches('.') {
+        "" | "-" => "0".into(),
+        "-0" => "0".into(),
+        short => short.to_string(),
     }
 }
 
