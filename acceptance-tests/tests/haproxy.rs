@@ -798,3 +798,69 @@ async fn with_a_config_fragment_a_reload_under_load_keeps_the_deployment() {
     println!("haproxy-report: reload-with-fragment {report}");
     let _ = std::fs::remove_dir_all(&fragments);
 }
+
+/// HAProxy's own exporter, scraped by Prometheus: the canary's 5xx share, as HAProxy counted
+/// the responses of the colour's servers.
+const HAPROXY_ERROR_RATE: &str = r#"sum(rate(haproxy_server_http_responses_total{proxy="{backend}",server=~"{color}_.*",code="5xx"}[3s])) / sum(rate(haproxy_server_http_responses_total{proxy="{backend}",server=~"{color}_.*"}[3s]))"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn analysis_on_haproxys_exporter_stops_a_canary_failing_real_requests() {
+    let Some(tf) = cli("haproxy_analysis") else {
+        return;
+    };
+    let exporter = acceptance_tests::keeper::free_port().unwrap();
+    let proxy = Arc::new(Haproxy::start(HaproxySettings {
+        extra_config: vec![
+            "frontend stats".into(),
+            format!("    bind 127.0.0.1:{exporter}"),
+            "    http-request use-service prometheus-exporter if { path /metrics }".into(),
+        ],
+        ..HaproxySettings::default()
+    }));
+    let prom = acceptance_tests::prometheus::Prometheus::start();
+    let target = format!("127.0.0.1:{exporter}");
+    prom.scrape(&target, &[]);
+    let v1 = TestApp::start("v1").await;
+    let ws = Workspace::new(&tf, "hx-analysis");
+    ws.step(Step {
+        config: config(&proxy, "v1", &v1, ""),
+        ..Step::default()
+    })
+    .await;
+    prom.wait_for_target(&target, acceptance_tests::prometheus::TARGET_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}\n{}", prom.log()));
+    let v2 = TestApp::start("v2").await;
+    v2.set_faults(acceptance_tests::app::Faults {
+        error_share: 0.05,
+        delay: Duration::ZERO,
+    });
+    let analysis = format!(
+        "  analysis {{\n    prometheus {{\n      address = \"{}\"\n    }}\n    metric {{\n      name     = \"error-rate\"\n      query    = \"{}\"\n      max      = 0.01\n      interval = \"1s\"\n    }}\n  }}\n",
+        prom.address(),
+        HAPROXY_ERROR_RATE.replace('"', "\\\"")
+    );
+    let measured = apply_under_load(
+        &proxy,
+        &ws,
+        &config(&proxy, "v2", &v2, &(hcl::canary(20, "10s") + &analysis)),
+    )
+    .await;
+    let text = flat(&measured.out.text());
+    assert!(!measured.out.success, "{text}");
+    assert!(
+        text.contains("Analysis failed at 20% on green: metric \"error-rate\"")
+            && text.contains(r#"proxy="web",server=~"green_.*""#)
+            && text.contains("All traffic was moved back to blue"),
+        "{text}"
+    );
+    assert_eq!(proxy.weights_by_colour().1, 0);
+    let own = measured
+        .report
+        .samples()
+        .iter()
+        .filter(|s| s.outcome.is_failure())
+        .all(|s| s.release.as_deref() == Some("v2"));
+    assert!(own, "a failure not from v2: {}", measured.report);
+    println!("haproxy-report: analysis {}", measured.report);
+    drop((v1, v2));
+}
