@@ -469,3 +469,63 @@ async fn set_alarm(
         .await
         .expect("SetAlarmState");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_analysis_settings_are_refused_at_validate_naming_the_attribute() {
+    let Some(tf) = cli("analysis_validate") else {
+        return;
+    };
+    let ws = Workspace::new(&tf, "an-validate");
+    let arn = |kind: &str| {
+        format!(
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:{kind}/app/web/0123456789abcdef"
+        )
+    };
+    let alb = |extra: &str| {
+        hcl::provider("http://127.0.0.1:9", "")
+            + &format!(
+                "resource \"immutable_bluegreen_deployment\" \"app\" {{\n  listener_arn           = \"{}/0123456789abcdef\"\n  blue_target_group_arn  = \"{}\"\n  green_target_group_arn = \"{}\"\n  release                = \"v1\"\n{extra}}}\n",
+                arn("listener"),
+                arn("targetgroup").replace("app/web", "blue"),
+                arn("targetgroup").replace("app/web", "green"),
+            )
+    };
+    let canary = hcl::canary(20, "10s");
+    let prom = "http://127.0.0.1:9090";
+    let cases = [
+        (
+            alb(&(canary.clone() + &analysis(prom, &[metric("m", "up{colour}", "max = 1")], ""))),
+            r"(?s)analysis\.metric\[0\]\.query.*unknown placeholder \{colour\}: the placeholders are \{color\}, \{release\}, \{target_group_arn\}",
+        ),
+        (
+            alb(&(canary.clone() + &analysis(prom, &[metric("m", "up", "")], ""))),
+            r"(?s)A metric needs max or min.*analysis\.metric\[0\] has no threshold",
+        ),
+        (
+            alb(&(canary.clone() + &analysis(prom, &[metric("m", "up", "max = 1").replace("\"1s\"", "\"0s\"")], ""))),
+            r#"(?s)analysis\.metric\[0\]\.interval.*"0s" is not above zero"#,
+        ),
+        (
+            alb(&analysis(prom, &[metric("m", "up", "max = 1")], "")),
+            r"(?s)Analysis that would never run.*traffic\.strategy",
+        ),
+        (
+            alb(&(canary.clone() + "  analysis {\n    metric {\n      name  = \"m\"\n      query = \"up\"\n      max   = 1\n    }\n  }\n")),
+            r"(?s)analysis\.metric needs a prometheus block",
+        ),
+        (
+            hcl::haproxy("unix:///run/haproxy/admin.sock", "web", "v1", &[8080], &(canary.clone() + "  analysis {\n    cloudwatch_alarms = [\"a\"]\n  }\n")),
+            r#"(?s)cloudwatch_alarms.*not expected here"#,
+        ),
+    ];
+    for (config, expected) in cases {
+        ws.write_config(&config);
+        let out = ws.terraform(&["validate", "-no-color"], &[]).await;
+        let text = out.text();
+        assert!(!out.success, "{text}");
+        assert!(
+            regex::Regex::new(expected).unwrap().is_match(&flat(&text)),
+            "{expected}: {text}"
+        );
+    }
+}

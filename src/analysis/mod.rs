@@ -214,6 +214,7 @@ impl<'a> Analysis<'a> {
             tokio::time::sleep_until(start + at).await;
             let seen = self.query(metric).await;
             let verdict = judge(&metric.settings, &seen);
+            tracing::info!(metric = %metric.settings.name, ?seen, ?verdict, when, "analysis measurement");
             if matches!(seen, Ok(Sample::Number(_))) {
                 numbers += 1;
             }
