@@ -15,6 +15,8 @@ Sections (each contestant pair alternates within every run, order flipped every 
   5. health gates: 100 concurrent gates in one apply: wall, CPU, connections per check.
   6. HAProxy (bench/haproxy.py): gate pass to verified weights, Runtime API round trips,
      requests failed during cut-overs under a steady load, against the system's haproxy.
+  7. Canary analysis (bench/analysis.py): a metric crossing its threshold, as Prometheus sees
+     it, to traffic moved back.
 """
 
 import argparse
@@ -38,8 +40,10 @@ import time
 from pathlib import Path
 
 import haproxy as haproxy_section  # bench/haproxy.py: section 6
+import analysis as analysis_section  # bench/analysis.py: section 7
 
 haproxy_section.B = sys.modules[__name__]
+analysis_section.B = sys.modules[__name__]
 
 ROOT = Path(__file__).resolve().parent.parent
 COOKIE = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2"
@@ -1311,6 +1315,9 @@ def report(a, info, results, started, finished):
     # -- 6 (bench/haproxy.py)
     haproxy_section.report(w, results.get("haproxy"), a.runs)
 
+    # -- 7 (bench/analysis.py)
+    analysis_section.report(w, results.get("analysis"), a.runs)
+
     # -- targets
     w("## Against the targets\n")
     w("| target | measured | |\n|---|---|---|")
@@ -1502,7 +1509,7 @@ def main():
                    help="the ALB emulator (acceptance-tests), put in front of moto")
     p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     p.add_argument("--raw", default=str(ROOT / "bench" / ".cache" / "last-run.json"))
-    p.add_argument("--only", default="startup,scale,gates,bluegreen,haproxy")
+    p.add_argument("--only", default="startup,scale,gates,bluegreen,haproxy,analysis")
     p.add_argument("--report-only", action="store_true",
                    help="rewrite the report from the raw samples of the last run (--raw)")
     a = p.parse_args()
@@ -1550,6 +1557,9 @@ def main():
         if "haproxy" in only:
             log("6 HAProxy: cut-over and requests lost under load (bench/haproxy.py)")
             results["haproxy"] = haproxy_section.bench_haproxy(a, work, apps)
+        if "analysis" in only:
+            log("7 canary analysis: threshold crossed to traffic back (bench/analysis.py)")
+            results["analysis"] = analysis_section.bench_analysis(a, work, apps)
         finished = {"t": time.time(), "load": loadavg()}
         Path(a.raw).parent.mkdir(parents=True, exist_ok=True)
         Path(a.raw).write_text(json.dumps({"info": info, "results": results, "runs": a.runs,

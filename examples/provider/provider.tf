@@ -28,9 +28,11 @@ provider "immutable" {
     external_id  = var.deployer_external_id
   }
 
-  # Send Elastic Load Balancing v2 calls to LocalStack, moto or a VPC endpoint.
+  # Send Elastic Load Balancing v2 (and CloudWatch, for analysis.cloudwatch_alarms) calls
+  # to LocalStack, moto or a VPC endpoint.
   # endpoints {
-  #   elbv2 = "http://127.0.0.1:5055"
+  #   elbv2      = "http://127.0.0.1:5055"
+  #   cloudwatch = "http://127.0.0.1:5055"
   # }
 }
 

@@ -149,7 +149,7 @@ impl<'a> Analysis<'a> {
             .map(|m| Metric {
                 settings: m.clone(),
                 query: bindings.iter().fold(m.query.clone(), |q, (name, value)| {
-                    q.replace(&format!("{{{name}}}"), value)
+                    q.replace(&format!("{{{name}}}"), &promql_string_escaped(value))
                 }),
             })
             .collect::<Vec<_>>();
@@ -362,6 +362,11 @@ impl<'a> Analysis<'a> {
         }
         out
     }
+}
+
+/// A placeholder's value as it may stand inside a PromQL string (`release="{release}"`).
+fn promql_string_escaped(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// A measured value for people: four decimals at most.

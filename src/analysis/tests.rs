@@ -232,3 +232,12 @@ async fn an_alarm_in_alarm_fails_and_a_missing_one_is_an_error() {
     let error = analysis.preflight().await.unwrap_err();
     assert!(error.contains("no alarm named api-5xx"), "{error}");
 }
+
+#[test]
+fn placeholder_values_are_escaped_for_a_promql_string() {
+    assert_eq!(
+        promql_string_escaped(r#"v2"} or up{x="\"#),
+        r#"v2\"} or up{x=\"\\"#
+    );
+    assert_eq!(promql_string_escaped("1.2.3"), "1.2.3");
+}
