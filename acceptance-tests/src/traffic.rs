@@ -137,10 +137,21 @@ impl Watcher {
 
     /// The first weights seen for which `done` holds, once seen (panics after 60 s).
     pub async fn wait_for(&self, what: &str, done: impl Fn(&Weights) -> bool) -> Seen<Weights> {
+        self.wait_for_since(what, Duration::ZERO, done).await
+    }
+
+    /// As [`wait_for`](Self::wait_for), for weights first seen after `since` (since the
+    /// load started): a change that came after it.
+    pub async fn wait_for_since(
+        &self,
+        what: &str,
+        since: Duration,
+        done: impl Fn(&Weights) -> bool,
+    ) -> Seen<Weights> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let seen = self.weights.lock().unwrap().clone();
-            if let Some(s) = seen.iter().find(|s| done(&s.value)) {
+            if let Some(s) = seen.iter().find(|s| s.by > since && done(&s.value)) {
                 return s.clone();
             }
             assert!(

@@ -364,7 +364,7 @@ async fn ctrl_c_during_analysis_moves_traffic_back_within_a_second() {
     Workspace::interrupt(&child);
     let back = traffic
         .watcher
-        .wait_for("all back on green", |x| x == &weights(0, 100))
+        .wait_for_since("all back on green", interrupted, |x| x == &weights(0, 100))
         .await;
     let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
         .await
