@@ -116,36 +116,12 @@ def weights(elb, listener):
 
 
 def deployment_tf(endpoint, fx, prometheus):
+    """bench.py's first-release deployment (the release's app as `targets`, 2 HTTP checks),
+    with a 20% canary and the analysis."""
     query = QUERY.replace('"', '\\"')
-    return B.IMMUTABLE_REQ + f"""
-provider "immutable" {{
-  region = "us-east-1"
-  endpoints {{
-    elbv2 = "{endpoint}"
-  }}
-}}
-
-variable "release" {{
-  type = string
-}}
-
-variable "port" {{
-  type = number
-}}
-
-resource "immutable_bluegreen_deployment" "app" {{
-  listener_arn           = "{fx['listener']}"
-  blue_target_group_arn  = "{fx['blue']}"
-  green_target_group_arn = "{fx['green']}"
-  release                = var.release
-  targets                = [{{ id = "127.0.0.1", port = var.port }}]
-
-  health_check {{
-    path              = "/health"
-    healthy_threshold = 2
-    interval          = "1s"
-  }}
-
+    base = B.deployment_config(endpoint, fx, "first")
+    end = base.rstrip().rfind("}")
+    return base[:end] + f"""
   traffic {{
     strategy       = "canary"
     canary_percent = 20
@@ -163,8 +139,7 @@ resource "immutable_bluegreen_deployment" "app" {{
       interval = "{INTERVAL_S:.0f}s"
     }}
   }}
-}}
-"""
+""" + base[end:]
 
 
 def bench_analysis(a, work, apps):

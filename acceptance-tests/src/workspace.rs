@@ -141,6 +141,22 @@ impl Workspace {
         }
     }
 
+    /// `terraform validate` of each configuration fails, its output (line wrapping undone)
+    /// matching the case's regular expression.
+    pub async fn assert_refused_at_validate(&self, cases: &[(String, &str)]) {
+        for (config, expected) in cases {
+            self.write_config(config);
+            let out = self.terraform(&["validate", "-no-color"], &[]).await;
+            let text = out.text();
+            assert!(!out.success, "{text}");
+            let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(
+                regex::Regex::new(expected).unwrap().is_match(&flat),
+                "{expected}: {text}"
+            );
+        }
+    }
+
     /// Starts `terraform ARGS` without waiting, for tests that signal it mid-run.
     pub fn spawn(&self, args: &[&str]) -> tokio::process::Child {
         self.spawn_with(args, &[])

@@ -518,14 +518,5 @@ async fn bad_analysis_settings_are_refused_at_validate_naming_the_attribute() {
             r#"(?s)cloudwatch_alarms.*not expected here"#,
         ),
     ];
-    for (config, expected) in cases {
-        ws.write_config(&config);
-        let out = ws.terraform(&["validate", "-no-color"], &[]).await;
-        let text = out.text();
-        assert!(!out.success, "{text}");
-        assert!(
-            regex::Regex::new(expected).unwrap().is_match(&flat(&text)),
-            "{expected}: {text}"
-        );
-    }
+    ws.assert_refused_at_validate(&cases).await;
 }

@@ -577,16 +577,7 @@ async fn bad_input_is_refused_at_validate_naming_the_attribute() {
             r"(?s)host_key.*OpenSSH public key line",
         ),
     ];
-    for (config, expected) in cases {
-        ws.write_config(&config);
-        let out = ws.terraform(&["validate", "-no-color"], &[]).await;
-        let text = out.text();
-        assert!(!out.success, "{text}");
-        assert!(
-            regex::Regex::new(expected).unwrap().is_match(&text),
-            "{expected}: {text}"
-        );
-    }
+    ws.assert_refused_at_validate(&cases).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
