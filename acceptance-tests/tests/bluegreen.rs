@@ -834,10 +834,11 @@ fn proxied(
     proxy: &acceptance_tests::proxy::FaultProxy,
     retries: u32,
 ) -> String {
+    // Every AWS endpoint of the provider block (elbv2, cloudwatch) goes through the proxy.
     config
         .replace(
-            &format!("elbv2 = \"{}\"", fx.endpoint),
-            &format!("elbv2 = \"{}\"", proxy.endpoint()),
+            &format!("= \"{}\"", fx.endpoint),
+            &format!("= \"{}\"", proxy.endpoint()),
         )
         .replace("max_retries = 1", &format!("max_retries = {retries}"))
 }
