@@ -143,6 +143,7 @@ macro_rules! provider_service {
                     optional: a.optional,
                     computed: a.computed,
                     sensitive: a.sensitive,
+                    write_only: a.write_only,
                     ..Default::default()
                 };
                 nested_type(a, &mut out);
@@ -188,7 +189,8 @@ macro_rules! provider_service {
                 async fn $validate_resource(&self, r: Request<pb::$validate_resource::Request>) -> Result<Response<pb::$validate_resource::Response>, Status> {
                     let r = r.into_inner();
                     let _span = rpc_span("ValidateResourceConfig", &r.type_name).entered();
-                    let diags = self.0.validate_resource_config(&r.type_name, dv_in(r.config));
+                    let write_only = r.client_capabilities.is_some_and(|c| c.write_only_attributes_allowed);
+                    let diags = self.0.validate_resource_config(&r.type_name, dv_in(r.config), write_only);
                     ok(pb::$validate_resource::Response { diagnostics: diagnostics(diags) })
                 }
 
@@ -249,7 +251,7 @@ macro_rules! provider_service {
                     let r = r.into_inner();
                     let span = rpc_span("ApplyResourceChange", &r.type_name);
                     let (state, private, diags) = self.0.apply_resource_change(
-                        &r.type_name, dv_in(r.prior_state), dv_in(r.planned_state), r.planned_private,
+                        &r.type_name, dv_in(r.prior_state), dv_in(r.planned_state), dv_in(r.config), r.planned_private,
                     ).instrument(span).await;
                     ok(pb::apply_resource_change::Response { new_state: dv_out(state), private, diagnostics: diagnostics(diags), ..Default::default() })
                 }
