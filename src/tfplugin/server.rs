@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::diagnostics::{AttributePath, Diagnostics};
+use super::identity::Identity;
 use super::plan::plan_from_schema;
 use super::resource::{Ctx, DataSource, Provider, Resource};
 use super::schema::Schema;
@@ -45,6 +46,8 @@ impl<T: ?Sized> Entry<T> {
 pub struct Server {
     provider: Entry<dyn Provider>,
     resources: BTreeMap<String, Entry<dyn Resource>>,
+    /// The resource types that have an identity (Terraform 1.12+).
+    identities: BTreeMap<String, Identity>,
     data_sources: BTreeMap<String, Entry<dyn DataSource>>,
     stop: CancellationToken,
 }
@@ -61,10 +64,21 @@ impl Server {
             .into_iter()
             .map(|d| (d.type_name().to_string(), Entry::new(d.clone(), d.schema())))
             .collect();
+        let identities = provider
+            .resources()
+            .into_iter()
+            .filter_map(|r| {
+                Some((
+                    r.type_name().to_string(),
+                    Identity::of(&r.schema(), r.identity())?,
+                ))
+            })
+            .collect();
         let schema = provider.schema();
         Self {
             provider: Entry::new(provider, schema),
             resources,
+            identities,
             data_sources,
             stop: CancellationToken::new(),
         }
@@ -82,6 +96,76 @@ impl Server {
 
     pub fn resource_schemas(&self) -> impl Iterator<Item = (&str, &Schema)> {
         self.resources.iter().map(|(k, e)| (k.as_str(), &e.schema))
+    }
+
+    pub fn identity_schemas(&self) -> impl Iterator<Item = (&str, &Identity)> {
+        self.identities.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// The identity of a state this server returned for `type_name`, when the type has
+    /// one and the object exists.
+    pub fn identity_of(&self, type_name: &str, state: Option<&Dv>) -> Option<Dv> {
+        let identity = self.identities.get(type_name)?;
+        let ty = &self.resources.get(type_name)?.ty;
+        let state = value::decode_msgpack(&state?.msgpack, ty).ok()?;
+        let value = identity.from_state(&state)?;
+        Some(Dv {
+            msgpack: value::encode_msgpack(&value, &identity.ty).ok()?,
+            json: Vec::new(),
+        })
+    }
+
+    /// The import ID of `import { identity = { ... } }`.
+    pub fn import_id(&self, type_name: &str, identity: Option<Dv>) -> Result<String, Diagnostics> {
+        let mut diags = Diagnostics::default();
+        let (Some(entry), Some(schema)) = (
+            self.resource(type_name, &mut diags),
+            self.identities.get(type_name),
+        ) else {
+            diags.error(
+                "Import by identity not supported",
+                format!("{type_name} has no resource identity: import it by ID."),
+            );
+            return Err(diags);
+        };
+        let Some(identity) = decode(identity, &schema.ty, "identity", &mut diags) else {
+            return Err(diags);
+        };
+        match entry.imp.import_id(&identity) {
+            Some(id) => Ok(id),
+            None => {
+                diags.error(
+                    "Incomplete identity",
+                    format!(
+                        "Give every attribute of the identity: {}.",
+                        schema.names.join(", ")
+                    ),
+                );
+                Err(diags)
+            }
+        }
+    }
+
+    /// An identity stored by Terraform, at the only version there is (0).
+    pub fn upgrade_identity(&self, type_name: &str, json: &[u8]) -> (Option<Dv>, Diagnostics) {
+        let mut diags = Diagnostics::default();
+        let Some(identity) = self.identities.get(type_name) else {
+            diags.error(
+                "No resource identity",
+                format!("{type_name} has no resource identity."),
+            );
+            return (None, diags);
+        };
+        match value::decode_json(json, &identity.ty) {
+            Ok(v) => (encode(&v, &identity.ty, &mut diags), diags),
+            Err(e) => {
+                diags.error(
+                    "Stored identity could not be read",
+                    format!("The {type_name} identity is not valid: {e}"),
+                );
+                (None, diags)
+            }
+        }
     }
 
     pub fn data_source_schemas(&self) -> impl Iterator<Item = (&str, &Schema)> {
