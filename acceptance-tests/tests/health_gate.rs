@@ -254,3 +254,103 @@ async fn ctrl_c_stops_a_running_gate_with_an_interrupted_error() {
         assert!(StateCheck::Absent(GATE).check(&ws.state().await).is_ok());
     }
 }
+
+/// A secret only `headers_wo` carries.
+const TOKEN: &str = "wo-secret-5c1d8e";
+
+/// The gate with `headers_wo` from an ephemeral variable (`TF_VAR_token`), as a pipeline
+/// passes a secret: a literal would be in the plan's copy of the configuration.
+fn write_only_config(url: &str, version: u32) -> String {
+    std::env::set_var("TF_VAR_token", TOKEN);
+    config(
+        url,
+        &format!("  headers_wo         = {{ Authorization = \"Bearer ${{var.token}}\" }}\n  headers_wo_version = {version}"),
+    ) + EPHEMERAL_TOKEN
+}
+
+const EPHEMERAL_TOKEN: &str =
+    "\nvariable \"token\" {\n  type      = string\n  ephemeral = true\n}\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn headers_wo_reach_the_app_and_never_what_terraform_keeps() {
+    for tf in acceptance_terraforms("health_gate_headers_wo") {
+        if !tf.at_least(1, 11) {
+            println!(
+                "skipped on Terraform {}: write-only attributes need 1.11",
+                tf.version
+            );
+            continue;
+        }
+        let app = TestApp::start("v1").await;
+        let ws = Workspace::new(&tf, "gate-wo");
+        ws.write_config(&write_only_config(&app.url(), 1));
+        let plan = ws
+            .terraform(&["plan", "-no-color", "-input=false", "-out=tfplan"], &[])
+            .await;
+        assert!(plan.success, "{}", plan.text());
+        let plan_json = ws.terraform(&["show", "-json", "tfplan"], &[]).await;
+        let trace = [("TF_LOG".to_string(), "trace".to_string())];
+        let apply = ws
+            .terraform(&["apply", "-no-color", "-input=false", "tfplan"], &trace)
+            .await;
+        assert!(apply.success, "{}", apply.text());
+        assert!(
+            apply.stderr.contains("ApplyResourceChange"),
+            "TF_LOG=trace logged the RPCs"
+        );
+        let shown = ws.terraform(&["show", "-json"], &[]).await;
+        let state_file = std::fs::read_to_string(ws.dir().join("terraform.tfstate")).unwrap();
+        for (what, text) in [
+            ("the plan's JSON", plan_json.text()),
+            ("TF_LOG=trace output of the apply", apply.text()),
+            ("terraform show -json", shown.text()),
+            ("the state file", state_file.clone()),
+        ] {
+            assert!(!text.contains(TOKEN), "the token is in {what}:\n{text}");
+        }
+        assert!(
+            app.saw_header("authorization", TOKEN),
+            "the gate sent the header"
+        );
+        let state: serde_json::Value = serde_json::from_str(&state_file).unwrap();
+        let attrs = &state["resources"][0]["instances"][0]["attributes"];
+        assert_eq!(attrs["headers_wo"], serde_json::Value::Null, "{attrs}");
+        assert_eq!(attrs["headers_wo_version"], json!(1));
+        // A new version is a change, and runs the gate again.
+        let requests = app.requests();
+        ws.step(Step {
+            config: write_only_config(&app.url(), 2),
+            plan_checks: vec![PlanCheck::Replace(GATE)],
+            ..Step::default()
+        })
+        .await;
+        assert!(
+            app.requests() > requests,
+            "the replacement ran the gate again"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn headers_wo_is_refused_by_terraform_older_than_1_11() {
+    for tf in acceptance_terraforms("health_gate_headers_wo_old") {
+        if tf.at_least(1, 11) {
+            println!(
+                "skipped on Terraform {}: it keeps write-only attributes out of state",
+                tf.version
+            );
+            continue;
+        }
+        let ws = Workspace::new(&tf, "gate-wo-old");
+        // A literal: an ephemeral variable is itself refused before 1.10.
+        let literal = config(
+            "http://127.0.0.1:9",
+            &format!("  headers_wo = {{ Authorization = \"Bearer {TOKEN}\" }}"),
+        );
+        ws.assert_refused_at_validate(&[(
+            literal,
+            r"headers_wo needs Terraform 1.11 or later.*Upgrade Terraform, or use the sensitive attribute",
+        )])
+        .await;
+    }
+}

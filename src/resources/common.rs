@@ -33,6 +33,33 @@ pub fn timeout(config: &Value, operation: &str, default: &str) -> Result<Duratio
     duration::parse(text)
 }
 
+/// `headers_wo` and `headers_wo_version`: request headers that Terraform (1.11+) passes to
+/// the provider but never stores, and the stored number whose change says they changed.
+pub fn write_only_headers() -> [Attribute; 2] {
+    [
+        Attribute::string_map("headers_wo")
+            .optional()
+            .sensitive()
+            .write_only()
+            .description("Request headers that never reach the plan or the state, e.g. `{ Authorization = \"Bearer ${var.token}\" }` (write-only: Terraform 1.11 or later). A change alone is not seen: bump `headers_wo_version` with it. Where a name is in both, this wins over `headers`."),
+        Attribute::number("headers_wo_version")
+            .optional()
+            .description("Any number, changed whenever `headers_wo` changes, so that the plan shows the change (`headers_wo` itself is never compared).")
+            .validate(validators::int_in_range(0, i64::MAX)),
+    ]
+}
+
+/// The request headers of a block: `headers`, then `headers_wo` (which wins for a name in
+/// both; it is set only during an apply).
+pub fn request_headers(config: &Value) -> Vec<(String, String)> {
+    let mut headers = string_map(config.get("headers"));
+    for (name, value) in string_map(config.get("headers_wo")) {
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
+        headers.push((name, value));
+    }
+    headers
+}
+
 /// A map(string) attribute as (key, value) pairs; null means empty.
 pub fn string_map(value: Option<&Value>) -> Vec<(String, String)> {
     match value {

@@ -27,6 +27,7 @@ pub struct HealthGate {
 
 fn schema() -> Schema {
     let replace = |a: Attribute| a.requires_replace();
+    let [headers_wo, headers_wo_version] = common::write_only_headers();
     Schema::new(
         Block::new(
             "Blocks the apply until an HTTP(S) endpoint is healthy: `healthy_threshold` consecutive checks must pass before the deadline (`timeouts { create }`). \
@@ -49,8 +50,10 @@ fn schema() -> Schema {
             Attribute::string_map("headers")
                 .default(Value::Map(Default::default()))
                 .sensitive()
-                .description("Request headers, e.g. an `Authorization` token. Sensitive: never shown in plans, logs or errors."),
+                .description("Request headers, e.g. an `Authorization` token. Sensitive: never shown in plans, logs or errors, but stored in the state; on Terraform 1.11 or later prefer `headers_wo`."),
         ))
+        .attribute(headers_wo)
+        .attribute(replace(headers_wo_version))
         .attribute(replace(
             Attribute::string("expected_status")
                 .default("200-299")
@@ -156,7 +159,7 @@ impl Gate {
             check: Check {
                 url,
                 method,
-                headers: common::string_map(config.get("headers")),
+                headers: common::request_headers(config),
                 expected_status,
                 body_regex,
                 request_timeout: d("request_timeout", "2s")?,

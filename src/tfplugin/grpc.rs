@@ -104,6 +104,10 @@ macro_rules! provider_service {
                 v.map(|v| pb::DynamicValue { msgpack: v.msgpack, json: v.json })
             }
 
+            fn identity_data(v: Option<Dv>) -> Option<pb::ResourceIdentityData> {
+                v.map(|v| pb::ResourceIdentityData { identity_data: dv_out(Some(v)) })
+            }
+
             fn schema(s: &Schema) -> pb::Schema {
                 pb::Schema { version: s.version, block: Some(block(&s.block)) }
             }
@@ -143,6 +147,7 @@ macro_rules! provider_service {
                     optional: a.optional,
                     computed: a.computed,
                     sensitive: a.sensitive,
+                    write_only: a.write_only,
                     ..Default::default()
                 };
                 nested_type(a, &mut out);
@@ -188,7 +193,8 @@ macro_rules! provider_service {
                 async fn $validate_resource(&self, r: Request<pb::$validate_resource::Request>) -> Result<Response<pb::$validate_resource::Response>, Status> {
                     let r = r.into_inner();
                     let _span = rpc_span("ValidateResourceConfig", &r.type_name).entered();
-                    let diags = self.0.validate_resource_config(&r.type_name, dv_in(r.config));
+                    let write_only = r.client_capabilities.is_some_and(|c| c.write_only_attributes_allowed);
+                    let diags = self.0.validate_resource_config(&r.type_name, dv_in(r.config), write_only);
                     ok(pb::$validate_resource::Response { diagnostics: diagnostics(diags) })
                 }
 
@@ -208,12 +214,23 @@ macro_rules! provider_service {
                 }
 
                 async fn get_resource_identity_schemas(&self, _: Request<pb::get_resource_identity_schemas::Request>) -> Result<Response<pb::get_resource_identity_schemas::Response>, Status> {
-                    // No resource declares an identity; Terraform asks regardless.
-                    ok(Default::default())
+                    let identity_schemas = self.0.identity_schemas().map(|(name, identity)| {
+                        let identity_attributes = identity.attributes.iter().map(|(attr, ty)| pb::resource_identity_schema::IdentityAttribute {
+                            name: attr.to_string(),
+                            r#type: ty.to_json().to_string().into_bytes(),
+                            required_for_import: true,
+                            ..Default::default()
+                        }).collect();
+                        (name.to_string(), pb::ResourceIdentitySchema { version: 0, identity_attributes })
+                    }).collect();
+                    ok(pb::get_resource_identity_schemas::Response { identity_schemas, ..Default::default() })
                 }
 
-                async fn upgrade_resource_identity(&self, _: Request<pb::upgrade_resource_identity::Request>) -> Result<Response<pb::upgrade_resource_identity::Response>, Status> {
-                    ok(pb::upgrade_resource_identity::Response { diagnostics: unsupported("UpgradeResourceIdentity"), ..Default::default() })
+                async fn upgrade_resource_identity(&self, r: Request<pb::upgrade_resource_identity::Request>) -> Result<Response<pb::upgrade_resource_identity::Response>, Status> {
+                    let r = r.into_inner();
+                    let raw = r.raw_identity.unwrap_or_default();
+                    let (identity, diags) = self.0.upgrade_identity(&r.type_name, &raw.json);
+                    ok(pb::upgrade_resource_identity::Response { upgraded_identity: identity_data(identity), diagnostics: diagnostics(diags) })
                 }
 
                 async fn $configure(&self, r: Request<pb::$configure::Request>) -> Result<Response<pb::$configure::Response>, Status> {
@@ -227,7 +244,8 @@ macro_rules! provider_service {
                     let r = r.into_inner();
                     let span = rpc_span("ReadResource", &r.type_name);
                     let (state, private, diags) = self.0.read_resource(&r.type_name, dv_in(r.current_state), r.private).instrument(span).await;
-                    ok(pb::read_resource::Response { new_state: dv_out(state), private, diagnostics: diagnostics(diags), ..Default::default() })
+                    let new_identity = identity_data(self.0.identity_of(&r.type_name, state.as_ref()));
+                    ok(pb::read_resource::Response { new_state: dv_out(state), private, diagnostics: diagnostics(diags), new_identity, ..Default::default() })
                 }
 
                 async fn plan_resource_change(&self, r: Request<pb::plan_resource_change::Request>) -> Result<Response<pb::plan_resource_change::Response>, Status> {
@@ -236,7 +254,9 @@ macro_rules! provider_service {
                     let plan = self.0.plan_resource_change(
                         &r.type_name, dv_in(r.prior_state), dv_in(r.proposed_new_state), dv_in(r.config), r.prior_private,
                     ).instrument(span).await;
+                    let planned_identity = identity_data(self.0.identity_of(&r.type_name, plan.planned.as_ref()));
                     ok(pb::plan_resource_change::Response {
+                        planned_identity,
                         planned_state: dv_out(plan.planned),
                         requires_replace: plan.requires_replace.iter().map(path).collect(),
                         planned_private: plan.private,
@@ -249,18 +269,28 @@ macro_rules! provider_service {
                     let r = r.into_inner();
                     let span = rpc_span("ApplyResourceChange", &r.type_name);
                     let (state, private, diags) = self.0.apply_resource_change(
-                        &r.type_name, dv_in(r.prior_state), dv_in(r.planned_state), r.planned_private,
+                        &r.type_name, dv_in(r.prior_state), dv_in(r.planned_state), dv_in(r.config), r.planned_private,
                     ).instrument(span).await;
-                    ok(pb::apply_resource_change::Response { new_state: dv_out(state), private, diagnostics: diagnostics(diags), ..Default::default() })
+                    let new_identity = identity_data(self.0.identity_of(&r.type_name, state.as_ref()));
+                    ok(pb::apply_resource_change::Response { new_state: dv_out(state), private, diagnostics: diagnostics(diags), new_identity, ..Default::default() })
                 }
 
                 async fn import_resource_state(&self, r: Request<pb::import_resource_state::Request>) -> Result<Response<pb::import_resource_state::Response>, Status> {
                     let r = r.into_inner();
                     let span = rpc_span("ImportResourceState", &r.type_name);
-                    let (state, diags) = self.0.import_resource_state(&r.type_name, &r.id).instrument(span).await;
+                    // `import { identity = { ... } }` sends an identity and no ID.
+                    let id = match (r.id.is_empty(), r.identity) {
+                        (true, Some(identity)) => match self.0.import_id(&r.type_name, dv_in(identity.identity_data)) {
+                            Ok(id) => id,
+                            Err(diags) => return ok(pb::import_resource_state::Response { diagnostics: diagnostics(diags), ..Default::default() }),
+                        },
+                        _ => r.id,
+                    };
+                    let (state, diags) = self.0.import_resource_state(&r.type_name, &id).instrument(span).await;
                     let imported_resources = state
                         .map(|state| pb::import_resource_state::ImportedResource {
                             type_name: r.type_name.clone(),
+                            identity: identity_data(self.0.identity_of(&r.type_name, Some(&state))),
                             state: dv_out(Some(state)),
                             ..Default::default()
                         })

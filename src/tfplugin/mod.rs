@@ -4,6 +4,7 @@
 
 pub mod diagnostics;
 pub mod grpc;
+pub mod identity;
 pub mod plan;
 pub mod resource;
 pub mod schema;

@@ -74,6 +74,17 @@ pub trait Resource: Send + Sync {
     async fn import(&self, _ctx: &Ctx, _id: &str, _diags: &mut Diagnostics) -> Option<Value> {
         None
     }
+
+    /// The attributes that identify the object (Terraform 1.12+ resource identity): names
+    /// of string attributes of the schema, all set once the object exists. None by default.
+    fn identity(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// The import ID an identity stands for, for `import { identity = { ... } }`.
+    fn import_id(&self, _identity: &Value) -> Option<String> {
+        None
+    }
 }
 
 #[tonic::async_trait]

@@ -61,6 +61,9 @@ pub struct Attribute {
     pub optional: bool,
     pub computed: bool,
     pub sensitive: bool,
+    /// Set in the configuration and used by apply, but never in a plan or a state
+    /// (Terraform 1.11+); see [`Block::write_only_set`] and [`Block::fill_write_only`].
+    pub write_only: bool,
     /// Planned when the configuration leaves the attribute out.
     pub default: Option<Value>,
     pub plan_modifiers: Vec<PlanModifier>,
@@ -80,6 +83,7 @@ impl Attribute {
             optional: false,
             computed: false,
             sensitive: false,
+            write_only: false,
             default: None,
             plan_modifiers: Vec::new(),
             validators: Vec::new(),
@@ -120,6 +124,13 @@ impl Attribute {
 
     pub fn sensitive(mut self) -> Self {
         self.sensitive = true;
+        self
+    }
+
+    /// A secret the provider uses but Terraform never stores (Terraform 1.11+): pair it
+    /// with a stored `*_version` attribute whose change says the secret changed.
+    pub fn write_only(mut self) -> Self {
+        self.write_only = true;
         self
     }
 
@@ -179,6 +190,11 @@ impl Block {
         self
     }
 
+    pub fn attributes(mut self, attributes: impl IntoIterator<Item = Attribute>) -> Self {
+        self.attributes.extend(attributes);
+        self
+    }
+
     pub fn block(mut self, name: &str, nesting: Nesting, block: Block) -> Self {
         self.blocks.push(NestedBlock {
             name: name.to_string(),
@@ -219,6 +235,65 @@ impl Block {
             (b.name.clone(), empty)
         });
         Value::Object(attrs.chain(blocks).collect())
+    }
+
+    /// Where a configuration sets a write-only attribute: refused by Terraform older than
+    /// 1.11, which would store it.
+    pub fn write_only_set(&self, config: &Value, path: &AttributePath) -> Vec<AttributePath> {
+        let mut found: Vec<AttributePath> = self
+            .attributes
+            .iter()
+            .filter(|a| a.write_only && config.get(&a.name).is_some_and(|v| !v.is_null()))
+            .map(|a| path.then_attr(&a.name))
+            .collect();
+        for nested in &self.blocks {
+            let at = path.then_attr(&nested.name);
+            match (nested.nesting, config.get(&nested.name)) {
+                (Nesting::Single, Some(v @ Value::Object(_))) => {
+                    found.extend(nested.block.write_only_set(v, &at))
+                }
+                (Nesting::List, Some(Value::List(items))) => {
+                    for (i, item) in items.iter().enumerate() {
+                        found.extend(nested.block.write_only_set(item, &at.then_index(i)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        found
+    }
+
+    /// Sets every write-only attribute of `value` from `config` (an apply, which reads its
+    /// secrets there), or to null without one (what every plan and state must hold).
+    pub fn fill_write_only(&self, config: Option<&Value>, value: &mut Value) {
+        if !matches!(value, Value::Object(_)) {
+            return;
+        }
+        for attribute in self.attributes.iter().filter(|a| a.write_only) {
+            let from = config.and_then(|c| c.get(&attribute.name)).cloned();
+            if let Some(slot) = value.get_mut(&attribute.name) {
+                *slot = from.unwrap_or(Value::Null);
+            }
+        }
+        for nested in &self.blocks {
+            let config = config.and_then(|c| c.get(&nested.name));
+            let Some(slot) = value.get_mut(&nested.name) else {
+                continue;
+            };
+            match (nested.nesting, slot) {
+                (Nesting::Single, slot) => nested.block.fill_write_only(config, slot),
+                (Nesting::List, Value::List(items)) => {
+                    for (i, item) in items.iter_mut().enumerate() {
+                        let config = match config {
+                            Some(Value::List(c)) => c.get(i),
+                            _ => None,
+                        };
+                        nested.block.fill_write_only(config, item);
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Runs every attribute's validators over a configuration, skipping values that are
@@ -368,5 +443,43 @@ mod tests {
             .map(|d| d.attribute.clone().unwrap().to_string())
             .collect();
         assert_eq!(paths, ["targets[2].port"]);
+    }
+
+    #[test]
+    fn write_only_attributes_are_found_filled_from_config_and_cleared() {
+        let block = Block::new("root")
+            .attribute(Attribute::string_map("token_wo").optional().write_only())
+            .attribute(Attribute::string("name").optional())
+            .block(
+                "check",
+                Nesting::Single,
+                Block::new("").attribute(Attribute::string("secret_wo").optional().write_only()),
+            );
+        let obj = |pairs: Vec<(&str, Value)>| {
+            Value::Object(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+        };
+        let config = obj(vec![
+            ("token_wo", Value::Null),
+            ("name", "a".into()),
+            ("check", obj(vec![("secret_wo", "s3cret".into())])),
+        ]);
+        let at = block.write_only_set(&config, &AttributePath::default());
+        assert_eq!(
+            at,
+            vec![AttributePath::attr("check").then_attr("secret_wo")]
+        );
+        let mut planned = obj(vec![
+            ("token_wo", Value::Null),
+            ("name", "a".into()),
+            ("check", obj(vec![("secret_wo", Value::Null)])),
+        ]);
+        block.fill_write_only(Some(&config), &mut planned);
+        assert_eq!(planned, config);
+        block.fill_write_only(None, &mut planned);
+        assert_eq!(
+            planned.get("check").unwrap().get("secret_wo"),
+            Some(&Value::Null)
+        );
+        assert_eq!(planned.get("name"), Some(&Value::from("a")));
     }
 }

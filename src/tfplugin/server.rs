@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::diagnostics::{AttributePath, Diagnostics};
+use super::identity::Identity;
 use super::plan::plan_from_schema;
 use super::resource::{Ctx, DataSource, Provider, Resource};
 use super::schema::Schema;
@@ -45,6 +46,8 @@ impl<T: ?Sized> Entry<T> {
 pub struct Server {
     provider: Entry<dyn Provider>,
     resources: BTreeMap<String, Entry<dyn Resource>>,
+    /// The resource types that have an identity (Terraform 1.12+).
+    identities: BTreeMap<String, Identity>,
     data_sources: BTreeMap<String, Entry<dyn DataSource>>,
     stop: CancellationToken,
 }
@@ -61,10 +64,21 @@ impl Server {
             .into_iter()
             .map(|d| (d.type_name().to_string(), Entry::new(d.clone(), d.schema())))
             .collect();
+        let identities = provider
+            .resources()
+            .into_iter()
+            .filter_map(|r| {
+                Some((
+                    r.type_name().to_string(),
+                    Identity::of(&r.schema(), r.identity())?,
+                ))
+            })
+            .collect();
         let schema = provider.schema();
         Self {
             provider: Entry::new(provider, schema),
             resources,
+            identities,
             data_sources,
             stop: CancellationToken::new(),
         }
@@ -82,6 +96,76 @@ impl Server {
 
     pub fn resource_schemas(&self) -> impl Iterator<Item = (&str, &Schema)> {
         self.resources.iter().map(|(k, e)| (k.as_str(), &e.schema))
+    }
+
+    pub fn identity_schemas(&self) -> impl Iterator<Item = (&str, &Identity)> {
+        self.identities.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// The identity of a state this server returned for `type_name`, when the type has
+    /// one and the object exists.
+    pub fn identity_of(&self, type_name: &str, state: Option<&Dv>) -> Option<Dv> {
+        let identity = self.identities.get(type_name)?;
+        let ty = &self.resources.get(type_name)?.ty;
+        let state = value::decode_msgpack(&state?.msgpack, ty).ok()?;
+        let value = identity.from_state(&state)?;
+        Some(Dv {
+            msgpack: value::encode_msgpack(&value, &identity.ty).ok()?,
+            json: Vec::new(),
+        })
+    }
+
+    /// The import ID of `import { identity = { ... } }`.
+    pub fn import_id(&self, type_name: &str, identity: Option<Dv>) -> Result<String, Diagnostics> {
+        let mut diags = Diagnostics::default();
+        let (Some(entry), Some(schema)) = (
+            self.resource(type_name, &mut diags),
+            self.identities.get(type_name),
+        ) else {
+            diags.error(
+                "Import by identity not supported",
+                format!("{type_name} has no resource identity: import it by ID."),
+            );
+            return Err(diags);
+        };
+        let Some(identity) = decode(identity, &schema.ty, "identity", &mut diags) else {
+            return Err(diags);
+        };
+        match entry.imp.import_id(&identity) {
+            Some(id) => Ok(id),
+            None => {
+                diags.error(
+                    "Incomplete identity",
+                    format!(
+                        "Give every attribute of the identity: {}.",
+                        schema.names.join(", ")
+                    ),
+                );
+                Err(diags)
+            }
+        }
+    }
+
+    /// An identity stored by Terraform, at the only version there is (0).
+    pub fn upgrade_identity(&self, type_name: &str, json: &[u8]) -> (Option<Dv>, Diagnostics) {
+        let mut diags = Diagnostics::default();
+        let Some(identity) = self.identities.get(type_name) else {
+            diags.error(
+                "No resource identity",
+                format!("{type_name} has no resource identity."),
+            );
+            return (None, diags);
+        };
+        match value::decode_json(json, &identity.ty) {
+            Ok(v) => (encode(&v, &identity.ty, &mut diags), diags),
+            Err(e) => {
+                diags.error(
+                    "Stored identity could not be read",
+                    format!("The {type_name} identity is not valid: {e}"),
+                );
+                (None, diags)
+            }
+        }
     }
 
     pub fn data_source_schemas(&self) -> impl Iterator<Item = (&str, &Schema)> {
@@ -125,12 +209,32 @@ impl Server {
         diags
     }
 
-    pub fn validate_resource_config(&self, type_name: &str, config: Option<Dv>) -> Diagnostics {
+    /// `write_only_allowed`: Terraform said it keeps write-only attributes out of plans
+    /// and states (1.11+); an older one would store them, so they are refused.
+    pub fn validate_resource_config(
+        &self,
+        type_name: &str,
+        config: Option<Dv>,
+        write_only_allowed: bool,
+    ) -> Diagnostics {
         let mut diags = Diagnostics::default();
         let Some(entry) = self.resource(type_name, &mut diags) else {
             return diags;
         };
         validate(&entry.schema, &entry.ty, config, &mut diags, |c, d| {
+            if !write_only_allowed {
+                for at in entry
+                    .schema
+                    .block
+                    .write_only_set(c, &AttributePath::default())
+                {
+                    d.attribute_error(
+                        at.clone(),
+                        format!("{at} needs Terraform 1.11 or later"),
+                        format!("{at} is write-only: Terraform 1.11 and later use it without storing it in plans or state. This Terraform would store it, so the provider refuses it. Upgrade Terraform, or use the sensitive attribute beside it (stored in state)."),
+                    );
+                }
+            }
             entry.imp.validate(c, d)
         });
         diags
@@ -250,34 +354,49 @@ impl Server {
             planned.diags = diags;
             return planned;
         }
-        let mut plan = plan_from_schema(&entry.schema.block, &prior, &config, proposed);
+        // Write-only values are never compared (the prior state cannot hold them): a plan
+        // is made as if they were left out.
+        let block = &entry.schema.block;
+        let (mut config, mut proposed) = (config, proposed);
+        block.fill_write_only(None, &mut config);
+        block.fill_write_only(None, &mut proposed);
+        let mut plan = plan_from_schema(block, &prior, &config, proposed);
         entry
             .imp
             .modify_plan(&self.ctx(), &prior, &config, &mut plan.planned, &mut diags)
             .await;
+        block.fill_write_only(None, &mut plan.planned);
         planned.planned = encode(&plan.planned, &entry.ty, &mut diags);
         planned.requires_replace = plan.requires_replace;
         planned.diags = diags;
         planned
     }
 
+    /// `config` gives the write-only attributes, which the planned state never holds: the
+    /// resource reads them in `planned`, and they are cleared from the new state.
     pub async fn apply_resource_change(
         &self,
         type_name: &str,
         prior: Option<Dv>,
         planned: Option<Dv>,
+        config: Option<Dv>,
         private: Vec<u8>,
     ) -> (Option<Dv>, Vec<u8>, Diagnostics) {
         let mut diags = Diagnostics::default();
         let Some(entry) = self.resource(type_name, &mut diags) else {
             return (None, private, diags);
         };
-        let (Some(prior), Some(planned)) = (
+        let (Some(prior), Some(mut planned), Some(config)) = (
             decode(prior, &entry.ty, "prior state", &mut diags),
             decode(planned, &entry.ty, "planned state", &mut diags),
+            decode(config, &entry.ty, "configuration", &mut diags),
         ) else {
             return (None, private, diags);
         };
+        let block = &entry.schema.block;
+        if !config.is_null() {
+            block.fill_write_only(Some(&config), &mut planned);
+        }
         let ctx = self.ctx();
         let new_state = match (prior.is_null(), planned.is_null()) {
             (_, true) => {
@@ -292,6 +411,8 @@ impl Server {
             (true, false) => entry.imp.create(&ctx, &planned, &mut diags).await,
             (false, false) => entry.imp.update(&ctx, &prior, &planned, &mut diags).await,
         };
+        let mut new_state = new_state;
+        block.fill_write_only(None, &mut new_state);
         (
             encode_result(&new_state, &entry.ty, &mut diags),
             private,
@@ -546,7 +667,13 @@ mod tests {
             .await;
         assert!(plan.diags.0.is_empty(), "{:?}", plan.diags);
         let (state, _, diags) = s
-            .apply_resource_change("test_echo", dv(&Value::Null), plan.planned, Vec::new())
+            .apply_resource_change(
+                "test_echo",
+                dv(&Value::Null),
+                plan.planned,
+                None,
+                Vec::new(),
+            )
             .await;
         assert!(diags.0.is_empty());
         assert_eq!(state, dv(&object("a", "x".into())));
@@ -578,6 +705,7 @@ mod tests {
                 "test_echo",
                 dv(&object("a", "x".into())),
                 dv(&planned),
+                None,
                 Vec::new(),
             )
             .await;
@@ -590,7 +718,7 @@ mod tests {
         let s = server();
         let prior = object("a", "x".into());
         let (state, _, diags) = s
-            .apply_resource_change("test_echo", dv(&prior), dv(&Value::Null), Vec::new())
+            .apply_resource_change("test_echo", dv(&prior), dv(&Value::Null), None, Vec::new())
             .await;
         assert!(diags.has_errors());
         assert_eq!(state, dv(&prior));
@@ -605,7 +733,7 @@ mod tests {
         });
         let (_, _, diags) = s.read_resource("test_echo", garbage, Vec::new()).await;
         assert!(diags.0[0].summary.contains("Malformed"));
-        let diags = s.validate_resource_config("test_nope", None);
+        let diags = s.validate_resource_config("test_nope", None, true);
         assert!(diags.0[0].detail.contains("test_nope"));
     }
 

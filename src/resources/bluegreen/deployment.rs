@@ -26,6 +26,13 @@ pub struct BlueGreenDeployment {
 /// The computed attribute of this resource's own, beside the shared ones.
 const OWN_COMPUTED: [&str; 1] = ["active_target_group_arn"];
 
+/// What identifies a deployment (Terraform 1.12+ `import { identity = { ... } }`).
+const IDENTITY: [&str; 3] = [
+    "listener_arn",
+    "blue_target_group_arn",
+    "green_target_group_arn",
+];
+
 fn schema() -> Schema {
     let block = Block::new(
             "Blue/green releases on one Application Load Balancer listener. The listener's default action always forwards to both colour target groups: the live colour at weight 100 and the standby at weight 0, so the load balancer keeps health-checking the standby. \
@@ -245,6 +252,19 @@ impl Resource for BlueGreenDeployment {
 
     /// `terraform import immutable_bluegreen_deployment.x "<listener>,<blue>,<green>"`:
     /// the live colour from the listener, releases and generation from the tags.
+    fn identity(&self) -> &'static [&'static str] {
+        &IDENTITY
+    }
+
+    /// The ID `terraform import` takes: the three ARNs, in the identity's order.
+    fn import_id(&self, identity: &Value) -> Option<String> {
+        let arns: Option<Vec<&str>> = IDENTITY
+            .iter()
+            .map(|name| identity.get(name).and_then(Value::as_str))
+            .collect();
+        Some(arns?.join(","))
+    }
+
     async fn import(&self, _ctx: &Ctx, id: &str, diags: &mut Diagnostics) -> Option<Value> {
         let parts: Vec<&str> = id.split(',').map(str::trim).collect();
         let [listener, blue, green] = parts.as_slice() else {

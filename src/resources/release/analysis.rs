@@ -54,8 +54,9 @@ pub fn analysis_block(terms: &Terms) -> Block {
             Attribute::string_map("headers")
                 .optional()
                 .sensitive()
-                .description("Request headers, e.g. `Authorization`. Sensitive."),
+                .description("Request headers, e.g. `Authorization`. Sensitive, but stored in the state: on Terraform 1.11 or later prefer `headers_wo`."),
         )
+        .attributes(common::write_only_headers())
         .attribute(
             Attribute::bool("insecure_skip_verify")
                 .optional()
@@ -93,7 +94,7 @@ pub fn settings(config: &Value) -> Result<Option<Settings>, String> {
     };
     let prometheus = present(block.get("prometheus")).map(|p| PrometheusSettings {
         address: text(p, "address").unwrap_or_default(),
-        headers: common::string_map(p.get("headers")),
+        headers: common::request_headers(p),
         tls: TlsOptions {
             insecure_skip_verify: present(p.get("insecure_skip_verify"))
                 .and_then(Value::as_bool)

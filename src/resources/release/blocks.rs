@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::duration;
 use crate::probe::{Method, StatusMatcher};
+use crate::resources::common;
 use crate::rollout::{Endpoint, Health, Strategy};
 use crate::text::capitalised;
 use crate::tfplugin::diagnostics::{AttributePath, Diagnostics};
@@ -41,7 +42,8 @@ pub fn health_check_block(router: &str) -> Block {
     .attribute(Attribute::number("unhealthy_threshold").optional().description(&format!("Before the shift: consecutive failures that fail the gate early (`0`, the default, keeps trying until the timeout). While traffic moves and bakes: consecutive failures that roll back (at least 1). Defaults to `{UNHEALTHY_THRESHOLD}`.")).validate(validators::int_in_range(0, 1000)))
     .attribute(Attribute::string("interval").optional().description(&format!("Between checks. Defaults to `{INTERVAL}`.")).validate(validators::duration))
     .attribute(Attribute::string("request_timeout").optional().description(&format!("Per check. Defaults to `{REQUEST_TIMEOUT}`.")).validate(validators::duration))
-    .attribute(Attribute::string_map("headers").optional().sensitive().description("Request headers, e.g. an auth token. Sensitive."))
+    .attribute(Attribute::string_map("headers").optional().sensitive().description("Request headers, e.g. an auth token. Sensitive, but stored in the state: on Terraform 1.11 or later prefer `headers_wo`."))
+    .attributes(common::write_only_headers())
     .attribute(Attribute::bool("insecure_skip_verify").optional().description("Skip TLS verification. Defaults to `false`."))
     .attribute(Attribute::number("min_healthy_targets").optional().description(&format!("Healthy targets {router} must report in the standby colour. Defaults to `{MIN_HEALTHY_TARGETS}`; the provider never cuts over to a colour with none.")).validate(validators::int_in_range(1, 1000)))
 }
@@ -100,7 +102,7 @@ pub fn health(config: &Value) -> Result<Health, String> {
     Ok(Health {
         endpoint,
         method: Method::Get,
-        headers: super::super::common::string_map(hc.get("headers")),
+        headers: hc.0.map(common::request_headers).unwrap_or_default(),
         expected_status: StatusMatcher::parse(
             hc.str("expected_status").unwrap_or(EXPECTED_STATUS),
         )?,
