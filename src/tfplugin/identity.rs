@@ -7,7 +7,6 @@ use super::schema::Schema;
 use super::value::{Type, Value};
 
 pub struct Identity {
-    pub names: &'static [&'static str],
     /// Each name with its type in the resource schema.
     pub attributes: Vec<(&'static str, Type)>,
     /// The object type of the identity.
@@ -29,7 +28,6 @@ impl Identity {
             })
             .collect();
         Some(Identity {
-            names,
             ty: Type::object(attributes.iter().map(|(n, t)| (*n, t.clone()))),
             attributes,
         })
@@ -39,9 +37,9 @@ impl Identity {
     /// it is unknown or null (Terraform requires an identity to be wholly known).
     pub fn from_state(&self, state: &Value) -> Option<Value> {
         let parts = self
-            .names
+            .attributes
             .iter()
-            .map(|name| {
+            .map(|(name, _)| {
                 let value = state
                     .get(name)
                     .filter(|v| !v.is_null() && !v.is_unknown())?;

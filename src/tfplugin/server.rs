@@ -54,23 +54,22 @@ pub struct Server {
 
 impl Server {
     pub fn new(provider: Arc<dyn Provider>) -> Self {
-        let resources = provider
-            .resources()
-            .into_iter()
-            .map(|r| (r.type_name().to_string(), Entry::new(r.clone(), r.schema())))
-            .collect();
         let data_sources = provider
             .data_sources()
             .into_iter()
             .map(|d| (d.type_name().to_string(), Entry::new(d.clone(), d.schema())))
             .collect();
-        let identities = provider
+        let resources: BTreeMap<String, Entry<dyn Resource>> = provider
             .resources()
             .into_iter()
-            .filter_map(|r| {
+            .map(|r| (r.type_name().to_string(), Entry::new(r.clone(), r.schema())))
+            .collect();
+        let identities = resources
+            .iter()
+            .filter_map(|(name, entry)| {
                 Some((
-                    r.type_name().to_string(),
-                    Identity::of(&r.schema(), r.identity())?,
+                    name.clone(),
+                    Identity::of(&entry.schema, entry.imp.identity())?,
                 ))
             })
             .collect();
@@ -138,7 +137,12 @@ impl Server {
                     "Incomplete identity",
                     format!(
                         "Give every attribute of the identity: {}.",
-                        schema.names.join(", ")
+                        schema
+                            .attributes
+                            .iter()
+                            .map(|(n, _)| *n)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 );
                 Err(diags)

@@ -159,13 +159,9 @@ impl BlueGreenDeployment {
             test_route.as_ref().map(|t| t as &dyn TrafficRouter),
             &extras,
         );
-        let watches_alarms = planned
-            .get("analysis")
-            .and_then(|a| a.get("cloudwatch_alarms"))
-            .is_some_and(|alarms| matches!(alarms, Value::List(names) if !names.is_empty()));
-        if watches_alarms {
-            site.alarms = Some(self.shared.aws.cloudwatch().await);
-        }
+        // Built from the SDK configuration the listener already loaded; no call until an
+        // analysis reads `cloudwatch_alarms`.
+        site.alarms = Some(self.shared.aws.cloudwatch().await);
         lifecycle::apply(&site, ctx, &self.shared.http, prior, planned, diags).await
     }
 }
