@@ -4,12 +4,15 @@ use std::sync::Arc;
 
 use crate::aws::{AssumeRole, Aws, AwsSettings, DEFAULT_MAX_RETRIES};
 use crate::probe::HttpClients;
-use crate::resources::bluegreen::{deployment::BlueGreenDeployment, slots::BlueGreenSlots};
+use crate::resources::bluegreen::{
+    deployment::BlueGreenDeployment, discovery::Discovery, rollback::Rollback,
+    slots::BlueGreenSlots,
+};
 use crate::resources::haproxy_deployment::HaproxyDeployment;
 use crate::resources::health_gate::HealthGate;
 use crate::router::elbv2::Elbv2;
 use crate::tfplugin::diagnostics::Diagnostics;
-use crate::tfplugin::resource::{Ctx, DataSource, Provider, Resource};
+use crate::tfplugin::resource::{Action, Ctx, DataSource, ListResource, Provider, Resource};
 use crate::tfplugin::schema::{Attribute, Block, Nesting, Schema};
 use crate::tfplugin::value::Value;
 use crate::validators;
@@ -166,6 +169,19 @@ impl Provider for ImmutableProvider {
 
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
         vec![Arc::new(BlueGreenSlots {
+            shared: self.shared.clone(),
+        })]
+    }
+
+    fn list_resources(&self) -> Vec<Arc<dyn ListResource>> {
+        let deployment = Arc::new(BlueGreenDeployment {
+            shared: self.shared.clone(),
+        });
+        vec![Arc::new(Discovery { deployment })]
+    }
+
+    fn actions(&self) -> Vec<Arc<dyn Action>> {
+        vec![Arc::new(Rollback {
             shared: self.shared.clone(),
         })]
     }

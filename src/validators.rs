@@ -207,7 +207,11 @@ pub fn elb_arn(kind: &'static str) -> impl Fn(&Value) -> Result<(), String> + Se
         let fields: Vec<&str> = arn.splitn(6, ':').collect();
         let resource = fields.get(5).copied().unwrap_or_default();
         let segments = resource.split('/').count();
-        let expected_segments = if kind == "listener" { 5 } else { 3 };
+        let expected_segments = match kind {
+            "listener" => 5,
+            "loadbalancer" => 4,
+            _ => 3,
+        };
         let ok = fields.len() == 6
             && fields[0] == "arn"
             && fields[1].starts_with("aws")
@@ -223,6 +227,8 @@ pub fn elb_arn(kind: &'static str) -> impl Fn(&Value) -> Result<(), String> + Se
         } else {
             let example = if kind == "listener" {
                 "arn:aws:elasticloadbalancing:us-west-2:123456789012:listener/app/my-alb/50dc6c495c0c9188/f2f7dc8efc522ab2"
+            } else if kind == "loadbalancer" {
+                "arn:aws:elasticloadbalancing:us-west-2:123456789012:loadbalancer/app/my-alb/50dc6c495c0c9188"
             } else {
                 "arn:aws:elasticloadbalancing:us-west-2:123456789012:targetgroup/blue/73e2d6bc24d8a067"
             };

@@ -249,7 +249,7 @@ impl Resource for HaproxyDeployment {
         if prior.is_null() {
             lifecycle::plan_create(&site(&router), planned, diags).await
         } else {
-            lifecycle::plan_update(&site(&router), prior, config, planned, &[])
+            lifecycle::plan_update(&site(&router), prior, config, planned, &[], diags)
         }
     }
 

@@ -10,6 +10,7 @@
 //! shift, and at 100% when `auto_rollback` is on).
 
 mod observe;
+mod rollback;
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use observe::{observe, Observed};
+pub use rollback::RolledBack;
 
 use crate::analysis::Analysis;
 use crate::probe::{
@@ -381,6 +383,7 @@ impl Rollout<'_> {
         let record = Record {
             release: Some(release.release.clone()),
             generation: Some(release.generation),
+            rolled_back_at: None,
         };
         router
             .set_record(color, &record)

@@ -20,10 +20,7 @@ impl Observed {
     }
 
     fn record(&self, color: Color) -> &Record {
-        match color {
-            Color::Blue => &self.records[0],
-            Color::Green => &self.records[1],
-        }
+        &self.records[color.index()]
     }
 }
 

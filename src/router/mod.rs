@@ -27,6 +27,14 @@ impl Color {
         }
     }
 
+    /// Where the colour is in pairs kept blue first, such as [`TrafficRouter::records`].
+    pub fn index(self) -> usize {
+        match self {
+            Color::Blue => 0,
+            Color::Green => 1,
+        }
+    }
+
     pub fn other(self) -> Color {
         match self {
             Color::Blue => Color::Green,
@@ -175,6 +183,9 @@ pub struct Record {
     pub release: Option<String>,
     /// The generation (count of cut-overs) the colour went, or is about to go, live as.
     pub generation: Option<i64>,
+    /// When traffic was moved away from this colour's release by the rollback action
+    /// (RFC 3339), until a release or the configuration takes it up. Kept by ELBv2 only.
+    pub rolled_back_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

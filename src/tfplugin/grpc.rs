@@ -8,7 +8,7 @@ use tracing::Instrument;
 
 use super::diagnostics::{AttributePath, Diagnostics, Severity};
 use super::schema::{Attribute, Block, Nesting, Schema};
-use super::server::{Dv, Server};
+use super::server::{ActionEvent, Dv, Server};
 use super::value::PathStep;
 
 /// gRPC message size limits, as Go providers have (terraform-plugin-go).
@@ -160,6 +160,7 @@ macro_rules! provider_service {
                 Some(pb::ServerCapabilities {
                     plan_destroy: true,
                     get_provider_schema_optional: true,
+                    generate_resource_config: true,
                     ..Default::default()
                 })
             }
@@ -171,11 +172,13 @@ macro_rules! provider_service {
             #[tonic::async_trait]
             impl pb::provider_server::Provider for Service {
                 async fn get_metadata(&self, _: Request<pb::get_metadata::Request>) -> Result<Response<pb::get_metadata::Response>, Status> {
-                    use pb::get_metadata::{DataSourceMetadata, ResourceMetadata};
+                    use pb::get_metadata::{ActionMetadata, DataSourceMetadata, ListResourceMetadata, ResourceMetadata};
                     ok(pb::get_metadata::Response {
                         server_capabilities: capabilities(),
                         resources: self.0.resource_schemas().map(|(n, _)| ResourceMetadata { type_name: n.into() }).collect(),
                         data_sources: self.0.data_source_schemas().map(|(n, _)| DataSourceMetadata { type_name: n.into() }).collect(),
+                        list_resources: self.0.list_resource_schemas().map(|(n, _)| ListResourceMetadata { type_name: n.into() }).collect(),
+                        actions: self.0.action_schemas().map(|(n, _)| ActionMetadata { type_name: n.into() }).collect(),
                         ..Default::default()
                     })
                 }
@@ -185,6 +188,8 @@ macro_rules! provider_service {
                         provider: Some(schema(self.0.provider_schema())),
                         resource_schemas: self.0.resource_schemas().map(|(n, s)| (n.into(), schema(s))).collect(),
                         data_source_schemas: self.0.data_source_schemas().map(|(n, s)| (n.into(), schema(s))).collect(),
+                        list_resource_schemas: self.0.list_resource_schemas().map(|(n, s)| (n.into(), schema(s))).collect(),
+                        action_schemas: self.0.action_schemas().map(|(n, s)| (n.into(), pb::ActionSchema { schema: Some(schema(s)) })).collect(),
                         server_capabilities: capabilities(),
                         ..Default::default()
                     })
@@ -310,8 +315,11 @@ macro_rules! provider_service {
                     ok(pb::read_data_source::Response { state: dv_out(state), diagnostics: diagnostics(diags), ..Default::default() })
                 }
 
-                async fn generate_resource_config(&self, _: Request<pb::generate_resource_config::Request>) -> Result<Response<pb::generate_resource_config::Response>, Status> {
-                    ok(pb::generate_resource_config::Response { diagnostics: unsupported("GenerateResourceConfig"), ..Default::default() })
+                async fn generate_resource_config(&self, r: Request<pb::generate_resource_config::Request>) -> Result<Response<pb::generate_resource_config::Response>, Status> {
+                    let r = r.into_inner();
+                    let _span = rpc_span("GenerateResourceConfig", &r.type_name).entered();
+                    let (config, diags) = self.0.generate_resource_config(&r.type_name, dv_in(r.state));
+                    ok(pb::generate_resource_config::Response { config: dv_out(config), diagnostics: diagnostics(diags) })
                 }
 
                 async fn validate_ephemeral_resource_config(&self, _: Request<pb::validate_ephemeral_resource_config::Request>) -> Result<Response<pb::validate_ephemeral_resource_config::Response>, Status> {
@@ -332,12 +340,27 @@ macro_rules! provider_service {
 
                 type ListResourceStream = ReceiverStream<Result<pb::list_resource::Event, Status>>;
 
-                async fn list_resource(&self, _: Request<pb::list_resource::Request>) -> Result<Response<Self::ListResourceStream>, Status> {
-                    ok(one(pb::list_resource::Event { diagnostic: unsupported("ListResource"), ..Default::default() }))
+                async fn list_resource(&self, r: Request<pb::list_resource::Request>) -> Result<Response<Self::ListResourceStream>, Status> {
+                    let r = r.into_inner();
+                    let span = rpc_span("ListResource", &r.type_name);
+                    let (found, diags) = self.0.list_resource(&r.type_name, dv_in(r.config), r.include_resource_object, r.limit).instrument(span).await;
+                    let mut events: Vec<_> = found.into_iter().map(|f| pb::list_resource::Event {
+                        identity: identity_data(Some(f.identity)),
+                        display_name: f.display_name,
+                        resource_object: dv_out(f.state),
+                        diagnostic: Vec::new(),
+                    }).collect();
+                    if !diags.0.is_empty() {
+                        events.push(pb::list_resource::Event { diagnostic: diagnostics(diags), ..Default::default() });
+                    }
+                    ok(stream(events))
                 }
 
-                async fn validate_list_resource_config(&self, _: Request<pb::validate_list_resource_config::Request>) -> Result<Response<pb::validate_list_resource_config::Response>, Status> {
-                    ok(pb::validate_list_resource_config::Response { diagnostics: unsupported("ValidateListResourceConfig") })
+                async fn validate_list_resource_config(&self, r: Request<pb::validate_list_resource_config::Request>) -> Result<Response<pb::validate_list_resource_config::Response>, Status> {
+                    let r = r.into_inner();
+                    let _span = rpc_span("ValidateListResourceConfig", &r.type_name).entered();
+                    let diags = self.0.validate_list_resource_config(&r.type_name, dv_in(r.config));
+                    ok(pb::validate_list_resource_config::Response { diagnostics: diagnostics(diags) })
                 }
 
                 async fn get_functions(&self, _: Request<pb::get_functions::Request>) -> Result<Response<pb::get_functions::Response>, Status> {
@@ -350,19 +373,39 @@ macro_rules! provider_service {
                     ok(pb::call_function::Response { error: Some(pb::FunctionError { text, function_argument: None }), ..Default::default() })
                 }
 
-                async fn plan_action(&self, _: Request<pb::plan_action::Request>) -> Result<Response<pb::plan_action::Response>, Status> {
-                    ok(pb::plan_action::Response { diagnostics: unsupported("PlanAction"), ..Default::default() })
+                async fn plan_action(&self, r: Request<pb::plan_action::Request>) -> Result<Response<pb::plan_action::Response>, Status> {
+                    let r = r.into_inner();
+                    let _span = rpc_span("PlanAction", &r.action_type).entered();
+                    let diags = self.0.validate_action_config(&r.action_type, dv_in(r.config));
+                    ok(pb::plan_action::Response { diagnostics: diagnostics(diags), ..Default::default() })
                 }
 
                 type InvokeActionStream = ReceiverStream<Result<pb::invoke_action::Event, Status>>;
 
-                async fn invoke_action(&self, _: Request<pb::invoke_action::Request>) -> Result<Response<Self::InvokeActionStream>, Status> {
-                    use pb::invoke_action::event::{Completed, Type};
-                    ok(one(pb::invoke_action::Event { r#type: Some(Type::Completed(Completed { diagnostics: unsupported("InvokeAction") })) }))
+                async fn invoke_action(&self, r: Request<pb::invoke_action::Request>) -> Result<Response<Self::InvokeActionStream>, Status> {
+                    use pb::invoke_action::event::{Completed, Progress, Type};
+                    let r = r.into_inner();
+                    let span = rpc_span("InvokeAction", &r.action_type);
+                    let mut events = self.0.invoke_action(&r.action_type, dv_in(r.config), span);
+                    let (tx, rx) = tokio::sync::mpsc::channel(16);
+                    tokio::spawn(async move {
+                        while let Some(event) = events.recv().await {
+                            let r#type = match event {
+                                ActionEvent::Progress(message) => Type::Progress(Progress { message }),
+                                ActionEvent::Completed(diags) => Type::Completed(Completed { diagnostics: diagnostics(diags) }),
+                            };
+                            // Terraform gone (interrupted): the action still runs to its end.
+                            let _ = tx.send(Ok(pb::invoke_action::Event { r#type: Some(r#type) })).await;
+                        }
+                    });
+                    ok(ReceiverStream::new(rx))
                 }
 
-                async fn validate_action_config(&self, _: Request<pb::validate_action_config::Request>) -> Result<Response<pb::validate_action_config::Response>, Status> {
-                    ok(pb::validate_action_config::Response { diagnostics: unsupported("ValidateActionConfig") })
+                async fn validate_action_config(&self, r: Request<pb::validate_action_config::Request>) -> Result<Response<pb::validate_action_config::Response>, Status> {
+                    let r = r.into_inner();
+                    let _span = rpc_span("ValidateActionConfig", &r.type_name).entered();
+                    let diags = self.0.validate_action_config(&r.type_name, dv_in(r.config));
+                    ok(pb::validate_action_config::Response { diagnostics: diagnostics(diags) })
                 }
 
                 async fn $stop(&self, _: Request<pb::$stop::Request>) -> Result<Response<pb::$stop::Response>, Status> {
@@ -373,10 +416,12 @@ macro_rules! provider_service {
                 $($extra)*
             }
 
-            /// A stream of one message, for the streaming RPCs that only report an error.
-            fn one<T: Send + 'static>(item: T) -> ReceiverStream<Result<T, Status>> {
-                let (tx, rx) = tokio::sync::mpsc::channel(1);
-                let _ = tx.try_send(Ok(item));
+            /// A finished stream of the given messages.
+            fn stream<T: Send + 'static>(items: Vec<T>) -> ReceiverStream<Result<T, Status>> {
+                let (tx, rx) = tokio::sync::mpsc::channel(items.len().max(1));
+                for item in items {
+                    let _ = tx.try_send(Ok(item));
+                }
                 ReceiverStream::new(rx)
             }
         }
@@ -421,7 +466,7 @@ provider_service! {
         type ReadStateBytesStream = ReceiverStream<Result<pb::read_state_bytes::Response, Status>>;
 
         async fn read_state_bytes(&self, _: Request<pb::read_state_bytes::Request>) -> Result<Response<Self::ReadStateBytesStream>, Status> {
-            ok(one(pb::read_state_bytes::Response { diagnostics: unsupported("ReadStateBytes"), ..Default::default() }))
+            ok(stream(vec![pb::read_state_bytes::Response { diagnostics: unsupported("ReadStateBytes"), ..Default::default() }]))
         }
 
         async fn write_state_bytes(&self, _: Request<tonic::Streaming<pb::write_state_bytes::RequestChunk>>) -> Result<Response<pb::write_state_bytes::Response>, Status> {

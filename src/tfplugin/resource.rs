@@ -27,6 +27,15 @@ pub trait Provider: Send + Sync {
     async fn configure(&self, ctx: &Ctx, config: &Value, diags: &mut Diagnostics);
     fn resources(&self) -> Vec<Arc<dyn Resource>>;
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>>;
+    /// List resources for `terraform query` (Terraform 1.14+), each named after a managed
+    /// resource type that has an identity.
+    fn list_resources(&self) -> Vec<Arc<dyn ListResource>> {
+        Vec::new()
+    }
+    /// Actions (Terraform 1.14+): operations invoked outside the create/update cycle.
+    fn actions(&self) -> Vec<Arc<dyn Action>> {
+        Vec::new()
+    }
 }
 
 /// A managed resource. States are objects of the schema's type; `Value::Null` means
@@ -93,4 +102,61 @@ pub trait DataSource: Send + Sync {
     fn schema(&self) -> Schema;
     fn validate(&self, _config: &Value, _diags: &mut Diagnostics) {}
     async fn read(&self, ctx: &Ctx, config: &Value, diags: &mut Diagnostics) -> Value;
+}
+
+/// One object a list resource found.
+pub struct Found {
+    /// How `terraform query` shows it.
+    pub display_name: String,
+    /// Its state, as the managed resource's import would give it: its identity is read off
+    /// it, and it is sent whole when the query asks for the resource.
+    pub state: Value,
+}
+
+/// Finds existing objects of a managed resource type, for `terraform query`.
+#[tonic::async_trait]
+pub trait ListResource: Send + Sync {
+    /// The managed resource type the objects are.
+    fn type_name(&self) -> &'static str;
+    /// The `config` block of a `list` block.
+    fn schema(&self) -> Schema;
+    fn validate(&self, _config: &Value, _diags: &mut Diagnostics) {}
+    /// At most `limit` objects matching `config` (null when the block is left out).
+    async fn list(
+        &self,
+        ctx: &Ctx,
+        config: &Value,
+        limit: usize,
+        diags: &mut Diagnostics,
+    ) -> Vec<Found>;
+}
+
+/// Where an action reports what it is doing, as it does it.
+pub struct Progress(tokio::sync::mpsc::UnboundedSender<String>);
+
+impl Progress {
+    pub fn new(sink: tokio::sync::mpsc::UnboundedSender<String>) -> Progress {
+        Progress(sink)
+    }
+
+    /// Shown by Terraform as the action's progress; also logged.
+    pub fn say(&self, message: impl Into<String>) {
+        let message = message.into();
+        tracing::info!(progress = %message, "action progress");
+        // Terraform may have stopped listening (interrupted): the action goes on to a
+        // safe end regardless.
+        let _ = self.0.send(message);
+    }
+}
+
+/// An operation a user invokes outside the create/update cycle
+/// (`terraform apply -invoke=action.TYPE.NAME`). It changes no state.
+#[tonic::async_trait]
+pub trait Action: Send + Sync {
+    fn type_name(&self) -> &'static str;
+    /// The action's `config` block.
+    fn schema(&self) -> Schema;
+    fn validate(&self, _config: &Value, _diags: &mut Diagnostics) {}
+    /// Runs the action; its failure is an error diagnostic.
+    async fn invoke(&self, ctx: &Ctx, config: &Value, progress: &Progress, diags: &mut Diagnostics);
 }

@@ -177,6 +177,13 @@ impl Attribute {
     }
 }
 
+/// Sets one attribute of an object value.
+fn set_attr(object: &mut Value, name: &str, value: Value) {
+    if let Some(slot) = object.get_mut(name) {
+        *slot = value;
+    }
+}
+
 impl Block {
     pub fn new(description: &str) -> Self {
         Self {
@@ -235,6 +242,41 @@ impl Block {
             (b.name.clone(), empty)
         });
         Value::Object(attrs.chain(blocks).collect())
+    }
+
+    /// The configuration a person would write for a state (GenerateResourceConfig): what
+    /// they can set and did, without computed-only attributes, nulls, defaults, sensitive
+    /// or write-only values, and without nested blocks left with nothing in them.
+    pub fn config_of(&self, state: &Value) -> Value {
+        let mut config = self.empty_value();
+        let Value::Object(_) = state else {
+            return config;
+        };
+        for a in &self.attributes {
+            let settable = a.required || a.optional;
+            let Some(value) = state.get(&a.name).filter(|v| !v.is_null()) else {
+                continue;
+            };
+            if settable && !a.sensitive && !a.write_only && a.default.as_ref() != Some(value) {
+                set_attr(&mut config, &a.name, value.clone());
+            }
+        }
+        for nested in &self.blocks {
+            let written = match (nested.nesting, state.get(&nested.name)) {
+                (Nesting::Single, Some(v @ Value::Object(_))) => {
+                    let inner = nested.block.config_of(v);
+                    (inner != nested.block.empty_value()).then_some(inner)
+                }
+                (Nesting::List, Some(Value::List(items))) => Some(Value::List(
+                    items.iter().map(|i| nested.block.config_of(i)).collect(),
+                )),
+                _ => None,
+            };
+            if let Some(value) = written {
+                set_attr(&mut config, &nested.name, value);
+            }
+        }
+        config
     }
 
     /// Where a configuration sets a write-only attribute: refused by Terraform older than
@@ -381,6 +423,45 @@ mod tests {
             ),
         ]);
         assert_eq!(ty, expected);
+    }
+
+    #[test]
+    fn generated_config_keeps_only_what_a_person_sets() {
+        let block = Block::new("root")
+            .attribute(Attribute::string("name").required())
+            .attribute(Attribute::string("id").computed())
+            .attribute(Attribute::bool("enabled").default(true))
+            .attribute(Attribute::string("note").optional())
+            .attribute(Attribute::string("token").optional().sensitive())
+            .block(
+                "check",
+                Nesting::Single,
+                Block::new("").attribute(Attribute::string("path").default("/")),
+            );
+        let state = Value::Object(
+            [
+                ("name".to_string(), Value::from("web")),
+                ("id".to_string(), Value::from("i-1")),
+                ("enabled".to_string(), Value::from(true)),
+                ("note".to_string(), Value::from("kept")),
+                ("token".to_string(), Value::from("secret")),
+                (
+                    "check".to_string(),
+                    Value::Object([("path".to_string(), Value::from("/"))].into()),
+                ),
+            ]
+            .into(),
+        );
+        let mut expected = block.empty_value();
+        set_attr(&mut expected, "name", "web".into());
+        set_attr(&mut expected, "note", "kept".into());
+        assert_eq!(block.config_of(&state), expected);
+        let mut changed = state.clone();
+        set_attr(&mut changed, "enabled", false.into());
+        assert_eq!(
+            block.config_of(&changed).get("enabled"),
+            Some(&Value::from(false))
+        );
     }
 
     #[test]

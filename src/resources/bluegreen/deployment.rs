@@ -13,7 +13,7 @@ use crate::resources::release::model::set;
 use crate::resources::release::schema::{self, Words};
 use crate::router::elbv2::{Listener, RELEASE_TAG};
 use crate::router::{Color, TrafficRouter};
-use crate::tfplugin::diagnostics::{AttributePath, Diagnostics};
+use crate::tfplugin::diagnostics::Diagnostics;
 use crate::tfplugin::resource::{Ctx, Resource};
 use crate::tfplugin::schema::{Attribute, Block, Schema};
 use crate::tfplugin::value::{Type, Value};
@@ -177,19 +177,7 @@ impl Resource for BlueGreenDeployment {
     }
 
     fn validate(&self, config: &Value, diags: &mut Diagnostics) {
-        let known = |name: &str| config.get(name).and_then(Value::as_str);
-        if let (Some(blue), Some(green)) = (
-            known("blue_target_group_arn"),
-            known("green_target_group_arn"),
-        ) {
-            if blue == green {
-                diags.attribute_error(
-                    AttributePath::attr("green_target_group_arn"),
-                    "Blue and green are the same target group",
-                    "green_target_group_arn must name a different target group than blue_target_group_arn: each colour needs its own.",
-                );
-            }
-        }
+        super::validate_colours(config, diags);
         blocks::validate(config, diags);
     }
 
@@ -210,7 +198,7 @@ impl Resource for BlueGreenDeployment {
         if prior.is_null() {
             lifecycle::plan_create(&site, planned, diags).await
         } else {
-            lifecycle::plan_update(&site, prior, config, planned, &OWN_COMPUTED)
+            lifecycle::plan_update(&site, prior, config, planned, &OWN_COMPUTED, diags)
         }
     }
 
@@ -293,6 +281,20 @@ impl Resource for BlueGreenDeployment {
             blue: blue.to_string(),
             green: green.to_string(),
         };
+        match self.adopt(&listener).await {
+            Ok(state) => Some(state),
+            Err(failure) => {
+                diags.error("Cannot import", failure);
+                None
+            }
+        }
+    }
+}
+
+impl BlueGreenDeployment {
+    /// The state of the deployment a listener already is: the live colour from its
+    /// weights, releases and generation from the tags. Import and discovery use it.
+    pub async fn adopt(&self, listener: &Listener) -> Result<Value, String> {
         let mut state = schema().block.empty_value();
         for (name, value) in [
             ("id", &listener.listener),
@@ -302,14 +304,12 @@ impl Resource for BlueGreenDeployment {
         ] {
             set(&mut state, name, value.as_str());
         }
-        let extras = live_extras(&listener);
-        let failure = match lifecycle::import(&site(&listener, None, &extras), state, false).await {
-            Ok(state) => return Some(state),
-            Err(ImportError::Router(e)) => e.to_string(),
-            Err(ImportError::NoLiveColour) => "The listener forwards to neither target group, so no colour is live. Create the resource instead: it adopts the listener.".to_string(),
-            Err(ImportError::NoRelease(live)) => format!("The live ({live}) target group has no {RELEASE_TAG} tag, so the release it serves is unknown. Create the resource instead, or tag the target group with its release."),
-        };
-        diags.error("Cannot import", failure);
-        None
+        let extras = live_extras(listener);
+        match lifecycle::import(&site(listener, None, &extras), state, false).await {
+            Ok(state) => Ok(state),
+            Err(ImportError::Router(e)) => Err(e.to_string()),
+            Err(ImportError::NoLiveColour) => Err("The listener forwards to neither target group, so no colour is live. Create the resource instead: it adopts the listener.".to_string()),
+            Err(ImportError::NoRelease(live)) => Err(format!("The live ({live}) target group has no {RELEASE_TAG} tag, so the release it serves is unknown. Create the resource instead, or tag the target group with its release.")),
+        }
     }
 }

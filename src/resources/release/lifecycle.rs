@@ -121,15 +121,28 @@ pub async fn plan_create(site: &Site<'_>, planned: &mut Value, diags: &mut Diagn
 
 /// Plans an update from the prior state alone: a new release (or a new fleet) flips the
 /// colours; anything else keeps them, and restores the recorded split if it drifted.
+///
+/// After the rollback action (read into the prior state), the configuration still names
+/// the release rolled back from: that plans no traffic change, with a warning. Naming the
+/// release that serves adopts the rollback, also with no traffic change.
 pub fn plan_update(
     site: &Site<'_>,
     prior: &Value,
     config: &Value,
     planned: &mut Value,
     own: &[&str],
+    diags: &mut Diagnostics,
 ) {
     let unknown = |name: &str| config.get(name).is_some_and(Value::contains_unknown);
-    let new_release = !unknown("release") && config.get("release") != prior.get("release");
+    let now = Status::decode(prior);
+    let release_of = |v: &Value| v.get("release").and_then(Value::as_str).map(str::to_string);
+    let (configured, recorded) = (release_of(config), release_of(prior));
+    let rolled_back = recorded.as_deref().and_then(|r| now.rolled_back_from(r));
+    let adopts = rolled_back.is_some() && configured.is_some() && configured == now.active_release;
+    if let (Some(from), false) = (rolled_back, adopts || configured != recorded) {
+        rollback_warning(&now, from, diags);
+    }
+    let new_release = !unknown("release") && configured != recorded && !adopts;
     // Targets land as a release only when they really change: not when reordered, not
     // when first given to a deployment that had none (after import, say: they are
     // adopted and take effect with the next release), and not when removed (the fleet
@@ -140,7 +153,6 @@ pub fn plan_update(
         // Whether a release lands is known only at apply.
         return plan_unknown(planned, own);
     }
-    let now = Status::decode(prior);
     let from = now.active.unwrap_or(Color::Blue);
     if new_release || new_targets {
         let release = config.get("release").and_then(Value::as_str);
@@ -161,6 +173,23 @@ pub fn plan_update(
         };
         site.write(planned, &next, false);
     }
+}
+
+/// What a plan says while the configuration names a release the rollback action moved
+/// traffic away from.
+fn rollback_warning(now: &Status, from: &str, diags: &mut Diagnostics) {
+    let serving = now.active_release.as_deref().unwrap_or("(unknown)");
+    let color = now.active.map_or("?", Color::name);
+    let since = now.deployed_at.as_deref().unwrap_or("(unknown)");
+    diags.warning(
+        format!("Release {from:?} was rolled back"),
+        format!(
+            "The immutable_rollback action moved all traffic back to {serving:?} (on {color}) at {since}. \
+             This plan leaves traffic where it is: it does not move it back to {from:?}.\n\
+             To keep {serving:?}, set release = {serving:?} (the rollback is adopted; no traffic moves). \
+             To ship a fix, set release to the new release: it is deployed as usual."
+        ),
+    );
 }
 
 /// Applies a create or an update: the cut-over when the plan flips the colours, else
@@ -361,6 +390,13 @@ async fn converge(
     };
     let wanted = Split::all_on(color);
     if current.same_shares(&wanted) {
+        // A new `release` without a flip: the configuration adopts a rollback.
+        let adopted = prior.get("release") != planned.get("release");
+        if adopted {
+            if let Err(e) = end_rollback(site.router, color.other()).await {
+                diags.warning("The rollback record was not cleared", e);
+            }
+        }
         status.weights = current;
         site.write(&mut state, &status, false);
         return state;
@@ -391,6 +427,24 @@ async fn converge(
     }
 }
 
+/// Clears the rollback action's mark on the colour it moved traffic away from, once the
+/// configuration names the release that serves (the rollback is adopted).
+async fn end_rollback(router: &dyn TrafficRouter, color: Color) -> Result<(), String> {
+    let records = router.records().await.map_err(|e| e.to_string())?;
+    let record = &records[color.index()];
+    if record.rolled_back_at.is_none() {
+        return Ok(());
+    }
+    let cleared = Record {
+        rolled_back_at: None,
+        ..record.clone()
+    };
+    router
+        .set_record(color, &cleared)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// Puts back what the router lost of the live colour (an HAProxy reload drops runtime
 /// servers and their record): the missing `targets`, and the record.
 async fn restore_fleet(
@@ -414,10 +468,10 @@ async fn restore_fleet(
     let record = Record {
         release: status.active_release.clone(),
         generation: Some(status.generation),
+        rolled_back_at: None,
     };
     let records = router.records().await.map_err(|e| e.to_string())?;
-    let index = if color == Color::Blue { 0 } else { 1 };
-    if records[index] != record {
+    if records[color.index()] != record {
         router
             .set_record(color, &record)
             .await
@@ -427,13 +481,24 @@ async fn restore_fleet(
 }
 
 /// Refreshes the split from the router; `Null` (gone from state) when what it routes is
-/// gone.
+/// gone. Traffic found on the other colour is drift, unless the rollback action moved it
+/// there: then the records say so, and the state takes the rollback as it is.
 pub async fn read(site: &Site<'_>, state: &Value, diags: &mut Diagnostics) -> Value {
     match site.router.weights().await {
         Ok(split) => {
             let mut state = state.clone();
             let mut status = Status::decode(&state);
             status.weights = split;
+            if split.live().is_some() && split.live() != status.active {
+                match site.router.records().await {
+                    Ok(records) => {
+                        if let Some(rolled_back) = status.after_rollback(&records, split) {
+                            status = rolled_back;
+                        }
+                    }
+                    Err(e) => site.cannot_read(diags, &e),
+                }
+            }
             site.write(&mut state, &status, false);
             state
         }

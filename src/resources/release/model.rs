@@ -10,7 +10,7 @@ use crate::analysis;
 use crate::duration;
 use crate::resources::common;
 use crate::rollout::{Health, Strategy};
-use crate::router::{Color, Split, Target};
+use crate::router::{Color, Record, Split, Target};
 use crate::tfplugin::value::Value;
 
 /// The computed attributes every deployment resource has.
@@ -176,6 +176,37 @@ impl Status {
     }
 
     /// Marks the cut-over done now.
+    /// The status after the rollback action moved traffic away from this status's live
+    /// colour: `None` unless that colour's record says so and the other colour now takes
+    /// the traffic. The rollback's time stands as the cut-over's.
+    pub fn after_rollback(&self, records: &[Record; 2], split: Split) -> Option<Status> {
+        let from = self.active?;
+        let record = |c: Color| &records[c.index()];
+        let at = record(from).rolled_back_at.clone()?;
+        let to = from.other();
+        if split.live() != Some(to) {
+            return None;
+        }
+        Some(Status {
+            active: Some(to),
+            active_release: record(to).release.clone(),
+            previous_release: record(from).release.clone(),
+            blue_release: record(Color::Blue).release.clone(),
+            green_release: record(Color::Green).release.clone(),
+            generation: record(to).generation.unwrap_or(self.generation + 1),
+            weights: split,
+            deployed_at: Some(at),
+        })
+    }
+
+    /// The release `release` was rolled back from by the rollback action: the
+    /// configuration still names it, but another serves.
+    pub fn rolled_back_from<'a>(&self, release: &'a str) -> Option<&'a str> {
+        (self.previous_release.as_deref() == Some(release)
+            && self.active_release.as_deref() != Some(release))
+        .then_some(release)
+    }
+
     pub fn deployed_now(&mut self) {
         self.deployed_at = Some(common::rfc3339(SystemTime::now()));
     }

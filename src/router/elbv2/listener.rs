@@ -11,6 +11,8 @@ use crate::router::{Color, MemberHealth, Record, RouterError, Split, Target, Tra
 pub const RELEASE_TAG: &str = "immutable:release";
 /// Tag on a colour's target group: the generation it went, or is about to go, live as.
 pub const GENERATION_TAG: &str = "immutable:generation";
+/// Tag on a colour's target group: when the rollback action moved traffic away from it.
+pub const ROLLED_BACK_TAG: &str = "immutable:rolled-back-at";
 
 #[derive(Clone, Debug)]
 pub struct Listener {
@@ -43,6 +45,7 @@ fn record_of(tags: &BTreeMap<String, String>) -> Record {
     Record {
         release: tags.get(RELEASE_TAG).cloned(),
         generation: tags.get(GENERATION_TAG).and_then(|g| g.parse().ok()),
+        rolled_back_at: tags.get(ROLLED_BACK_TAG).cloned(),
     }
 }
 
@@ -102,12 +105,13 @@ impl TrafficRouter for Listener {
     }
 
     /// AddTags for the fields given, RemoveTags for those that are not: each only when
-    /// needed, so a release's record (both fields) is one call.
+    /// needed, so a release's record is one call, or two when it ends a rollback's.
     async fn set_record(&self, color: Color, record: &Record) -> Result<(), RouterError> {
         let tg = self.target_group(color);
         let fields = [
             (RELEASE_TAG, record.release.clone()),
             (GENERATION_TAG, record.generation.map(|g| g.to_string())),
+            (ROLLED_BACK_TAG, record.rolled_back_at.clone()),
         ];
         let set: BTreeMap<String, String> = fields
             .iter()

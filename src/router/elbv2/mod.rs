@@ -35,9 +35,11 @@ use elbv2::types::{
 };
 
 mod checks;
+mod discovery;
 mod listener;
 
-pub use listener::{Listener, GENERATION_TAG, RELEASE_TAG};
+pub use discovery::TwoWayListener;
+pub use listener::{Listener, GENERATION_TAG, RELEASE_TAG, ROLLED_BACK_TAG};
 
 use super::{pace, MemberHealth, MemberState, RouterError, Target};
 
@@ -229,30 +231,7 @@ impl Elbv2 {
     /// equal. Weights are relative to their sum. A listener
     /// whose default action is no forward (redirect, fixed response) has empty weights.
     pub async fn weights(&self, listener: &str) -> Result<Weights, RouterError> {
-        let actions = self.default_actions(listener).await?;
-        let Some(forward) = actions
-            .iter()
-            .find(|a| a.r#type() == Some(&ActionTypeEnum::Forward))
-        else {
-            return Ok(Weights::default());
-        };
-        let tuples = forward
-            .forward_config()
-            .map(ForwardActionConfig::target_groups)
-            .unwrap_or_default();
-        if tuples.is_empty() {
-            let single = forward.target_group_arn().map(|arn| (arn.to_string(), 1));
-            return Ok(Weights(single.into_iter().collect()));
-        }
-        Ok(Weights(
-            tuples
-                .iter()
-                .filter_map(|t| {
-                    let weight = t.weight().map_or(1, |w| u32::try_from(w).unwrap_or(0));
-                    Some((t.target_group_arn()?.to_string(), weight))
-                })
-                .collect(),
-        ))
+        Ok(forward_weights(&self.default_actions(listener).await?))
     }
 
     /// Replaces the listener's routing action (its forward, redirect or fixed response)
@@ -612,6 +591,34 @@ fn descriptions(targets: &[Target]) -> Vec<TargetDescription> {
                 .build()
         })
         .collect()
+}
+
+/// The weights of the `forward` among a listener's default actions (see
+/// [`Elbv2::weights`]).
+fn forward_weights(actions: &[Action]) -> Weights {
+    let Some(forward) = actions
+        .iter()
+        .find(|a| a.r#type() == Some(&ActionTypeEnum::Forward))
+    else {
+        return Weights::default();
+    };
+    let tuples = forward
+        .forward_config()
+        .map(ForwardActionConfig::target_groups)
+        .unwrap_or_default();
+    if tuples.is_empty() {
+        let single = forward.target_group_arn().map(|arn| (arn.to_string(), 1));
+        return Weights(single.into_iter().collect());
+    }
+    Weights(
+        tuples
+            .iter()
+            .filter_map(|t| {
+                let weight = t.weight().map_or(1, |w| u32::try_from(w).unwrap_or(0));
+                Some((t.target_group_arn()?.to_string(), weight))
+            })
+            .collect(),
+    )
 }
 
 /// What an ELBv2 ARN names, from its resource part

@@ -123,6 +123,7 @@ async fn a_colours_record_is_kept_in_its_target_groups_tags() {
     let record = Record {
         release: Some("v7".into()),
         generation: Some(3),
+        ..Record::default()
     };
     listener.set_record(Color::Green, &record).await.unwrap();
     assert_eq!(

@@ -400,6 +400,7 @@ impl TrafficRouter for HaproxyRouter {
             generation: variable_value(&reply, &self.variable(color, "generation"))
                 .and_then(|v| v.parse().ok())
                 .filter(|g: &i64| *g >= 0),
+            rolled_back_at: None,
         };
         Ok([record(Color::Blue), record(Color::Green)])
     }

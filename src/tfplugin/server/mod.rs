@@ -7,10 +7,16 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+mod actions;
+mod list;
+
+pub use actions::ActionEvent;
+pub use list::Listed;
+
 use super::diagnostics::{AttributePath, Diagnostics};
 use super::identity::Identity;
 use super::plan::plan_from_schema;
-use super::resource::{Ctx, DataSource, Provider, Resource};
+use super::resource::{Action, Ctx, DataSource, ListResource, Provider, Resource};
 use super::schema::Schema;
 use super::value::{self, Type, Value};
 
@@ -49,6 +55,9 @@ pub struct Server {
     /// The resource types that have an identity (Terraform 1.12+).
     identities: BTreeMap<String, Identity>,
     data_sources: BTreeMap<String, Entry<dyn DataSource>>,
+    /// List resources (Terraform 1.14+), by the managed resource type they list.
+    lists: BTreeMap<String, Entry<dyn ListResource>>,
+    actions: BTreeMap<String, Entry<dyn Action>>,
     stop: CancellationToken,
 }
 
@@ -73,12 +82,24 @@ impl Server {
                 ))
             })
             .collect();
+        let lists = provider
+            .list_resources()
+            .into_iter()
+            .map(|l| (l.type_name().to_string(), Entry::new(l.clone(), l.schema())))
+            .collect();
+        let actions = provider
+            .actions()
+            .into_iter()
+            .map(|a| (a.type_name().to_string(), Entry::new(a.clone(), a.schema())))
+            .collect();
         let schema = provider.schema();
         Self {
             provider: Entry::new(provider, schema),
             resources,
             identities,
             data_sources,
+            lists,
+            actions,
             stop: CancellationToken::new(),
         }
     }

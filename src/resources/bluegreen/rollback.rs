@@ -1,0 +1,94 @@
+//! `action "immutable_rollback"` (Terraform 1.14+): the incident's rollback, with no
+//! configuration change and no pull request. `terraform apply -invoke=action.immutable_rollback.NAME`
+//! gates the warm colour on the load balancer's health and moves all traffic back to it
+//! (see [`Rollout::roll_back_now`]). An action changes no state: the rollback is marked
+//! on the target group traffic left, which the deployment's read and plan understand.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::provider::Shared;
+use crate::resources::release::blocks;
+use crate::rollout::Rollout;
+use crate::tfplugin::diagnostics::Diagnostics;
+use crate::tfplugin::resource::{Action, Ctx, Progress};
+use crate::tfplugin::schema::{Attribute, Block, Schema};
+use crate::tfplugin::value::Value;
+use crate::validators;
+
+/// How long the warm colour is given to be reported healthy.
+pub const TIMEOUT: Duration = Duration::from_secs(300);
+
+pub struct Rollback {
+    pub shared: Arc<Shared>,
+}
+
+fn schema() -> Schema {
+    let arn = |name: &str, kind: &'static str, description: &str| {
+        Attribute::string(name)
+            .required()
+            .description(description)
+            .validate(validators::elb_arn(kind))
+    };
+    Schema::new(
+        Block::new(&format!(
+            "Moves all traffic of an `immutable_bluegreen_deployment`'s listener back to the warm colour, at once, when the load balancer reports at least one of its targets healthy (within {} seconds). For the incident: no configuration change, no pull request. \
+             Afterwards a plan with the configuration unchanged moves no traffic and warns which release serves; setting `release` to it adopts the rollback with no traffic moving; a new release deploys as usual.",
+            TIMEOUT.as_secs()
+        ))
+        .attribute(arn("listener_arn", "listener", "The deployment's listener."))
+        .attribute(arn("blue_target_group_arn", "targetgroup", "The deployment's blue target group."))
+        .attribute(arn("green_target_group_arn", "targetgroup", "The deployment's green target group.")),
+    )
+}
+
+#[tonic::async_trait]
+impl Action for Rollback {
+    fn type_name(&self) -> &'static str {
+        "immutable_rollback"
+    }
+
+    fn schema(&self) -> Schema {
+        schema()
+    }
+
+    fn validate(&self, config: &Value, diags: &mut Diagnostics) {
+        super::validate_colours(config, diags);
+    }
+
+    async fn invoke(
+        &self,
+        ctx: &Ctx,
+        config: &Value,
+        progress: &Progress,
+        diags: &mut Diagnostics,
+    ) {
+        let Some(listener) = super::listener(&self.shared, config).await else {
+            diags.error(
+                "Unknown listener",
+                "listener_arn and the target group ARNs must be known when the action runs.",
+            );
+            return;
+        };
+        // The load balancer's own health only: the action carries no HTTP checks.
+        let health = match blocks::health(&Value::Null) {
+            Ok(health) => health,
+            Err(e) => return diags.error("Provider bug", e),
+        };
+        let rollout = Rollout {
+            router: &listener,
+            test_route: None,
+            http: &self.shared.http,
+            stop: &ctx.stop,
+            health: &health,
+            deadline: tokio::time::Instant::now() + TIMEOUT,
+            analysis: None,
+        };
+        if let Err(e) = rollout
+            .roll_back_now(&|message| progress.say(message))
+            .await
+        {
+            diags.error("Rollback failed", e);
+        }
+    }
+}

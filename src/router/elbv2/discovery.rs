@@ -1,0 +1,90 @@
+//! Finding the listeners that may be blue/green deployments, for `terraform query`: those
+//! whose default action forwards to exactly two target groups.
+
+use super::{forward_weights, pace, Elbv2, RouterError};
+
+/// A listener forwarding to two target groups, in the forward's order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TwoWayListener {
+    pub listener: String,
+    pub load_balancer: String,
+    pub target_groups: [String; 2],
+}
+
+impl Elbv2 {
+    /// The two-way listeners of one load balancer, or of every load balancer the
+    /// credentials can see in the region. Each page is one paced call.
+    pub async fn two_way_listeners(
+        &self,
+        load_balancer: Option<&str>,
+    ) -> Result<Vec<TwoWayListener>, RouterError> {
+        let load_balancers = match load_balancer {
+            Some(arn) => vec![arn.to_string()],
+            None => self.load_balancer_arns().await?,
+        };
+        let mut found = Vec::new();
+        for load_balancer in load_balancers {
+            let mut marker = None;
+            loop {
+                tracing::debug!(operation = "DescribeListeners", arn = %load_balancer, "ELBv2 call");
+                pace::elbv2().ready("DescribeListeners").await;
+                let out = self
+                    .client
+                    .describe_listeners()
+                    .load_balancer_arn(&load_balancer)
+                    .set_marker(marker)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        self.error("DescribeListeners", "load balancer", &load_balancer, e)
+                    })?;
+                for listener in out.listeners() {
+                    let weights = forward_weights(listener.default_actions());
+                    if let ([(a, _), (b, _)], Some(arn)) =
+                        (weights.0.as_slice(), listener.listener_arn())
+                    {
+                        if a != b {
+                            found.push(TwoWayListener {
+                                listener: arn.to_string(),
+                                load_balancer: load_balancer.clone(),
+                                target_groups: [a.clone(), b.clone()],
+                            });
+                        }
+                    }
+                }
+                marker = out.next_marker().map(str::to_string);
+                if marker.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn load_balancer_arns(&self) -> Result<Vec<String>, RouterError> {
+        let mut arns = Vec::new();
+        let mut marker = None;
+        loop {
+            tracing::debug!(operation = "DescribeLoadBalancers", "ELBv2 call");
+            pace::elbv2().ready("DescribeLoadBalancers").await;
+            let out = self
+                .client
+                .describe_load_balancers()
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| {
+                    self.error("DescribeLoadBalancers", "load balancers", "the region", e)
+                })?;
+            arns.extend(
+                out.load_balancers()
+                    .iter()
+                    .filter_map(|lb| lb.load_balancer_arn().map(str::to_string)),
+            );
+            marker = out.next_marker().map(str::to_string);
+            if marker.is_none() {
+                return Ok(arns);
+            }
+        }
+    }
+}

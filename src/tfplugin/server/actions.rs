@@ -1,0 +1,88 @@
+//! Actions (Terraform 1.14+): validated like any configuration, planned as nothing more
+//! than that (they change no state), and invoked as a stream of progress messages that
+//! ends with exactly one completion.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::{decode, validate, Dv, Entry, Server};
+use crate::tfplugin::diagnostics::Diagnostics;
+use crate::tfplugin::resource::{Action, Progress};
+use crate::tfplugin::schema::Schema;
+
+/// What an invoked action reports, in order: any number of progress messages, then its
+/// completion.
+pub enum ActionEvent {
+    Progress(String),
+    Completed(Diagnostics),
+}
+
+impl Server {
+    pub fn action_schemas(&self) -> impl Iterator<Item = (&str, &Schema)> {
+        self.actions.iter().map(|(k, e)| (k.as_str(), &e.schema))
+    }
+
+    /// ValidateActionConfig and PlanAction: an action has nothing to plan beyond its
+    /// configuration being valid.
+    pub fn validate_action_config(&self, type_name: &str, config: Option<Dv>) -> Diagnostics {
+        let mut diags = Diagnostics::default();
+        if let Some(entry) = self.action(type_name, &mut diags) {
+            validate(&entry.schema, &entry.ty, config, &mut diags, |c, d| {
+                entry.imp.validate(c, d)
+            });
+        }
+        diags
+    }
+
+    /// Runs the action in its own task, so that its progress streams while it runs.
+    pub fn invoke_action(
+        self: &Arc<Self>,
+        type_name: &str,
+        config: Option<Dv>,
+        span: tracing::Span,
+    ) -> mpsc::UnboundedReceiver<ActionEvent> {
+        let (events, received) = mpsc::unbounded_channel();
+        let server = Arc::clone(self);
+        let type_name = type_name.to_string();
+        let run = async move {
+            let mut diags = Diagnostics::default();
+            let (progress_in, mut progress_out) = mpsc::unbounded_channel();
+            let progress = Progress::new(progress_in);
+            let entry = server.action(&type_name, &mut diags);
+            let config =
+                entry.and_then(|e| decode(config, &e.ty, "action configuration", &mut diags));
+            if let (Some(entry), Some(config)) = (entry, config) {
+                let ctx = server.ctx();
+                let invoked = entry.imp.invoke(&ctx, &config, &progress, &mut diags);
+                tokio::pin!(invoked);
+                loop {
+                    tokio::select! {
+                        () = &mut invoked => break,
+                        Some(message) = progress_out.recv() => {
+                            let _ = events.send(ActionEvent::Progress(message));
+                        }
+                    }
+                }
+            }
+            drop(progress);
+            while let Ok(message) = progress_out.try_recv() {
+                let _ = events.send(ActionEvent::Progress(message));
+            }
+            let _ = events.send(ActionEvent::Completed(diags));
+        };
+        tokio::spawn(tracing::Instrument::instrument(run, span));
+        received
+    }
+
+    fn action(&self, type_name: &str, diags: &mut Diagnostics) -> Option<&Entry<dyn Action>> {
+        let entry = self.actions.get(type_name);
+        if entry.is_none() {
+            diags.error(
+                "Unknown action",
+                format!("This provider has no action {type_name:?}."),
+            );
+        }
+        entry
+    }
+}
