@@ -1,6 +1,6 @@
 //! `list "immutable_bluegreen_deployment"` (Terraform 1.14+ `terraform query`): finds the
 //! listeners that already are blue/green deployments, i.e. whose default action forwards
-//! to two target groups that both carry the provider's `immutable:release` tag. Each is
+//! to two target groups, at least one carrying the provider's `immutable:release` tag. Each is
 //! returned with its identity and, with `include_resource`, the state an import gives, so
 //! that `-generate-config-out` writes blocks that import with no changes.
 //!
@@ -27,7 +27,7 @@ pub struct Discovery {
 
 fn schema() -> Schema {
     Schema::new(
-        Block::new("Finds Application Load Balancer listeners that are blue/green deployments: their default action forwards to two target groups that both carry the provider's `immutable:release` tag. Blue is the first group of the forward.")
+        Block::new("Finds Application Load Balancer listeners that are blue/green deployments: their default action forwards to two target groups, at least one carrying the provider's `immutable:release` tag. Blue is the first group of the forward.")
             .attribute(
                 Attribute::string("load_balancer_arn")
                     .optional()
@@ -42,10 +42,13 @@ fn schema() -> Schema {
     )
 }
 
-/// Whether both target groups carry the release tag and every wanted tag.
+/// Whether the provider recorded a release in either group (after the first release only
+/// one holds one), and both carry every wanted tag.
 fn matches(tags: &[&BTreeMap<String, String>; 2], wanted: &BTreeMap<String, String>) -> bool {
-    tags.iter()
-        .all(|t| t.contains_key(RELEASE_TAG) && wanted.iter().all(|(k, v)| t.get(k) == Some(v)))
+    tags.iter().any(|t| t.contains_key(RELEASE_TAG))
+        && tags
+            .iter()
+            .all(|t| wanted.iter().all(|(k, v)| t.get(k) == Some(v)))
 }
 
 /// What `terraform query` shows: the listener and what each colour serves.
@@ -153,7 +156,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn both_groups_need_the_release_tag_and_every_wanted_tag() {
+    fn a_recorded_release_and_every_wanted_tag_on_both_groups() {
         let tags = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
             pairs
                 .iter()
@@ -164,7 +167,8 @@ mod tests {
         let untagged = tags(&[("team", "web")]);
         let none = BTreeMap::new();
         assert!(matches(&[&tagged, &tagged], &none));
-        assert!(!matches(&[&tagged, &untagged], &none));
+        assert!(matches(&[&tagged, &untagged], &none));
+        assert!(!matches(&[&untagged, &untagged], &none));
         assert!(matches(&[&tagged, &tagged], &tags(&[("team", "web")])));
         assert!(!matches(&[&tagged, &tagged], &tags(&[("team", "api")])));
     }

@@ -5,19 +5,19 @@
 //! on the target group traffic left, which the deployment's read and plan understand.
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use crate::duration;
 use crate::provider::Shared;
 use crate::resources::release::blocks;
 use crate::rollout::Rollout;
-use crate::tfplugin::diagnostics::Diagnostics;
+use crate::tfplugin::diagnostics::{AttributePath, Diagnostics};
 use crate::tfplugin::resource::{Action, Ctx, Progress};
 use crate::tfplugin::schema::{Attribute, Block, Schema};
 use crate::tfplugin::value::Value;
 use crate::validators;
 
-/// How long the warm colour is given to be reported healthy.
-pub const TIMEOUT: Duration = Duration::from_secs(300);
+/// How long the warm colour is given, by default, to be reported healthy.
+const TIMEOUT: &str = "5m";
 
 pub struct Rollback {
     pub shared: Arc<Shared>,
@@ -32,13 +32,18 @@ fn schema() -> Schema {
     };
     Schema::new(
         Block::new(&format!(
-            "Moves all traffic of an `immutable_bluegreen_deployment`'s listener back to the warm colour, at once, when the load balancer reports at least one of its targets healthy (within {} seconds). For the incident: no configuration change, no pull request. \
+            "Moves all traffic of an `immutable_bluegreen_deployment`'s listener back to the warm colour, at once, once the load balancer reports its targets healthy. For the incident: no configuration change, no pull request. \
              Afterwards a plan with the configuration unchanged moves no traffic and warns which release serves; setting `release` to it adopts the rollback with no traffic moving; a new release deploys as usual.",
-            TIMEOUT.as_secs()
         ))
         .attribute(arn("listener_arn", "listener", "The deployment's listener."))
         .attribute(arn("blue_target_group_arn", "targetgroup", "The deployment's blue target group."))
-        .attribute(arn("green_target_group_arn", "targetgroup", "The deployment's green target group.")),
+        .attribute(arn("green_target_group_arn", "targetgroup", "The deployment's green target group."))
+        .attribute(
+            Attribute::string("timeout")
+                .optional()
+                .description(&format!("How long the load balancer is given to report the warm colour healthy; traffic is not moved when it does not. Defaults to `{TIMEOUT}`."))
+                .validate(validators::duration),
+        ),
     )
 }
 
@@ -70,6 +75,16 @@ impl Action for Rollback {
             );
             return;
         };
+        let timeout = config
+            .get("timeout")
+            .and_then(Value::as_str)
+            .unwrap_or(TIMEOUT);
+        let timeout = match duration::parse(timeout) {
+            Ok(timeout) => timeout,
+            Err(e) => {
+                return diags.attribute_error(AttributePath::attr("timeout"), "Invalid timeout", e)
+            }
+        };
         // The load balancer's own health only: the action carries no HTTP checks.
         let health = match blocks::health(&Value::Null) {
             Ok(health) => health,
@@ -81,7 +96,7 @@ impl Action for Rollback {
             http: &self.shared.http,
             stop: &ctx.stop,
             health: &health,
-            deadline: tokio::time::Instant::now() + TIMEOUT,
+            deadline: tokio::time::Instant::now() + timeout,
             analysis: None,
         };
         if let Err(e) = rollout

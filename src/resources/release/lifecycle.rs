@@ -148,6 +148,7 @@ pub fn plan_update(
     // adopted and take effect with the next release), and not when removed (the fleet
     // now adds itself).
     let new_targets = !unknown("targets")
+        && !adopts
         && matches!((model::sorted_targets(config), model::sorted_targets(prior)), (Some(new), Some(old)) if new != old);
     if !new_release && (unknown("release") || unknown("targets")) {
         // Whether a release lands is known only at apply.
