@@ -608,6 +608,7 @@ fn prune_unknown_attributes(raw: &mut serde_json::Value, ty: &Type) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tfplugin::resource::{Found, Progress};
     use crate::tfplugin::schema::{Attribute, Block};
 
     /// A resource whose apply echoes the plan, for exercising the server alone.
@@ -640,6 +641,59 @@ mod tests {
         async fn delete(&self, _: &Ctx, _: &Value, diags: &mut Diagnostics) {
             diags.error("cannot delete", "");
         }
+        fn identity(&self) -> &'static [&'static str] {
+            &["name"]
+        }
+    }
+
+    /// Finds two echoes.
+    struct Finder;
+
+    #[tonic::async_trait]
+    impl ListResource for Finder {
+        fn type_name(&self) -> &'static str {
+            "test_echo"
+        }
+        fn schema(&self) -> Schema {
+            Schema::new(Block::new("").attribute(Attribute::string("prefix").optional()))
+        }
+        async fn list(&self, _: &Ctx, _: &Value, _: usize, _: &mut Diagnostics) -> Vec<Found> {
+            ["a", "b"]
+                .into_iter()
+                .map(|name| Found {
+                    display_name: format!("echo {name}"),
+                    state: object(name, "x".into()),
+                })
+                .collect()
+        }
+    }
+
+    /// Counts down, then fails when told to.
+    struct Countdown;
+
+    #[tonic::async_trait]
+    impl Action for Countdown {
+        fn type_name(&self) -> &'static str {
+            "test_countdown"
+        }
+        fn schema(&self) -> Schema {
+            Schema::new(Block::new("").attribute(Attribute::bool("fail").optional()))
+        }
+        async fn invoke(
+            &self,
+            _: &Ctx,
+            config: &Value,
+            progress: &Progress,
+            diags: &mut Diagnostics,
+        ) {
+            for n in ["3", "2", "1"] {
+                progress.say(n);
+                tokio::task::yield_now().await;
+            }
+            if config.get("fail").and_then(Value::as_bool) == Some(true) {
+                diags.error("lift-off failed", "");
+            }
+        }
     }
 
     struct TestProvider;
@@ -659,6 +713,12 @@ mod tests {
         fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
             Vec::new()
         }
+        fn list_resources(&self) -> Vec<Arc<dyn ListResource>> {
+            vec![Arc::new(Finder)]
+        }
+        fn actions(&self) -> Vec<Arc<dyn Action>> {
+            vec![Arc::new(Countdown)]
+        }
     }
 
     fn server() -> Server {
@@ -675,6 +735,63 @@ mod tests {
 
     fn object(name: &str, id: Value) -> Value {
         Value::Object([("name".to_string(), name.into()), ("id".to_string(), id)].into())
+    }
+
+    fn decoded(dv: &Dv, ty: &Type) -> Value {
+        value::decode_msgpack(&dv.msgpack, ty).unwrap()
+    }
+
+    #[tokio::test]
+    async fn listing_returns_identities_up_to_the_limit_and_states_when_asked() {
+        let server = server();
+        let identity = Type::object([("name", Type::String)]);
+        let (found, diags) = server.list_resource("test_echo", None, false, 1).await;
+        assert!(diags.0.is_empty());
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].display_name, "echo a");
+        assert_eq!(
+            decoded(&found[0].identity, &identity),
+            Value::Object([("name".to_string(), "a".into())].into())
+        );
+        assert!(found[0].state.is_none());
+        let (found, _) = server.list_resource("test_echo", None, true, 100).await;
+        let ty = Echo.schema().block.value_type();
+        assert_eq!(
+            decoded(found[1].state.as_ref().unwrap(), &ty),
+            object("b", "x".into())
+        );
+    }
+
+    #[test]
+    fn generated_config_leaves_computed_attributes_out() {
+        let (config, diags) =
+            server().generate_resource_config("test_echo", dv(&object("web", "x".into())));
+        assert!(diags.0.is_empty());
+        let ty = Echo.schema().block.value_type();
+        assert_eq!(decoded(&config.unwrap(), &ty), object("web", Value::Null));
+    }
+
+    #[tokio::test]
+    async fn an_action_streams_its_progress_then_completes_once() {
+        let server = Arc::new(server());
+        for (fail, errors) in [(false, 0), (true, 1)] {
+            let ty = Countdown.schema().block.value_type();
+            let config = Value::Object([("fail".to_string(), fail.into())].into());
+            let config = Dv {
+                msgpack: value::encode_msgpack(&config, &ty).unwrap(),
+                json: Vec::new(),
+            };
+            let mut events =
+                server.invoke_action("test_countdown", Some(config), tracing::Span::none());
+            let mut seen = Vec::new();
+            while let Some(event) = events.recv().await {
+                seen.push(match event {
+                    ActionEvent::Progress(m) => m,
+                    ActionEvent::Completed(d) => format!("done, {} errors", d.0.len()),
+                });
+            }
+            assert_eq!(seen, ["3", "2", "1", &format!("done, {errors} errors")]);
+        }
     }
 
     #[tokio::test]
