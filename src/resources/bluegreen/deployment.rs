@@ -128,6 +128,27 @@ fn site<'a>(
 }
 
 impl BlueGreenDeployment {
+    /// The state of the deployment a listener already is: the live colour from its
+    /// weights, releases and generation from the tags. Import and discovery use it.
+    pub async fn adopt(&self, listener: &Listener) -> Result<Value, String> {
+        let mut state = schema().block.empty_value();
+        for (name, value) in [
+            ("id", &listener.listener),
+            ("listener_arn", &listener.listener),
+            ("blue_target_group_arn", &listener.blue),
+            ("green_target_group_arn", &listener.green),
+        ] {
+            set(&mut state, name, value.as_str());
+        }
+        let extras = live_extras(listener);
+        match lifecycle::import(&site(listener, None, &extras), state, false).await {
+            Ok(state) => Ok(state),
+            Err(ImportError::Router(e)) => Err(e.to_string()),
+            Err(ImportError::NoLiveColour) => Err("The listener forwards to neither target group, so no colour is live. Create the resource instead: it adopts the listener.".to_string()),
+            Err(ImportError::NoRelease(live)) => Err(format!("The live ({live}) target group has no {RELEASE_TAG} tag, so the release it serves is unknown. Create the resource instead, or tag the target group with its release.")),
+        }
+    }
+
     async fn listener(&self, config: &Value) -> Option<Listener> {
         super::listener(&self.shared, config).await
     }
@@ -287,29 +308,6 @@ impl Resource for BlueGreenDeployment {
                 diags.error("Cannot import", failure);
                 None
             }
-        }
-    }
-}
-
-impl BlueGreenDeployment {
-    /// The state of the deployment a listener already is: the live colour from its
-    /// weights, releases and generation from the tags. Import and discovery use it.
-    pub async fn adopt(&self, listener: &Listener) -> Result<Value, String> {
-        let mut state = schema().block.empty_value();
-        for (name, value) in [
-            ("id", &listener.listener),
-            ("listener_arn", &listener.listener),
-            ("blue_target_group_arn", &listener.blue),
-            ("green_target_group_arn", &listener.green),
-        ] {
-            set(&mut state, name, value.as_str());
-        }
-        let extras = live_extras(listener);
-        match lifecycle::import(&site(listener, None, &extras), state, false).await {
-            Ok(state) => Ok(state),
-            Err(ImportError::Router(e)) => Err(e.to_string()),
-            Err(ImportError::NoLiveColour) => Err("The listener forwards to neither target group, so no colour is live. Create the resource instead: it adopts the listener.".to_string()),
-            Err(ImportError::NoRelease(live)) => Err(format!("The live ({live}) target group has no {RELEASE_TAG} tag, so the release it serves is unknown. Create the resource instead, or tag the target group with its release.")),
         }
     }
 }

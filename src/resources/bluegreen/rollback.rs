@@ -31,10 +31,10 @@ fn schema() -> Schema {
             .validate(validators::elb_arn(kind))
     };
     Schema::new(
-        Block::new(&format!(
+        Block::new(
             "Moves all traffic of an `immutable_bluegreen_deployment`'s listener back to the warm colour, at once, once the load balancer reports its targets healthy. For the incident: no configuration change, no pull request. \
-             Afterwards a plan with the configuration unchanged moves no traffic and warns which release serves; setting `release` to it adopts the rollback with no traffic moving; a new release deploys as usual.",
-        ))
+             Afterwards a plan with the configuration unchanged moves no traffic and warns which release serves; setting `release` to it adopts the rollback with no traffic moving; a new release deploys as usual."
+        )
         .attribute(arn("listener_arn", "listener", "The deployment's listener."))
         .attribute(arn("blue_target_group_arn", "targetgroup", "The deployment's blue target group."))
         .attribute(arn("green_target_group_arn", "targetgroup", "The deployment's green target group."))
