@@ -268,3 +268,43 @@ pub fn set(state: &mut Value, name: &str, value: impl Into<Value>) {
         *slot = value.into();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(release: &str, generation: i64, rolled_back_at: Option<&str>) -> Record {
+        Record {
+            release: Some(release.into()),
+            generation: Some(generation),
+            rolled_back_at: rolled_back_at.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_marked_rollback_is_taken_as_it_is_and_unmarked_traffic_is_drift() {
+        // v2 live on blue (generation 2), v1 warm on green.
+        let v2_live = Status::default().flipped(Color::Green, Some("v1".into()), "v2");
+        let on_green = Split::all_on(Color::Green);
+        let marked = [
+            record("v2", 2, Some("2026-12-02T06:00:00Z")),
+            record("v1", 3, None),
+        ];
+        let after = v2_live.after_rollback(&marked, on_green).unwrap();
+        assert_eq!(after.active, Some(Color::Green));
+        assert_eq!(after.active_release.as_deref(), Some("v1"));
+        assert_eq!(after.previous_release.as_deref(), Some("v2"));
+        assert_eq!(after.generation, 3);
+        assert_eq!(after.deployed_at.as_deref(), Some("2026-12-02T06:00:00Z"));
+        assert_eq!(after.rolled_back_from("v2"), Some("v2"));
+        assert_eq!(after.rolled_back_from("v1"), None);
+        // No mark: drift. A mark but traffic still on blue: nothing happened.
+        let unmarked = [record("v2", 2, None), record("v1", 1, None)];
+        assert_eq!(v2_live.after_rollback(&unmarked, on_green), None);
+        assert_eq!(
+            v2_live.after_rollback(&marked, Split::all_on(Color::Blue)),
+            None
+        );
+        assert_eq!(v2_live.rolled_back_from("v2"), None);
+    }
+}
