@@ -16,7 +16,7 @@ use acceptance_tests::cli::{
     init_installs_the_provider, output_within, platform, provider_version, run_script, script,
     text, TempDir,
 };
-use acceptance_tests::terraform::acceptance_terraforms;
+use acceptance_tests::terraform::{clis, Needs, On};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
@@ -175,7 +175,7 @@ async fn serve_file(root: &Path, path: &str) -> Response<Full<Bytes>> {
 
 #[tokio::test]
 async fn make_release_signs_the_sums_and_its_mirror_serves_terraform_init() {
-    let Some(tf) = acceptance_terraforms("release").into_iter().next() else {
+    let Some(tf) = clis("release", Needs::Any, On::Newest).into_iter().next() else {
         return;
     };
     let version = provider_version();
