@@ -48,7 +48,8 @@ demo-haproxy:
 install:
 	@bash scripts/install.sh
 
-# dist/: the zip, _SHA256SUMS and _manifest.json for this platform.
+# dist/: the zip, _manifest.json and _SHA256SUMS for this platform (and _SHA256SUMS.sig with
+# GPG_FINGERPRINT=KEY), and mirror/, a provider network mirror to serve over https.
 release:
 	@bash scripts/release.sh
 

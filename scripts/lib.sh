@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Sourced (not run) by scripts/demo.sh, install.sh and release.sh.
-# Sets ROOT, and defines die, crate_version, target_dir and os_arch.
+# Sets ROOT, and defines die, crate_version, target_dir, build_provider and os_arch.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -23,6 +23,22 @@ else:
 
 crate_version() { cargo_field version; }
 target_dir() { cargo_field target_directory; }
+
+# Builds the provider binary with a PROFILE ($1: release or debug) and prints its path.
+build_provider() {
+  local flags=()
+  case "$1" in
+    release) flags=(--release) ;;
+    debug) ;;
+    *) die "PROFILE=$1: use PROFILE=release (the default) or PROFILE=debug" ;;
+  esac
+  (cd "$ROOT" && cargo build --locked "${flags[@]}" -p terraform-provider-immutable --bin terraform-provider-immutable) >&2 ||
+    die "cargo build failed (see above)"
+  local binary
+  binary="$(target_dir)/$1/terraform-provider-immutable"
+  [[ -x "$binary" ]] || die "$binary is missing after cargo build"
+  echo "$binary"
+}
 
 # Terraform's name for this machine's platform: linux_amd64, darwin_arm64, ...
 os_arch() {

@@ -5,6 +5,7 @@
 pub mod alb;
 pub mod app;
 pub mod checks;
+pub mod cli;
 pub mod elb;
 pub mod haproxy;
 pub mod hcl;

@@ -30,7 +30,7 @@ use crate::app::TestApp;
 use crate::elb::{self, BlueGreenFixture};
 use crate::hcl;
 use crate::load::{Load, LoadReport, LoadSettings, Outcome};
-use crate::terraform::{acceptance_terraforms, Terraform};
+use crate::terraform::{clis, Needs, On, Terraform};
 use crate::workspace::{Output, Step, Workspace};
 use aws_sdk_elasticloadbalancingv2 as elbv2;
 
@@ -58,9 +58,10 @@ pub fn weights(blue: i32, green: i32) -> Weights {
     BTreeMap::from([("blue".to_string(), blue), ("green".to_string(), green)])
 }
 
-/// The first Terraform CLI found (none without TF_ACC): one per test keeps the suite fast.
+/// The newest Terraform CLI (none without TF_ACC): what these tests measure is the
+/// provider's, the same under every CLI, and each takes seconds of load.
 pub fn cli(test: &str) -> Option<Terraform> {
-    acceptance_terraforms(test).into_iter().next()
+    clis(test, Needs::Any, On::Newest).into_iter().next()
 }
 
 /// A baked-image fleet as in bluegreen.rs: the release's app handed over as `targets`,

@@ -117,6 +117,12 @@ impl Workspace {
         std::fs::write(self.dir.join("main.tf"), hcl).expect("write main.tf");
     }
 
+    /// Copies a module as it is on disk (e.g. one under `examples/`), subdirectories such as
+    /// `tests/` included, into the workspace.
+    pub fn copy_module(&self, module: &Path) {
+        copy_dir(module, &self.dir);
+    }
+
     /// Runs `terraform ARGS` in the workspace with stdin closed.
     pub async fn terraform(&self, args: &[&str], extra_env: &[(String, String)]) -> Output {
         let child = self.spawn_with(args, extra_env);
@@ -387,6 +393,29 @@ pub fn has_changes(plan: &Value) -> bool {
                 .is_some_and(|a| a.iter().any(|x| x != "no-op" && x != "read"))
         })
     })
+}
+
+/// Copies `from` into `to`, leaving out what `terraform init` or a run left in a checkout
+/// (`.terraform/`, the lock file, state).
+fn copy_dir(from: &Path, to: &Path) {
+    let entries =
+        std::fs::read_dir(from).unwrap_or_else(|e| panic!("read {}: {e}", from.display()));
+    for entry in entries {
+        let entry = entry.expect("directory entry");
+        let name = entry.file_name();
+        let name_text = name.to_string_lossy();
+        if name_text.starts_with(".terraform") || name_text.contains(".tfstate") {
+            continue;
+        }
+        let target = to.join(&name);
+        if entry.file_type().expect("file type").is_dir() {
+            std::fs::create_dir_all(&target).expect("create module subdirectory");
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .unwrap_or_else(|e| panic!("copy {}: {e}", entry.path().display()));
+        }
+    }
 }
 
 /// Undoes Terraform's wrapping of diagnostic text (`│ ` margins and line breaks).

@@ -9,7 +9,7 @@ use acceptance_tests::app::{Behavior, TestApp};
 use acceptance_tests::checks::{PlanCheck, StateCheck};
 use acceptance_tests::elb::BlueGreenFixture;
 use acceptance_tests::hcl;
-use acceptance_tests::terraform::{acceptance_terraforms, REQUIRED_PROVIDERS};
+use acceptance_tests::terraform::{clis, Needs, On, REQUIRED_PROVIDERS};
 use acceptance_tests::workspace::{Step, Workspace};
 use serde_json::json;
 
@@ -31,7 +31,7 @@ fn fleet_config(fx: &BlueGreenFixture, release: &str, app: &TestApp, extra: &str
 
 #[tokio::test(flavor = "multi_thread")]
 async fn baked_image_fleet_release_rollback_and_failed_release() {
-    for tf in acceptance_terraforms("bluegreen_baked_fleet") {
+    for tf in clis("bluegreen_baked_fleet", Needs::Any, On::NewestAndOldest) {
         let fx = BlueGreenFixture::create(alb::shared(), "fleet").await;
         let (v1, v2, v3) = (
             TestApp::start("v1").await,
@@ -257,7 +257,7 @@ async fn baked_image_fleet_release_rollback_and_failed_release() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn drift_is_planned_and_restored_and_a_deleted_listener_leaves_state() {
-    for tf in acceptance_terraforms("bluegreen_drift") {
+    for tf in clis("bluegreen_drift", Needs::Any, On::NewestAndOldest) {
         let fx = BlueGreenFixture::create(alb::shared(), "drift").await;
         let v1 = TestApp::start("v1").await;
         let ws = Workspace::new(&tf, "bg-drift");
@@ -487,10 +487,8 @@ resource "immutable_bluegreen_deployment" "app" {{
 
 #[tokio::test(flavor = "multi_thread")]
 async fn self_registering_fleet_takes_its_release_from_the_slots_data_source() {
-    for tf in acceptance_terraforms("bluegreen_ecs")
-        .into_iter()
-        .filter(|tf| tf.at_least(1, 4))
-    {
+    // The configuration uses `terraform_data`, which came with Terraform 1.4.
+    for tf in clis("bluegreen_ecs", Needs::Since(1, 4), On::NewestAndOldest) {
         let fx = BlueGreenFixture::create(alb::shared(), "ecs").await;
         let fleet = Fleet::start(&fx).await;
         let ws = Workspace::new(&tf, "bg-ecs");
@@ -631,7 +629,7 @@ async fn assert_back_on_v1(fx: &BlueGreenFixture, ws: &Workspace, v2: &TestApp) 
 /// Fails the second release's app once `percent` of traffic is on it during a linear
 /// shift, and checks that the release fails there and all traffic goes back.
 async fn fail_during_linear_shift(test: &str, traffic: &str, percent: i32) {
-    for tf in acceptance_terraforms(test) {
+    for tf in clis(test, Needs::Any, On::NewestAndOldest) {
         let (fx, ws, _v1, v2, child) = second_release(&tf, test, traffic).await;
         wait_for_weights(&fx, |w| w["blue"] == percent && w["green"] == 100 - percent).await;
         v2.set(Behavior::Failing(503));
@@ -655,7 +653,7 @@ async fn a_failure_during_a_linear_shift_moves_traffic_back() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failure_while_baking_rolls_back() {
     let bake = "  traffic {\n    bake_time = \"10s\"\n  }\n";
-    for tf in acceptance_terraforms("bluegreen_bake_failure") {
+    for tf in clis("bluegreen_bake_failure", Needs::Any, On::NewestAndOldest) {
         let (fx, ws, _v1, v2, child) = second_release(&tf, "bg-bake", bake).await;
         wait_for_weights(&fx, |w| w["blue"] == 100).await;
         v2.set(Behavior::Failing(500));
@@ -668,7 +666,7 @@ async fn a_failure_while_baking_rolls_back() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_during_the_gate_leaves_traffic_where_it_was() {
-    for tf in acceptance_terraforms("bluegreen_interrupt_gate") {
+    for tf in clis("bluegreen_interrupt_gate", Needs::Any, On::NewestAndOldest) {
         let fx = BlueGreenFixture::create(alb::shared(), "bg-int-gate").await;
         let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
         let ws = Workspace::new(&tf, "bg-int-gate");
@@ -704,7 +702,7 @@ async fn ctrl_c_during_the_gate_leaves_traffic_where_it_was() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_during_a_linear_shift_moves_traffic_back() {
-    for tf in acceptance_terraforms("bluegreen_interrupt_shift") {
+    for tf in clis("bluegreen_interrupt_shift", Needs::Any, On::NewestAndOldest) {
         let (fx, ws, _v1, v2, child) =
             second_release(&tf, "bg-int-shift", &hcl::linear(50, "5s")).await;
         wait_for_weights(&fx, |w| w["blue"] == 50).await;
@@ -767,7 +765,7 @@ async fn invalid_deployment_settings_are_reported_at_validate() {
             "green_target_group_arn",
         ),
     ];
-    for tf in acceptance_terraforms("bluegreen_validation") {
+    for tf in clis("bluegreen_validation", Needs::Any, On::Each) {
         let ws = Workspace::new(&tf, "bg-validate");
         for (hcl, expected) in &cases {
             ws.write_config(hcl);
@@ -792,7 +790,7 @@ async fn invalid_deployment_settings_are_reported_at_validate() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn canary_with_a_test_listener_and_without_retaining_the_previous_colour() {
-    for tf in acceptance_terraforms("bluegreen_canary") {
+    for tf in clis("bluegreen_canary", Needs::Any, On::NewestAndOldest) {
         let fx = BlueGreenFixture::create(alb::shared(), "bg-canary").await;
         let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
         let ws = Workspace::new(&tf, "bg-canary");
@@ -854,7 +852,7 @@ const WRITES: [&str; 5] = [
 #[tokio::test(flavor = "multi_thread")]
 async fn throttling_is_retried_and_settings_changes_write_nothing() {
     use acceptance_tests::proxy::{Fault, FaultProxy};
-    for tf in acceptance_terraforms("bluegreen_throttling") {
+    for tf in clis("bluegreen_throttling", Needs::Any, On::Newest) {
         let fx = BlueGreenFixture::create(alb::shared(), "bg-throttle").await;
         let proxy = FaultProxy::start(&fx.endpoint);
         let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
@@ -904,7 +902,7 @@ async fn throttling_is_retried_and_settings_changes_write_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_elbv2_endpoint_during_apply_leaves_traffic_and_state_as_they_were() {
     use acceptance_tests::proxy::{Fault, FaultProxy};
-    for tf in acceptance_terraforms("bluegreen_endpoint_down") {
+    for tf in clis("bluegreen_endpoint_down", Needs::Any, On::Newest) {
         let fx = BlueGreenFixture::create(alb::shared(), "bg-down").await;
         let proxy = FaultProxy::start(&fx.endpoint);
         let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
@@ -946,7 +944,7 @@ async fn an_unreachable_elbv2_endpoint_during_apply_leaves_traffic_and_state_as_
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_while_baking_moves_traffic_back_even_without_auto_rollback() {
     let extra = "  auto_rollback = false\n  traffic {\n    bake_time = \"30s\"\n  }\n";
-    for tf in acceptance_terraforms("bluegreen_interrupt_bake") {
+    for tf in clis("bluegreen_interrupt_bake", Needs::Any, On::NewestAndOldest) {
         let (fx, ws, _v1, v2, child) = second_release(&tf, "bg-int-bake", extra).await;
         wait_for_weights(&fx, |w| w["blue"] == 100).await;
         Workspace::interrupt(&child);
@@ -962,7 +960,7 @@ async fn ctrl_c_while_baking_moves_traffic_back_even_without_auto_rollback() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reordered_targets_are_not_a_release() {
-    for tf in acceptance_terraforms("bluegreen_reorder") {
+    for tf in clis("bluegreen_reorder", Needs::Any, On::NewestAndOldest) {
         let fx = BlueGreenFixture::create(alb::shared(), "bg-reorder").await;
         let (app, twin) = (TestApp::start("v1").await, TestApp::start("v1").await);
         let ws = Workspace::new(&tf, "bg-reorder");

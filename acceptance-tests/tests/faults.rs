@@ -11,7 +11,7 @@ use acceptance_tests::checks::{resource_values, StateCheck};
 use acceptance_tests::elb::BlueGreenFixture;
 use acceptance_tests::hcl;
 use acceptance_tests::proxy::{Fault, FaultProxy};
-use acceptance_tests::terraform::acceptance_terraforms;
+use acceptance_tests::terraform::{clis, Needs, On};
 use acceptance_tests::workspace::{Step, Workspace};
 use serde_json::json;
 
@@ -31,7 +31,7 @@ fn deployment(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_provider_killed_mid_shift_is_converged_by_the_next_apply() {
-    for tf in acceptance_terraforms("faults_sigkill") {
+    for tf in clis("faults_sigkill", Needs::Any, On::Newest) {
         let fx = BlueGreenFixture::create(alb::shared(), "sigkill").await;
         let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
         let ws = Workspace::new(&tf, "sigkill");
@@ -89,7 +89,7 @@ async fn a_provider_killed_mid_shift_is_converged_by_the_next_apply() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_standby_target_group_deleted_by_hand_fails_the_next_release_before_traffic_moves() {
-    for tf in acceptance_terraforms("faults_deleted_tg") {
+    for tf in clis("faults_deleted_tg", Needs::Any, On::Newest) {
         let fx = BlueGreenFixture::create(alb::shared(), "deltg").await;
         let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
         let ws = Workspace::new(&tf, "deltg");
@@ -135,8 +135,7 @@ async fn a_standby_target_group_deleted_by_hand_fails_the_next_release_before_tr
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_deployments_in_one_apply_survive_throttling() {
     const N: usize = 50;
-    // One CLI: what is measured is the provider's retries, the same under every Terraform.
-    for tf in acceptance_terraforms("faults_fifty").into_iter().take(1) {
+    for tf in clis("faults_fifty", Needs::Any, On::Newest) {
         let app = TestApp::start("v1").await;
         // The fixtures' own hundreds of writes would take minutes at AWS's pace: this test
         // process's emulator throttles only the apply.
@@ -198,7 +197,10 @@ async fn fifty_deployments_pace_their_calls_inside_the_aws_buckets() {
     const PARALLELISM: usize = 10;
     // Each HTTP gate: 21 passing checks 1 s apart.
     const GATE: Duration = Duration::from_secs(20);
-    let Some(tf) = acceptance_terraforms("faults_pacing").into_iter().next() else {
+    let Some(tf) = clis("faults_pacing", Needs::Any, On::Newest)
+        .into_iter()
+        .next()
+    else {
         return;
     };
     let app = TestApp::start("v1").await;
@@ -263,7 +265,7 @@ async fn fifty_deployments_pace_their_calls_inside_the_aws_buckets() {
 #[tokio::test(flavor = "multi_thread")]
 async fn health_check_headers_stay_in_their_sensitive_attribute() {
     const SECRET: &str = "tok-3a7f9c1e-never-show";
-    for tf in acceptance_terraforms("faults_secrets") {
+    for tf in clis("faults_secrets", Needs::Any, On::Each) {
         let fx = BlueGreenFixture::create(alb::shared(), "secret").await;
         let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
         v2.set(acceptance_tests::app::Behavior::Failing(401));
@@ -317,7 +319,7 @@ async fn health_check_headers_stay_in_their_sensitive_attribute() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_app_flapping_around_the_threshold_never_gets_traffic() {
-    for tf in acceptance_terraforms("faults_flapping") {
+    for tf in clis("faults_flapping", Needs::Any, On::Newest) {
         let fx = BlueGreenFixture::create(alb::shared(), "flap").await;
         let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
         let ws = Workspace::new(&tf, "flap");
@@ -358,7 +360,7 @@ async fn an_app_flapping_around_the_threshold_never_gets_traffic() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn elbv2_going_down_right_after_the_listener_write_leaves_traffic_on_the_gated_colour() {
-    for tf in acceptance_terraforms("faults_down_mid_shift") {
+    for tf in clis("faults_down_mid_shift", Needs::Any, On::Newest) {
         let fx = BlueGreenFixture::create(alb::shared(), "downmid").await;
         let proxy = FaultProxy::start(&fx.endpoint);
         let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
@@ -410,7 +412,7 @@ async fn elbv2_going_down_right_after_the_listener_write_leaves_traffic_on_the_g
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bursts_of_server_errors_are_retried() {
-    for tf in acceptance_terraforms("faults_5xx") {
+    for tf in clis("faults_5xx", Needs::Any, On::Newest) {
         let fx = BlueGreenFixture::create(alb::shared(), "fivexx").await;
         let proxy = FaultProxy::start(&fx.endpoint);
         let v1 = TestApp::start("v1").await;

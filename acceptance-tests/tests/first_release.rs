@@ -9,7 +9,7 @@ use acceptance_tests::app::{Behavior, TestApp};
 use acceptance_tests::checks::StateCheck;
 use acceptance_tests::elb::{BlueGreenFixture, Start};
 use acceptance_tests::hcl;
-use acceptance_tests::terraform::acceptance_terraforms;
+use acceptance_tests::terraform::{clis, Needs, On};
 use acceptance_tests::workspace::{Step, Workspace};
 use aws_sdk_elasticloadbalancingv2::types::ActionTypeEnum;
 use serde_json::json;
@@ -33,43 +33,43 @@ fn config(fx: &BlueGreenFixture, release: &str, app: &TestApp) -> String {
 /// provider used to have it checked is gone.
 async fn first_release_from(start: Start, live_app: bool, lands_on: &str) {
     let test = format!("first_release_{start:?}");
-    let Some(tf) = acceptance_terraforms(&test).into_iter().next() else {
-        return;
-    };
-    let fx = BlueGreenFixture::create_with(alb::shared(), &format!("first-{start:?}"), start).await;
-    let (v0, v1) = (TestApp::start("v0").await, TestApp::start("v1").await);
-    if live_app {
-        fx.register(&fx.blue_tg_arn, &[("127.0.0.1", v0.port() as i32)])
-            .await;
+    for tf in clis(&test, Needs::Any, On::NewestAndOldest) {
+        let fx =
+            BlueGreenFixture::create_with(alb::shared(), &format!("first-{start:?}"), start).await;
+        let (v0, v1) = (TestApp::start("v0").await, TestApp::start("v1").await);
+        if live_app {
+            fx.register(&fx.blue_tg_arn, &[("127.0.0.1", v0.port() as i32)])
+                .await;
+        }
+        let ws = Workspace::new(&tf, &format!("first-{start:?}"));
+        ws.step(Step {
+            config: config(&fx, "v1", &v1),
+            state_checks: vec![
+                StateCheck::Equals(DEPLOYMENT, "active_color", json!(lands_on)),
+                StateCheck::Equals(DEPLOYMENT, "active_release", json!("v1")),
+            ],
+            ..Step::default()
+        })
+        .await;
+        let (tg, other) = if lands_on == "blue" {
+            (&fx.blue_tg_arn, "green")
+        } else {
+            (&fx.green_tg_arn, "blue")
+        };
+        let weights = fx.weights(&fx.listener_arn).await;
+        assert_eq!(weights.get(lands_on), Some(&100), "{weights:?}");
+        assert_eq!(weights.get(other), Some(&0), "{weights:?}");
+        let targets = fx.targets(tg).await;
+        assert_eq!(
+            targets,
+            vec![("127.0.0.1".to_string(), v1.port() as i32, "healthy".into())],
+            "the load balancer checked the release's group"
+        );
+        assert!(
+            fx.rules(&fx.listener_arn).await.is_empty(),
+            "the rule that had the group checked is gone"
+        );
     }
-    let ws = Workspace::new(&tf, &format!("first-{start:?}"));
-    ws.step(Step {
-        config: config(&fx, "v1", &v1),
-        state_checks: vec![
-            StateCheck::Equals(DEPLOYMENT, "active_color", json!(lands_on)),
-            StateCheck::Equals(DEPLOYMENT, "active_release", json!("v1")),
-        ],
-        ..Step::default()
-    })
-    .await;
-    let (tg, other) = if lands_on == "blue" {
-        (&fx.blue_tg_arn, "green")
-    } else {
-        (&fx.green_tg_arn, "blue")
-    };
-    let weights = fx.weights(&fx.listener_arn).await;
-    assert_eq!(weights.get(lands_on), Some(&100), "{weights:?}");
-    assert_eq!(weights.get(other), Some(&0), "{weights:?}");
-    let targets = fx.targets(tg).await;
-    assert_eq!(
-        targets,
-        vec![("127.0.0.1".to_string(), v1.port() as i32, "healthy".into())],
-        "the load balancer checked the release's group"
-    );
-    assert!(
-        fx.rules(&fx.listener_arn).await.is_empty(),
-        "the rule that had the group checked is gone"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -91,33 +91,29 @@ async fn first_release_from_a_forward_to_both_colours() {
 /// behind, and the release's group never served a request.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_first_release_leaves_the_fixed_response() {
-    let Some(tf) = acceptance_terraforms("first_release_failed")
-        .into_iter()
-        .next()
-    else {
-        return;
-    };
-    let fx =
-        BlueGreenFixture::create_with(alb::shared(), "first-failed", Start::FixedResponse).await;
-    let v1 = TestApp::start("v1").await;
-    v1.set(Behavior::Failing(500));
-    let ws = Workspace::new(&tf, "first-failed");
-    ws.step(Step {
-        config: config(&fx, "v1", &v1).replace("\"15s\"", "\"3s\""),
-        expect_error: Some("(?s)not deployed to blue.*raffic was not moved"),
-        ..Step::default()
-    })
-    .await;
-    let actions = fx.default_actions(&fx.listener_arn).await;
-    assert_eq!(actions.len(), 1);
-    assert_eq!(actions[0].r#type(), Some(&ActionTypeEnum::FixedResponse));
-    assert!(fx.rules(&fx.listener_arn).await.is_empty());
-    assert_eq!(alb::shared().served(&fx.blue_tg_arn), 0);
-    let state = ws.state().await;
-    assert!(
-        acceptance_tests::checks::resource_values(&state, DEPLOYMENT).is_none(),
-        "a failed create leaves nothing in state"
-    );
+    for tf in clis("first_release_failed", Needs::Any, On::NewestAndOldest) {
+        let fx = BlueGreenFixture::create_with(alb::shared(), "first-failed", Start::FixedResponse)
+            .await;
+        let v1 = TestApp::start("v1").await;
+        v1.set(Behavior::Failing(500));
+        let ws = Workspace::new(&tf, "first-failed");
+        ws.step(Step {
+            config: config(&fx, "v1", &v1).replace("\"15s\"", "\"3s\""),
+            expect_error: Some("(?s)not deployed to blue.*raffic was not moved"),
+            ..Step::default()
+        })
+        .await;
+        let actions = fx.default_actions(&fx.listener_arn).await;
+        assert_eq!(actions.len(), 1);
+        assert_eq!(actions[0].r#type(), Some(&ActionTypeEnum::FixedResponse));
+        assert!(fx.rules(&fx.listener_arn).await.is_empty());
+        assert_eq!(alb::shared().served(&fx.blue_tg_arn), 0);
+        let state = ws.state().await;
+        assert!(
+            acceptance_tests::checks::resource_values(&state, DEPLOYMENT).is_none(),
+            "a failed create leaves nothing in state"
+        );
+    }
 }
 
 /// Target groups the listener cannot forward to are refused before anything is written,
@@ -126,54 +122,50 @@ async fn a_failed_first_release_leaves_the_fixed_response() {
 #[tokio::test(flavor = "multi_thread")]
 async fn target_groups_the_listener_cannot_use_are_refused_up_front() {
     use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, TargetTypeEnum};
-    let Some(tf) = acceptance_terraforms("first_release_preflight")
-        .into_iter()
-        .next()
-    else {
-        return;
-    };
-    let fx = BlueGreenFixture::create(alb::shared(), "preflight").await;
-    let elsewhere = BlueGreenFixture::create(alb::shared(), "elsewhere").await;
-    let tcp = fx
-        .client
-        .create_target_group()
-        .name(format!("{}-tcp", fx.name))
-        .protocol(ProtocolEnum::Tcp)
-        .port(80)
-        .vpc_id(&fx.vpc_id)
-        .target_type(TargetTypeEnum::Ip)
-        .send()
-        .await
-        .expect("CreateTargetGroup TCP");
-    let tcp = tcp.target_groups()[0]
-        .target_group_arn()
-        .unwrap()
-        .to_string();
-    let v1 = TestApp::start("v1").await;
-    let ws = Workspace::new(&tf, "preflight");
-    for (green, expected) in [
-        (
-            &elsewhere.green_tg_arn,
-            "(?s)green_target_group_arn.*is in VPC vpc-",
-        ),
-        (&tcp, "(?s)green_target_group_arn.*uses protocol TCP"),
-    ] {
-        let hcl = config(&fx, "v1", &v1).replace(&fx.green_tg_arn, green);
-        ws.step(Step {
-            config: hcl,
-            expect_error: Some(expected),
-            ..Step::default()
-        })
-        .await;
-        assert!(fx.targets(green).await.is_empty(), "nothing registered");
-        assert!(
-            fx.rules(&fx.listener_arn).await.is_empty(),
-            "no rule written"
-        );
-        assert_eq!(
-            fx.weights(&fx.listener_arn).await,
-            [("blue".to_string(), 100), ("green".to_string(), 0)].into(),
-            "the listener is untouched"
-        );
+    for tf in clis("first_release_preflight", Needs::Any, On::Each) {
+        let fx = BlueGreenFixture::create(alb::shared(), "preflight").await;
+        let elsewhere = BlueGreenFixture::create(alb::shared(), "elsewhere").await;
+        let tcp = fx
+            .client
+            .create_target_group()
+            .name(format!("{}-tcp", fx.name))
+            .protocol(ProtocolEnum::Tcp)
+            .port(80)
+            .vpc_id(&fx.vpc_id)
+            .target_type(TargetTypeEnum::Ip)
+            .send()
+            .await
+            .expect("CreateTargetGroup TCP");
+        let tcp = tcp.target_groups()[0]
+            .target_group_arn()
+            .unwrap()
+            .to_string();
+        let v1 = TestApp::start("v1").await;
+        let ws = Workspace::new(&tf, "preflight");
+        for (green, expected) in [
+            (
+                &elsewhere.green_tg_arn,
+                "(?s)green_target_group_arn.*is in VPC vpc-",
+            ),
+            (&tcp, "(?s)green_target_group_arn.*uses protocol TCP"),
+        ] {
+            let hcl = config(&fx, "v1", &v1).replace(&fx.green_tg_arn, green);
+            ws.step(Step {
+                config: hcl,
+                expect_error: Some(expected),
+                ..Step::default()
+            })
+            .await;
+            assert!(fx.targets(green).await.is_empty(), "nothing registered");
+            assert!(
+                fx.rules(&fx.listener_arn).await.is_empty(),
+                "no rule written"
+            );
+            assert_eq!(
+                fx.weights(&fx.listener_arn).await,
+                [("blue".to_string(), 100), ("green".to_string(), 0)].into(),
+                "the listener is untouched"
+            );
+        }
     }
 }

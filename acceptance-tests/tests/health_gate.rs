@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use acceptance_tests::app::{Behavior, TestApp};
 use acceptance_tests::checks::{PlanCheck, StateCheck};
-use acceptance_tests::terraform::{acceptance_terraforms, REQUIRED_PROVIDERS};
+use acceptance_tests::terraform::{clis, Needs, On, REQUIRED_PROVIDERS};
 use acceptance_tests::workspace::{Step, Workspace};
 use serde_json::json;
 
@@ -27,7 +27,7 @@ resource "immutable_health_gate" "app" {{
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_gate_that_passes_records_its_result_and_triggers_replace_it() {
-    for tf in acceptance_terraforms("health_gate_passes") {
+    for tf in clis("health_gate_passes", Needs::Any, On::Each) {
         let app = TestApp::start("v1").await;
         let ws = Workspace::new(&tf, "gate-pass");
         ws.step(Step {
@@ -80,7 +80,7 @@ async fn a_gate_that_passes_records_its_result_and_triggers_replace_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_gate_that_fails_reports_a_tally_and_stores_nothing() {
-    for tf in acceptance_terraforms("health_gate_fails") {
+    for tf in clis("health_gate_fails", Needs::Any, On::Each) {
         let app = TestApp::start("v3").await;
         app.set(Behavior::Failing(503));
         let ws = Workspace::new(&tf, "gate-fail");
@@ -124,7 +124,7 @@ async fn a_gate_that_fails_reports_a_tally_and_stores_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sensitive_header_never_shows_in_output_or_trace_logs() {
     const SECRET: &str = "s3cr3t-token-4711";
-    for tf in acceptance_terraforms("health_gate_sensitive_header") {
+    for tf in clis("health_gate_sensitive_header", Needs::Any, On::Each) {
         let app = TestApp::start("v1").await;
         let ws = Workspace::new(&tf, "gate-secret");
         let result = ws
@@ -174,7 +174,7 @@ async fn invalid_arguments_are_reported_at_validate_with_their_attribute() {
             "timeouts.create",
         ),
     ];
-    for tf in acceptance_terraforms("health_gate_validation") {
+    for tf in clis("health_gate_validation", Needs::Any, On::Each) {
         let ws = Workspace::new(&tf, "gate-validate");
         ws.write_config(&config("ftp://example.com", ""));
         let out = ws.terraform(&["validate", "-no-color"], &[]).await;
@@ -221,7 +221,7 @@ async fn invalid_arguments_are_reported_at_validate_with_their_attribute() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_stops_a_running_gate_with_an_interrupted_error() {
-    for tf in acceptance_terraforms("health_gate_interrupt") {
+    for tf in clis("health_gate_interrupt", Needs::Any, On::Each) {
         let app = TestApp::start("v1").await;
         app.set(Behavior::Failing(503));
         let ws = Workspace::new(&tf, "gate-interrupt");
@@ -273,14 +273,8 @@ const EPHEMERAL_TOKEN: &str =
 
 #[tokio::test(flavor = "multi_thread")]
 async fn headers_wo_reach_the_app_and_never_what_terraform_keeps() {
-    for tf in acceptance_terraforms("health_gate_headers_wo") {
-        if !tf.at_least(1, 11) {
-            println!(
-                "skipped on Terraform {}: write-only attributes need 1.11",
-                tf.version
-            );
-            continue;
-        }
+    // Write-only attributes came with Terraform 1.11.
+    for tf in clis("health_gate_headers_wo", Needs::Since(1, 11), On::Each) {
         let app = TestApp::start("v1").await;
         let ws = Workspace::new(&tf, "gate-wo");
         ws.write_config(&write_only_config(&app.url(), 1));
@@ -333,14 +327,8 @@ async fn headers_wo_reach_the_app_and_never_what_terraform_keeps() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn headers_wo_is_refused_by_terraform_older_than_1_11() {
-    for tf in acceptance_terraforms("health_gate_headers_wo_old") {
-        if tf.at_least(1, 11) {
-            println!(
-                "skipped on Terraform {}: it keeps write-only attributes out of state",
-                tf.version
-            );
-            continue;
-        }
+    // From 1.11 on, Terraform keeps write-only attributes out of state itself.
+    for tf in clis("health_gate_headers_wo_old", Needs::Before(1, 11), On::Each) {
         let ws = Workspace::new(&tf, "gate-wo-old");
         // A literal: an ephemeral variable is itself refused before 1.10.
         let literal = config(

@@ -6,7 +6,7 @@ use acceptance_tests::alb;
 use acceptance_tests::app::TestApp;
 use acceptance_tests::elb::BlueGreenFixture;
 use acceptance_tests::hcl;
-use acceptance_tests::terraform::acceptance_terraforms;
+use acceptance_tests::terraform::{clis, Needs, On};
 use acceptance_tests::workspace::{Step, Workspace};
 use serde_json::json;
 
@@ -20,14 +20,8 @@ fn identity_in_state(ws: &Workspace) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deployment_has_an_identity_and_imports_by_it() {
-    for tf in acceptance_terraforms("identity_import") {
-        if !tf.at_least(1, 12) {
-            println!(
-                "skipped on Terraform {}: resource identity needs 1.12",
-                tf.version
-            );
-            continue;
-        }
+    // Resource identity came with Terraform 1.12.
+    for tf in clis("identity_import", Needs::Since(1, 12), On::Each) {
         let fx = BlueGreenFixture::create(alb::shared(), "id-import").await;
         let v1 = TestApp::start("v1").await;
         let ws = Workspace::new(&tf, "id-import");

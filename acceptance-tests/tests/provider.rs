@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use acceptance_tests::app::TestApp;
 use acceptance_tests::checks::StateCheck;
-use acceptance_tests::terraform::{acceptance_terraforms, REQUIRED_PROVIDERS};
+use acceptance_tests::terraform::{clis, Needs, On, REQUIRED_PROVIDERS};
 use acceptance_tests::workspace::{Step, Workspace};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn schema_lists_every_resource_and_data_source_with_descriptions() {
-    for tf in acceptance_terraforms("provider_schema") {
+    for tf in clis("provider_schema", Needs::Any, On::Each) {
         let ws = Workspace::new(&tf, "schema");
         ws.write_config(REQUIRED_PROVIDERS);
         let out = ws.terraform(&["providers", "schema", "-json"], &[]).await;
@@ -89,7 +89,7 @@ async fn invalid_provider_settings_are_reported_at_validate() {
         (r#"endpoints { elbv2 = "localhost:5055" }"#, "elbv2"),
         (r#"assume_role { role_arn = "deployer" }"#, "role_arn"),
     ];
-    for tf in acceptance_terraforms("provider_validation") {
+    for tf in clis("provider_validation", Needs::Any, On::Each) {
         let ws = Workspace::new(&tf, "provider-validate");
         for (setting, attribute) in cases {
             ws.write_config(&format!(
@@ -124,7 +124,7 @@ async fn counting_listener() -> (String, Arc<AtomicU64>) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_gates_alone_make_no_aws_call() {
-    for tf in acceptance_terraforms("provider_no_aws") {
+    for tf in clis("provider_no_aws", Needs::Any, On::Each) {
         let app = TestApp::start("v1").await;
         let (elbv2, connections) = counting_listener().await;
         let ws = Workspace::new(&tf, "no-aws");

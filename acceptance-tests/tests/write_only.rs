@@ -6,7 +6,7 @@ use acceptance_tests::alb;
 use acceptance_tests::app::TestApp;
 use acceptance_tests::elb::BlueGreenFixture;
 use acceptance_tests::hcl;
-use acceptance_tests::terraform::acceptance_terraforms;
+use acceptance_tests::terraform::{clis, Needs, On};
 use acceptance_tests::workspace::{Step, Workspace};
 
 const TOKEN: &str = "wo-deploy-secret-93b2";
@@ -23,14 +23,8 @@ fn config(fx: &BlueGreenFixture, release: &str, app: &TestApp, version: u32) -> 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deployment_checks_with_headers_wo_and_keeps_them_nowhere() {
-    for tf in acceptance_terraforms("write_only_deployment") {
-        if !tf.at_least(1, 11) {
-            println!(
-                "skipped on Terraform {}: write-only attributes need 1.11",
-                tf.version
-            );
-            continue;
-        }
+    // Write-only attributes came with Terraform 1.11.
+    for tf in clis("write_only_deployment", Needs::Since(1, 11), On::Each) {
         let fx = BlueGreenFixture::create(alb::shared(), "wo-deploy").await;
         let v1 = TestApp::start("v1").await;
         let ws = Workspace::new(&tf, "wo-deploy");
