@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use acceptance_tests::app::TestApp;
 use acceptance_tests::elb::BlueGreenFixture;
-use acceptance_tests::terraform::{acceptance_terraforms, Terraform};
+use acceptance_tests::terraform::{clis, Needs, On, Terraform};
 use acceptance_tests::traffic::{
     flat, fleet_config, v1_live, wait_healthy, weights, Traffic, APPLY, TAIL,
 };
@@ -22,21 +22,8 @@ const INVOKE: &[&str] = &[
     "-invoke=action.immutable_rollback.web",
 ];
 
-fn clis(test: &str) -> Vec<Terraform> {
-    acceptance_terraforms(test)
-        .into_iter()
-        .filter(|tf| {
-            let ok = tf.at_least(1, 14);
-            if !ok {
-                println!(
-                    "{test}: skipped on Terraform {}: actions need 1.14",
-                    tf.version
-                );
-            }
-            ok
-        })
-        .collect()
-}
+/// Actions.
+const ACTIONS: Needs = Needs::Since(1, 14);
 
 /// The action block for the fixture's deployment; `extra` goes in its `config`.
 fn action(fx: &BlueGreenFixture, extra: &str) -> String {
@@ -75,7 +62,7 @@ async fn plan(ws: &Workspace) -> (Option<i32>, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_rollback_action_moves_traffic_back_and_the_next_plans_are_safe() {
-    for tf in clis("action_rollback") {
+    for tf in clis("action_rollback", ACTIONS, On::Each) {
         let (fx, ws, v1, v2) = v2_live_v1_warm(&tf, "rb-action", "").await;
         wait_healthy(&fx, &fx.green_tg_arn).await;
         let traffic = Traffic::start(&fx, Duration::from_secs(30), None).await;
@@ -165,7 +152,7 @@ async fn the_rollback_action_moves_traffic_back_and_the_next_plans_are_safe() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rollback_to_an_unhealthy_colour_moves_no_traffic() {
-    for tf in clis("action_unhealthy") {
+    for tf in clis("action_unhealthy", ACTIONS, On::Each) {
         let (fx, ws, v1, v2) = v2_live_v1_warm(&tf, "rb-unhealthy", "    timeout = \"3s\"\n").await;
         drop(v1);
         // The load balancer sees v1's fleet fail its checks.
@@ -181,6 +168,7 @@ async fn a_rollback_to_an_unhealthy_colour_moves_no_traffic() {
         }
         let out = ws.terraform(INVOKE, &[]).await;
         let text = out.text();
+        println!("a rollback to an unhealthy colour:\n{text}");
         assert!(!out.success, "{text}");
         assert!(text.contains("Rollback failed"), "{text}");
         assert!(text.contains("Gating green (v1)"), "{text}");

@@ -6,19 +6,15 @@ use acceptance_tests::alb;
 use acceptance_tests::app::TestApp;
 use acceptance_tests::elb::BlueGreenFixture;
 use acceptance_tests::hcl;
-use acceptance_tests::terraform::acceptance_terraforms;
+use acceptance_tests::terraform::{clis, Needs, On};
+
+/// `terraform query` and generated configuration.
+const QUERY: Needs = Needs::Since(1, 14);
 use acceptance_tests::workspace::{Step, Workspace};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn query_finds_three_deployments_and_generates_config_that_imports_unchanged() {
-    for tf in acceptance_terraforms("query_generate") {
-        if !tf.at_least(1, 14) {
-            println!(
-                "skipped on Terraform {}: terraform query needs 1.14",
-                tf.version
-            );
-            continue;
-        }
+    for tf in clis("query_generate", QUERY, On::Each) {
         let app = TestApp::start("v1").await;
         let mut fixtures = Vec::new();
         for i in 0..3 {
@@ -178,14 +174,7 @@ async fn query_finds_three_deployments_and_generates_config_that_imports_unchang
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_list_block_with_a_bad_load_balancer_arn_is_refused_with_its_attribute() {
-    for tf in acceptance_terraforms("query_validate") {
-        if !tf.at_least(1, 14) {
-            println!(
-                "skipped on Terraform {}: terraform query needs 1.14",
-                tf.version
-            );
-            continue;
-        }
+    for tf in clis("query_validate", QUERY, On::Each) {
         let ws = Workspace::new(&tf, "query-validate");
         ws.write_config(&hcl::provider("http://127.0.0.1:1", ""));
         std::fs::write(
