@@ -13,19 +13,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PROFILE="${PROFILE:-release}"
 PLUGIN_DIR="${PLUGIN_DIR:-$HOME/.terraform.d/plugins}"
-case "$PROFILE" in
-  release) profile_flag=(--release) ;;
-  debug) profile_flag=() ;;
-  *) die "PROFILE=$PROFILE: use PROFILE=release (the default) or PROFILE=debug" ;;
-esac
 
 version="$(crate_version)"
 platform="$(os_arch)"
 echo "install.sh: building terraform-provider-immutable $version ($PROFILE)"
-(cd "$ROOT" && cargo build --locked "${profile_flag[@]}" -p terraform-provider-immutable --bin terraform-provider-immutable) ||
-  die "cargo build failed (see above)"
-binary="$(target_dir)/$PROFILE/terraform-provider-immutable"
-[[ -x "$binary" ]] || die "$binary is missing after cargo build"
+binary="$(build_provider "$PROFILE")"
 
 dir="$PLUGIN_DIR/registry.terraform.io/immutable-infra/immutable/$version/$platform"
 dest="$dir/terraform-provider-immutable_v$version"
