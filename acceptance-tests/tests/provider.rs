@@ -78,6 +78,24 @@ async fn schema_lists_every_resource_and_data_source_with_descriptions() {
         ] {
             assert!(slots["attributes"][name].is_object(), "slots.{name}");
         }
+        if tf.at_least(1, 14) {
+            let rollback = &provider["action_schemas"]["immutable_rollback"]["block"];
+            let list =
+                &provider["list_resource_schemas"]["immutable_bluegreen_deployment"]["block"];
+            for (what, name) in [
+                (rollback, "listener_arn"),
+                (rollback, "timeout"),
+                (list, "load_balancer_arn"),
+                (list, "tags"),
+            ] {
+                assert!(
+                    what["attributes"][name]["description"]
+                        .as_str()
+                        .is_some_and(|d| !d.is_empty()),
+                    "{name} in {provider}"
+                );
+            }
+        }
     }
 }
 
