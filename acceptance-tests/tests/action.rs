@@ -89,6 +89,13 @@ async fn the_rollback_action_moves_traffic_back_and_the_next_plans_are_safe() {
         assert_eq!(fx.weights(&fx.listener_arn).await, weights(0, 100));
         assert!(fx.tags(&fx.blue_tg_arn).await.contains_key(ROLLED_BACK_TAG));
 
+        // Invoked twice (a second responder): it would undo the rollback, so it refuses.
+        let again = ws.terraform(INVOKE, &[]).await;
+        let text = flat(&again.text());
+        assert!(!again.success, "{text}");
+        assert!(text.contains("rolling back again would undo it"), "{text}");
+        assert_eq!(fx.weights(&fx.listener_arn).await, weights(0, 100));
+
         // The configuration still says v2: no traffic moves, and the plan says why.
         let (code, text) = plan(&ws).await;
         assert_eq!(code, Some(0), "no change planned:\n{text}");

@@ -48,6 +48,11 @@ impl Rollout<'_> {
                 router.describe(to)
             ));
         };
+        if let Some(at) = record(to).rolled_back_at {
+            return Err(format!(
+                "Traffic was moved away from {to} ({release}) by a rollback at {at}: rolling back again would undo it. Adopt the rollback or ship a fix through the configuration. {not_moved}"
+            ));
+        }
         let from_release = record(from)
             .release
             .unwrap_or_else(|| "(unrecorded)".into());

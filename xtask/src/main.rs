@@ -1,7 +1,8 @@
 //! Project tasks, run with `cargo run -p xtask -- TASK`.
 //!
-//! - `docs`: regenerates docs/ (registry layout) from the provider's schemas, read
-//!   in-process, and the templates in templates/.
+//! - `docs`: regenerates docs/ (registry layout: the provider, resources, data sources,
+//!   actions and list resources) from the provider's schemas, read in-process, and the
+//!   templates in templates/.
 //! - `docs --check`: fails, naming the stale files, when docs/ is not what `docs` would
 //!   write. CI runs it (`make lint`).
 
@@ -17,6 +18,7 @@ use std::sync::Arc;
 
 use terraform_provider_immutable::provider::ImmutableProvider;
 use terraform_provider_immutable::tfplugin::resource::Provider;
+use terraform_provider_immutable::tfplugin::schema::Schema;
 use terraform_provider_immutable::tfplugin::server::Server;
 
 const USAGE: &str = "usage: cargo run -p xtask -- docs [--check]
@@ -58,19 +60,14 @@ fn provider_docs() -> docs::ProviderDocs {
     let provider = Arc::new(ImmutableProvider::default());
     let name = provider.type_name().to_string();
     let server = Server::new(provider);
-    let resources = server
-        .resource_schemas()
-        .map(|(name, schema)| (name.to_string(), schema.clone()))
-        .collect();
-    let data_sources = server
-        .data_source_schemas()
-        .map(|(name, schema)| (name.to_string(), schema.clone()))
-        .collect();
+    let owned = |(name, schema): (&str, &Schema)| (name.to_string(), schema.clone());
     docs::ProviderDocs {
         name,
         schema: server.provider_schema().clone(),
-        resources,
-        data_sources,
+        resources: server.resource_schemas().map(owned).collect(),
+        data_sources: server.data_source_schemas().map(owned).collect(),
+        actions: server.action_schemas().map(owned).collect(),
+        list_resources: server.list_resource_schemas().map(owned).collect(),
     }
 }
 
@@ -116,5 +113,14 @@ mod tests {
         );
         let index = &pages["docs/index.md"];
         assert!(index.contains("<a id=\"nestedblock--assume_role\"></a>"));
+        let rollback = &pages["docs/actions/rollback.md"];
+        assert!(rollback.contains("page_title: \"immutable_rollback Action - immutable\""));
+        assert!(rollback.contains("- `listener_arn` (String) The deployment's listener."));
+        assert!(rollback.contains("action \"immutable_rollback\" \"web\""));
+        let list = &pages["docs/list-resources/bluegreen_deployment.md"];
+        assert!(list
+            .contains("page_title: \"immutable_bluegreen_deployment List Resource - immutable\""));
+        assert!(list.contains("- `tags` (Map of String)"));
+        assert!(list.contains("list \"immutable_bluegreen_deployment\" \"web\""));
     }
 }
