@@ -92,7 +92,7 @@ async fn counts_every_failing_answer_and_retries_none() {
     // A margin at each switch for the requests that straddle it.
     let inner = started_in(&report, failing + ms(30)..healthy - ms(30));
     assert_eq!(count(&inner, Outcome::Status(503)), inner.len());
-    let before = started_in(&report, Duration::ZERO..failing);
+    let before = started_in(&report, Duration::ZERO..failing - ms(30));
     assert_eq!(count(&before, Outcome::Status(200)), before.len());
     let after = started_in(&report, healthy + ms(30)..Duration::MAX);
     assert_eq!(count(&after, Outcome::Status(200)), after.len());
