@@ -497,6 +497,8 @@ pub async fn read(site: &Site<'_>, state: &Value, diags: &mut Diagnostics) -> Va
                             status = rolled_back;
                         }
                     }
+                    // Failing the refresh beats taking a rollback for drift, which the
+                    // next apply would undo.
                     Err(e) => site.cannot_read(diags, &e),
                 }
             }
