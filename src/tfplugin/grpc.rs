@@ -7,8 +7,9 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use super::diagnostics::{AttributePath, Diagnostics, Severity};
+use super::resource::ActionEvent;
 use super::schema::{Attribute, Block, Nesting, Schema};
-use super::server::{ActionEvent, Dv, Server};
+use super::server::{Dv, Server};
 use super::value::PathStep;
 
 /// gRPC message size limits, as Go providers have (terraform-plugin-go).
@@ -46,7 +47,7 @@ macro_rules! provider_service {
             use super::*;
             use tfplugin_proto::$m as pb;
             use tonic::{Request, Response, Status};
-            use tokio_stream::wrappers::ReceiverStream;
+            use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 
             /// The provider's gRPC service for this protocol version.
             pub struct Service(pub Arc<Server>);
@@ -380,25 +381,27 @@ macro_rules! provider_service {
                     ok(pb::plan_action::Response { diagnostics: diagnostics(diags), ..Default::default() })
                 }
 
-                type InvokeActionStream = ReceiverStream<Result<pb::invoke_action::Event, Status>>;
+                type InvokeActionStream = futures_util::stream::Map<
+                    UnboundedReceiverStream<ActionEvent>,
+                    fn(ActionEvent) -> Result<pb::invoke_action::Event, Status>,
+                >;
 
+                /// The action runs in its own task to its end, whether or not Terraform is
+                /// still listening (interrupted); its events stream as they come.
                 async fn invoke_action(&self, r: Request<pb::invoke_action::Request>) -> Result<Response<Self::InvokeActionStream>, Status> {
+                    use futures_util::StreamExt;
                     use pb::invoke_action::event::{Completed, Progress, Type};
+                    fn event(event: ActionEvent) -> Result<pb::invoke_action::Event, Status> {
+                        let r#type = match event {
+                            ActionEvent::Progress(message) => Type::Progress(Progress { message }),
+                            ActionEvent::Completed(diags) => Type::Completed(Completed { diagnostics: diagnostics(diags) }),
+                        };
+                        Ok(pb::invoke_action::Event { r#type: Some(r#type) })
+                    }
                     let r = r.into_inner();
                     let span = rpc_span("InvokeAction", &r.action_type);
-                    let mut events = self.0.invoke_action(&r.action_type, dv_in(r.config), span);
-                    let (tx, rx) = tokio::sync::mpsc::channel(16);
-                    tokio::spawn(async move {
-                        while let Some(event) = events.recv().await {
-                            let r#type = match event {
-                                ActionEvent::Progress(message) => Type::Progress(Progress { message }),
-                                ActionEvent::Completed(diags) => Type::Completed(Completed { diagnostics: diagnostics(diags) }),
-                            };
-                            // Terraform gone (interrupted): the action still runs to its end.
-                            let _ = tx.send(Ok(pb::invoke_action::Event { r#type: Some(r#type) })).await;
-                        }
-                    });
-                    ok(ReceiverStream::new(rx))
+                    let events = self.0.invoke_action(&r.action_type, dv_in(r.config), span);
+                    ok(UnboundedReceiverStream::new(events).map(event as fn(_) -> _))
                 }
 
                 async fn validate_action_config(&self, r: Request<pb::validate_action_config::Request>) -> Result<Response<pb::validate_action_config::Response>, Status> {

@@ -131,11 +131,18 @@ pub trait ListResource: Send + Sync {
     ) -> Vec<Found>;
 }
 
+/// What an invoked action reports, in order: any number of progress messages, then its
+/// completion.
+pub enum ActionEvent {
+    Progress(String),
+    Completed(Diagnostics),
+}
+
 /// Where an action reports what it is doing, as it does it.
-pub struct Progress(tokio::sync::mpsc::UnboundedSender<String>);
+pub struct Progress(tokio::sync::mpsc::UnboundedSender<ActionEvent>);
 
 impl Progress {
-    pub fn new(sink: tokio::sync::mpsc::UnboundedSender<String>) -> Progress {
+    pub fn new(sink: tokio::sync::mpsc::UnboundedSender<ActionEvent>) -> Progress {
         Progress(sink)
     }
 
@@ -145,7 +152,7 @@ impl Progress {
         tracing::info!(progress = %message, "action progress");
         // Terraform may have stopped listening (interrupted): the action goes on to a
         // safe end regardless.
-        let _ = self.0.send(message);
+        let _ = self.0.send(ActionEvent::Progress(message));
     }
 }
 

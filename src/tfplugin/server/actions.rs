@@ -6,17 +6,10 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::{decode, validate, Dv, Entry, Server};
+use super::{decode, lookup, validate, Dv, Entry, Server};
 use crate::tfplugin::diagnostics::Diagnostics;
-use crate::tfplugin::resource::{Action, Progress};
+use crate::tfplugin::resource::{Action, ActionEvent, Progress};
 use crate::tfplugin::schema::Schema;
-
-/// What an invoked action reports, in order: any number of progress messages, then its
-/// completion.
-pub enum ActionEvent {
-    Progress(String),
-    Completed(Diagnostics),
-}
 
 impl Server {
     pub fn action_schemas(&self) -> impl Iterator<Item = (&str, &Schema)> {
@@ -47,27 +40,15 @@ impl Server {
         let type_name = type_name.to_string();
         let run = async move {
             let mut diags = Diagnostics::default();
-            let (progress_in, mut progress_out) = mpsc::unbounded_channel();
-            let progress = Progress::new(progress_in);
             let entry = server.action(&type_name, &mut diags);
             let config =
                 entry.and_then(|e| decode(config, &e.ty, "action configuration", &mut diags));
             if let (Some(entry), Some(config)) = (entry, config) {
-                let ctx = server.ctx();
-                let invoked = entry.imp.invoke(&ctx, &config, &progress, &mut diags);
-                tokio::pin!(invoked);
-                loop {
-                    tokio::select! {
-                        () = &mut invoked => break,
-                        Some(message) = progress_out.recv() => {
-                            let _ = events.send(ActionEvent::Progress(message));
-                        }
-                    }
-                }
-            }
-            drop(progress);
-            while let Ok(message) = progress_out.try_recv() {
-                let _ = events.send(ActionEvent::Progress(message));
+                let progress = Progress::new(events.clone());
+                entry
+                    .imp
+                    .invoke(&server.ctx(), &config, &progress, &mut diags)
+                    .await;
             }
             let _ = events.send(ActionEvent::Completed(diags));
         };
@@ -76,13 +57,6 @@ impl Server {
     }
 
     fn action(&self, type_name: &str, diags: &mut Diagnostics) -> Option<&Entry<dyn Action>> {
-        let entry = self.actions.get(type_name);
-        if entry.is_none() {
-            diags.error(
-                "Unknown action",
-                format!("This provider has no action {type_name:?}."),
-            );
-        }
-        entry
+        lookup(&self.actions, "action", type_name, diags)
     }
 }

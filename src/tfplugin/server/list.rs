@@ -3,7 +3,7 @@
 //! state into the configuration a person would write, so that `-generate-config-out`
 //! writes blocks that import with no changes.
 
-use super::{decode, encode, validate, Dv, Entry, Server};
+use super::{decode, encode, lookup, validate, Dv, Entry, Server};
 use crate::tfplugin::diagnostics::Diagnostics;
 use crate::tfplugin::resource::ListResource;
 use crate::tfplugin::schema::Schema;
@@ -110,13 +110,6 @@ impl Server {
     }
 
     fn list(&self, type_name: &str, diags: &mut Diagnostics) -> Option<&Entry<dyn ListResource>> {
-        let entry = self.lists.get(type_name);
-        if entry.is_none() {
-            diags.error(
-                "Unknown list resource",
-                format!("This provider has no list resource {type_name:?}."),
-            );
-        }
-        entry
+        lookup(&self.lists, "list resource", type_name, diags)
     }
 }

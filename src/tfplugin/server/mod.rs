@@ -10,7 +10,6 @@ use tokio_util::sync::CancellationToken;
 mod actions;
 mod list;
 
-pub use actions::ActionEvent;
 pub use list::Listed;
 
 use super::diagnostics::{AttributePath, Diagnostics};
@@ -484,14 +483,7 @@ impl Server {
     }
 
     fn resource(&self, type_name: &str, diags: &mut Diagnostics) -> Option<&Entry<dyn Resource>> {
-        let entry = self.resources.get(type_name);
-        if entry.is_none() {
-            diags.error(
-                "Unknown resource type",
-                format!("This provider has no resource type {type_name:?}."),
-            );
-        }
-        entry
+        lookup(&self.resources, "resource type", type_name, diags)
     }
 
     fn data_source(
@@ -499,15 +491,25 @@ impl Server {
         type_name: &str,
         diags: &mut Diagnostics,
     ) -> Option<&Entry<dyn DataSource>> {
-        let entry = self.data_sources.get(type_name);
-        if entry.is_none() {
-            diags.error(
-                "Unknown data source",
-                format!("This provider has no data source {type_name:?}."),
-            );
-        }
-        entry
+        lookup(&self.data_sources, "data source", type_name, diags)
     }
+}
+
+/// The registered `noun` named `type_name`; an error when the provider has none.
+fn lookup<'a, T: ?Sized>(
+    entries: &'a BTreeMap<String, Entry<T>>,
+    noun: &str,
+    type_name: &str,
+    diags: &mut Diagnostics,
+) -> Option<&'a Entry<T>> {
+    let entry = entries.get(type_name);
+    if entry.is_none() {
+        diags.error(
+            format!("Unknown {noun}"),
+            format!("This provider has no {noun} {type_name:?}."),
+        );
+    }
+    entry
 }
 
 /// Decodes a configuration and runs the schema's validators, then (when they found
@@ -608,7 +610,7 @@ fn prune_unknown_attributes(raw: &mut serde_json::Value, ty: &Type) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tfplugin::resource::{Found, Progress};
+    use crate::tfplugin::resource::{ActionEvent, Found, Progress};
     use crate::tfplugin::schema::{Attribute, Block};
 
     /// A resource whose apply echoes the plan, for exercising the server alone.
