@@ -67,13 +67,39 @@ async fn query_finds_three_deployments_and_generates_config_that_imports_unchang
             assert!(out.success, "{}", out.text());
         }
         ws.write_config(&provider);
-        std::fs::write(
-            ws.dir().join("find.tfquery.hcl"),
-            format!(
-                "list \"immutable_bluegreen_deployment\" \"found\" {{\n  provider         = immutable\n  include_resource = true\n  config {{\n    tags = {{ query-run = \"{run}\" }}\n  }}\n}}\n"
-            ),
-        )
-        .unwrap();
+        let list = |filters: &str| {
+            std::fs::write(
+                ws.dir().join("find.tfquery.hcl"),
+                format!(
+                    "list \"immutable_bluegreen_deployment\" \"found\" {{\n  provider         = immutable\n  include_resource = true\n  config {{\n{filters}    tags = {{ query-run = \"{run}\" }}\n  }}\n}}\n"
+                ),
+            )
+            .unwrap()
+        };
+
+        // One load balancer's listing is one DescribeListeners and one DescribeTags: each
+        // found listener is imported from what they read, with no call of its own.
+        list(&format!(
+            "    load_balancer_arn = \"{}\"\n",
+            fixtures[0].lb_arn
+        ));
+        let proxy = alb::shared().proxy();
+        proxy.reset_calls();
+        let one = ws.terraform(&["query", "-no-color"], &[]).await;
+        assert!(one.success, "{}", one.text());
+        let path = fixtures[0].listener_arn.split_once(":listener/").unwrap().1;
+        assert!(one.text().contains(path), "{}", one.text());
+        assert_eq!(
+            proxy.calls(),
+            [
+                ("DescribeListeners".to_string(), 1),
+                ("DescribeTags".to_string(), 1)
+            ]
+            .into(),
+            "the calls of one load balancer's listing"
+        );
+
+        list("");
 
         let query = ws.terraform(&["query", "-no-color"], &[]).await;
         let text = query.text();

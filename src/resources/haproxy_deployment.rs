@@ -308,7 +308,7 @@ impl Resource for HaproxyDeployment {
             );
             return None;
         };
-        let failure = match lifecycle::import(&site(&router), state, true).await {
+        let failure = match lifecycle::import(&site(&router), state, None, true).await {
             Ok(state) => return Some(state),
             Err(ImportError::Router(e)) => e.to_string(),
             Err(ImportError::NoLiveColour) => format!("No server of backend {backend:?} takes traffic (none named blue_N or green_N with a weight), so no colour is live. Create the resource instead: it adopts the backend."),

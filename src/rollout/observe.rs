@@ -24,23 +24,30 @@ impl Observed {
     }
 }
 
+impl Observed {
+    /// What a split and the colours' records (blue's first) say.
+    pub fn new(split: Split, records: [Record; 2]) -> Observed {
+        let live = split.live();
+        let generation = |r: &Record| r.generation.unwrap_or(0);
+        // A colour's generation is recorded before its gate, so only the live colour's counts
+        // (the standby's may be from a release that failed its gate).
+        let generation = match live {
+            Some(Color::Blue) => generation(&records[0]),
+            Some(Color::Green) => generation(&records[1]),
+            None => generation(&records[0]).max(generation(&records[1])),
+        };
+        Observed {
+            split,
+            live,
+            records,
+            generation,
+        }
+    }
+}
+
 /// Reads the split and both records: two calls.
 pub async fn observe(router: &dyn TrafficRouter) -> Result<Observed, RouterError> {
     let split = router.weights().await?;
     let records = router.records().await?;
-    let live = split.live();
-    let generation = |r: &Record| r.generation.unwrap_or(0);
-    // A colour's generation is recorded before its gate, so only the live colour's counts
-    // (the standby's may be from a release that failed its gate).
-    let generation = match live {
-        Some(Color::Blue) => generation(&records[0]),
-        Some(Color::Green) => generation(&records[1]),
-        None => generation(&records[0]).max(generation(&records[1])),
-    };
-    Ok(Observed {
-        split,
-        live,
-        records,
-        generation,
-    })
+    Ok(Observed::new(split, records))
 }

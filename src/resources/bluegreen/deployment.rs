@@ -11,6 +11,7 @@ use crate::resources::release::blocks;
 use crate::resources::release::lifecycle::{self, ImportError, Site};
 use crate::resources::release::model::set;
 use crate::resources::release::schema::{self, Words};
+use crate::rollout::Observed;
 use crate::router::elbv2::{Listener, RELEASE_TAG};
 use crate::router::{Color, TrafficRouter};
 use crate::tfplugin::diagnostics::Diagnostics;
@@ -129,8 +130,13 @@ fn site<'a>(
 
 impl BlueGreenDeployment {
     /// The state of the deployment a listener already is: the live colour from its
-    /// weights, releases and generation from the tags. Import and discovery use it.
-    pub async fn adopt(&self, listener: &Listener) -> Result<Value, String> {
+    /// weights, releases and generation from the tags. Import reads them (`observed` is
+    /// `None`); discovery passes what its listing read.
+    pub async fn adopt(
+        &self,
+        listener: &Listener,
+        observed: Option<Observed>,
+    ) -> Result<Value, String> {
         let mut state = schema().block.empty_value();
         for (name, value) in [
             ("id", &listener.listener),
@@ -141,7 +147,7 @@ impl BlueGreenDeployment {
             set(&mut state, name, value.as_str());
         }
         let extras = live_extras(listener);
-        match lifecycle::import(&site(listener, None, &extras), state, false).await {
+        match lifecycle::import(&site(listener, None, &extras), state, observed, false).await {
             Ok(state) => Ok(state),
             Err(ImportError::Router(e)) => Err(e.to_string()),
             Err(ImportError::NoLiveColour) => Err("The listener forwards to neither target group, so no colour is live. Create the resource instead: it adopts the listener.".to_string()),
@@ -302,7 +308,7 @@ impl Resource for BlueGreenDeployment {
             blue: blue.to_string(),
             green: green.to_string(),
         };
-        match self.adopt(&listener).await {
+        match self.adopt(&listener, None).await {
             Ok(state) => Some(state),
             Err(failure) => {
                 diags.error("Cannot import", failure);

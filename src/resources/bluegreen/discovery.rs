@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::deployment::BlueGreenDeployment;
-use crate::router::elbv2::{Listener, TwoWayListener, RELEASE_TAG};
+use crate::rollout::Observed;
+use crate::router::elbv2::{record_of, Listener, TwoWayListener, RELEASE_TAG};
+use crate::router::Split;
 use crate::tfplugin::diagnostics::Diagnostics;
 use crate::tfplugin::resource::{Ctx, Found, ListResource};
 use crate::tfplugin::schema::{Attribute, Block, Schema};
@@ -133,7 +135,15 @@ impl ListResource for Discovery {
                     blue,
                     green,
                 };
-                match self.deployment.adopt(&listener).await {
+                // What the listing read is what an import would read again.
+                let observed = Observed::new(
+                    Split {
+                        blue: candidate.weights[0],
+                        green: candidate.weights[1],
+                    },
+                    [record_of(blue_tags), record_of(green_tags)],
+                );
+                match self.deployment.adopt(&listener, Some(observed)).await {
                     Ok(state) => found.push(Found {
                         display_name: display_name(candidate, &state),
                         state,

@@ -6,7 +6,7 @@ use super::model::{self, set, Args, Status, COMPUTED};
 use crate::analysis::alarms::AlarmSource;
 use crate::analysis::Analysis;
 use crate::probe::HttpClients;
-use crate::rollout::{observe, Outcome, Release, Rollout};
+use crate::rollout::{observe, Observed, Outcome, Release, Rollout};
 use crate::router::{shift, Color, Record, RouterError, Split, TrafficRouter};
 use crate::text::capitalised;
 use crate::tfplugin::diagnostics::{AttributePath, Diagnostics};
@@ -578,13 +578,18 @@ pub enum ImportError {
 /// The state of an existing deployment, read from the router into `state` (which holds
 /// the resource's own arguments): the live colour from the weights, the releases and the
 /// generation from the records, and, with `with_targets`, the live colour's members as
-/// `targets`.
+/// `targets`. `observed` is what the caller already read of the router (discovery reads
+/// many listeners at once); `None` reads it now.
 pub async fn import(
     site: &Site<'_>,
     mut state: Value,
+    observed: Option<Observed>,
     with_targets: bool,
 ) -> Result<Value, ImportError> {
-    let observed = observe(site.router).await.map_err(ImportError::Router)?;
+    let observed = match observed {
+        Some(observed) => observed,
+        None => observe(site.router).await.map_err(ImportError::Router)?,
+    };
     let live = observed.live.ok_or(ImportError::NoLiveColour)?;
     let release = observed
         .release(live)

@@ -9,6 +9,8 @@ pub struct TwoWayListener {
     pub listener: String,
     pub load_balancer: String,
     pub target_groups: [String; 2],
+    /// The forward's weights, in the same order.
+    pub weights: [u32; 2],
 }
 
 impl Elbv2 {
@@ -40,7 +42,7 @@ impl Elbv2 {
                     })?;
                 for listener in out.listeners() {
                     let weights = forward_weights(listener.default_actions());
-                    if let ([(a, _), (b, _)], Some(arn)) =
+                    if let ([(a, wa), (b, wb)], Some(arn)) =
                         (weights.0.as_slice(), listener.listener_arn())
                     {
                         if a != b {
@@ -48,6 +50,7 @@ impl Elbv2 {
                                 listener: arn.to_string(),
                                 load_balancer: load_balancer.clone(),
                                 target_groups: [a.clone(), b.clone()],
+                                weights: [*wa, *wb],
                             });
                         }
                     }

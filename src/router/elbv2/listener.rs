@@ -41,7 +41,7 @@ impl Listener {
 }
 
 /// A colour's record from its target group's tags.
-fn record_of(tags: &BTreeMap<String, String>) -> Record {
+pub fn record_of(tags: &BTreeMap<String, String>) -> Record {
     Record {
         release: tags.get(RELEASE_TAG).cloned(),
         generation: tags.get(GENERATION_TAG).and_then(|g| g.parse().ok()),

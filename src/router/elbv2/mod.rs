@@ -39,7 +39,7 @@ mod discovery;
 mod listener;
 
 pub use discovery::TwoWayListener;
-pub use listener::{Listener, GENERATION_TAG, RELEASE_TAG, ROLLED_BACK_TAG};
+pub use listener::{record_of, Listener, GENERATION_TAG, RELEASE_TAG, ROLLED_BACK_TAG};
 
 use super::{pace, MemberHealth, MemberState, RouterError, Target};
 
