@@ -9,7 +9,7 @@ use tracing::Instrument;
 use super::diagnostics::{AttributePath, Diagnostics, Severity};
 use super::resource::ActionEvent;
 use super::schema::{Attribute, Block, Nesting, Schema};
-use super::server::{Dv, Server};
+use super::server::{Dv, ListEvent, Server};
 use super::value::PathStep;
 
 /// gRPC message size limits, as Go providers have (terraform-plugin-go).
@@ -47,7 +47,7 @@ macro_rules! provider_service {
             use super::*;
             use tfplugin_proto::$m as pb;
             use tonic::{Request, Response, Status};
-            use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
+            use tokio_stream::wrappers::UnboundedReceiverStream;
 
             /// The provider's gRPC service for this protocol version.
             pub struct Service(pub Arc<Server>);
@@ -339,22 +339,30 @@ macro_rules! provider_service {
                     ok(pb::close_ephemeral_resource::Response { diagnostics: unsupported("CloseEphemeralResource") })
                 }
 
-                type ListResourceStream = ReceiverStream<Result<pb::list_resource::Event, Status>>;
+                type ListResourceStream = futures_util::stream::Map<
+                    UnboundedReceiverStream<ListEvent>,
+                    fn(ListEvent) -> Result<pb::list_resource::Event, Status>,
+                >;
 
+                /// Each object streams as it is found; when Terraform stops listening, the
+                /// search ends at its next find.
                 async fn list_resource(&self, r: Request<pb::list_resource::Request>) -> Result<Response<Self::ListResourceStream>, Status> {
+                    use futures_util::StreamExt;
+                    fn event(event: ListEvent) -> Result<pb::list_resource::Event, Status> {
+                        Ok(match event {
+                            ListEvent::Found(f) => pb::list_resource::Event {
+                                identity: identity_data(Some(f.identity)),
+                                display_name: f.display_name,
+                                resource_object: dv_out(f.state),
+                                diagnostic: Vec::new(),
+                            },
+                            ListEvent::Diagnostics(diags) => pb::list_resource::Event { diagnostic: diagnostics(diags), ..Default::default() },
+                        })
+                    }
                     let r = r.into_inner();
                     let span = rpc_span("ListResource", &r.type_name);
-                    let (found, diags) = self.0.list_resource(&r.type_name, dv_in(r.config), r.include_resource_object, r.limit).instrument(span).await;
-                    let mut events: Vec<_> = found.into_iter().map(|f| pb::list_resource::Event {
-                        identity: identity_data(Some(f.identity)),
-                        display_name: f.display_name,
-                        resource_object: dv_out(f.state),
-                        diagnostic: Vec::new(),
-                    }).collect();
-                    if !diags.0.is_empty() {
-                        events.push(pb::list_resource::Event { diagnostic: diagnostics(diags), ..Default::default() });
-                    }
-                    ok(stream(events))
+                    let events = self.0.list_resource(&r.type_name, dv_in(r.config), r.include_resource_object, r.limit, span);
+                    ok(UnboundedReceiverStream::new(events).map(event as fn(_) -> _))
                 }
 
                 async fn validate_list_resource_config(&self, r: Request<pb::validate_list_resource_config::Request>) -> Result<Response<pb::validate_list_resource_config::Response>, Status> {
@@ -418,15 +426,6 @@ macro_rules! provider_service {
 
                 $($extra)*
             }
-
-            /// A finished stream of the given messages.
-            fn stream<T: Send + 'static>(items: Vec<T>) -> ReceiverStream<Result<T, Status>> {
-                let (tx, rx) = tokio::sync::mpsc::channel(items.len().max(1));
-                for item in items {
-                    let _ = tx.try_send(Ok(item));
-                }
-                ReceiverStream::new(rx)
-            }
         }
     };
 }
@@ -466,10 +465,10 @@ provider_service! {
             ok(pb::configure_state_store::Response { diagnostics: unsupported("ConfigureStateStore"), ..Default::default() })
         }
 
-        type ReadStateBytesStream = ReceiverStream<Result<pb::read_state_bytes::Response, Status>>;
+        type ReadStateBytesStream = tokio_stream::Once<Result<pb::read_state_bytes::Response, Status>>;
 
         async fn read_state_bytes(&self, _: Request<pb::read_state_bytes::Request>) -> Result<Response<Self::ReadStateBytesStream>, Status> {
-            ok(stream(vec![pb::read_state_bytes::Response { diagnostics: unsupported("ReadStateBytes"), ..Default::default() }]))
+            ok(tokio_stream::once(Ok(pb::read_state_bytes::Response { diagnostics: unsupported("ReadStateBytes"), ..Default::default() })))
         }
 
         async fn write_state_bytes(&self, _: Request<tonic::Streaming<pb::write_state_bytes::RequestChunk>>) -> Result<Response<pb::write_state_bytes::Response>, Status> {

@@ -113,6 +113,43 @@ pub struct Found {
     pub state: Value,
 }
 
+/// Where a list resource puts each object it finds: Terraform shows it at once, so a long
+/// search shows its progress, and an interrupted one keeps what it found.
+pub struct Finds<'a> {
+    send: Box<dyn FnMut(Found) -> bool + Send + 'a>,
+    left: usize,
+}
+
+impl<'a> Finds<'a> {
+    /// At most `limit` objects, each given to `send`, which says whether Terraform still
+    /// listens.
+    pub fn new(limit: usize, send: impl FnMut(Found) -> bool + Send + 'a) -> Finds<'a> {
+        Finds {
+            send: Box::new(send),
+            left: limit,
+        }
+    }
+
+    /// Sends one object. False once the limit is reached or Terraform stopped listening:
+    /// the search should end.
+    pub fn send(&mut self, found: Found) -> bool {
+        if self.is_done() {
+            return false;
+        }
+        if (self.send)(found) {
+            self.left -= 1;
+        } else {
+            self.left = 0;
+        }
+        !self.is_done()
+    }
+
+    /// Whether nothing more will be sent.
+    pub fn is_done(&self) -> bool {
+        self.left == 0
+    }
+}
+
 /// Finds existing objects of a managed resource type, for `terraform query`.
 #[tonic::async_trait]
 pub trait ListResource: Send + Sync {
@@ -121,14 +158,9 @@ pub trait ListResource: Send + Sync {
     /// The `config` block of a `list` block.
     fn schema(&self) -> Schema;
     fn validate(&self, _config: &Value, _diags: &mut Diagnostics) {}
-    /// At most `limit` objects matching `config` (null when the block is left out).
-    async fn list(
-        &self,
-        ctx: &Ctx,
-        config: &Value,
-        limit: usize,
-        diags: &mut Diagnostics,
-    ) -> Vec<Found>;
+    /// Sends the objects matching `config` (null when the block is left out) to `found`,
+    /// as they are found, until it is done.
+    async fn list(&self, ctx: &Ctx, config: &Value, found: &mut Finds<'_>, diags: &mut Diagnostics);
 }
 
 /// What an invoked action reports, in order: any number of progress messages, then its

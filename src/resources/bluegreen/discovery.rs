@@ -15,7 +15,7 @@ use crate::rollout::Observed;
 use crate::router::elbv2::{record_of, Listener, TwoWayListener, RELEASE_TAG};
 use crate::router::Split;
 use crate::tfplugin::diagnostics::Diagnostics;
-use crate::tfplugin::resource::{Ctx, Found, ListResource};
+use crate::tfplugin::resource::{Ctx, Finds, Found, ListResource};
 use crate::tfplugin::schema::{Attribute, Block, Schema};
 use crate::tfplugin::value::Value;
 use crate::validators;
@@ -86,9 +86,9 @@ impl ListResource for Discovery {
         &self,
         ctx: &Ctx,
         config: &Value,
-        limit: usize,
+        found: &mut Finds<'_>,
         diags: &mut Diagnostics,
-    ) -> Vec<Found> {
+    ) {
         let api = self.deployment.shared.elbv2().await;
         let load_balancer = config.get("load_balancer_arn").and_then(Value::as_str);
         let wanted: BTreeMap<String, String> = match config.get("tags") {
@@ -102,13 +102,12 @@ impl ListResource for Discovery {
             Ok(candidates) => candidates,
             Err(e) => {
                 diags.error("Cannot list the listeners", e.to_string());
-                return Vec::new();
+                return;
             }
         };
-        let mut found = Vec::new();
         for batch in candidates.chunks(TAGS_PER_CALL / 2) {
-            if found.len() >= limit || ctx.stop.is_cancelled() {
-                break;
+            if found.is_done() || ctx.stop.is_cancelled() {
+                return;
             }
             let arns: Vec<&str> = batch
                 .iter()
@@ -118,14 +117,14 @@ impl ListResource for Discovery {
                 Ok(tags) => tags,
                 Err(e) => {
                     diags.error("Cannot read the target groups' tags", e.to_string());
-                    break;
+                    return;
                 }
             };
             for (candidate, pair) in batch.iter().zip(tags.chunks(2)) {
                 let [blue_tags, green_tags] = pair else {
                     continue;
                 };
-                if found.len() >= limit || !matches(&[blue_tags, green_tags], &wanted) {
+                if !matches(&[blue_tags, green_tags], &wanted) {
                     continue;
                 }
                 let [blue, green] = candidate.target_groups.clone();
@@ -144,10 +143,15 @@ impl ListResource for Discovery {
                     [record_of(blue_tags), record_of(green_tags)],
                 );
                 match self.deployment.adopt(&listener, Some(observed)).await {
-                    Ok(state) => found.push(Found {
-                        display_name: display_name(candidate, &state),
-                        state,
-                    }),
+                    Ok(state) => {
+                        let display_name = display_name(candidate, &state);
+                        if !found.send(Found {
+                            display_name,
+                            state,
+                        }) {
+                            return;
+                        }
+                    }
                     Err(e) => diags.warning(
                         format!("Skipped {}", candidate.listener),
                         format!(
@@ -157,7 +161,6 @@ impl ListResource for Discovery {
                 }
             }
         }
-        found
     }
 }
 

@@ -1,12 +1,18 @@
-//! `terraform query` (Terraform 1.14+): a list resource finds existing objects and returns
-//! each one's identity (and, when asked, its state); GenerateResourceConfig turns such a
+//! `terraform query` (Terraform 1.14+): a list resource finds existing objects and streams
+//! each one's identity (and, when asked, its state) as it finds it; GenerateResourceConfig turns such a
 //! state into the configuration a person would write, so that `-generate-config-out`
 //! writes blocks that import with no changes.
 
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
 use super::{decode, encode, lookup, validate, Dv, Entry, Server};
 use crate::tfplugin::diagnostics::Diagnostics;
-use crate::tfplugin::resource::ListResource;
+use crate::tfplugin::identity::Identity;
+use crate::tfplugin::resource::{Finds, Found, ListResource};
 use crate::tfplugin::schema::Schema;
+use crate::tfplugin::value::Type;
 
 /// One object found, encoded for the wire.
 pub struct Listed {
@@ -14,6 +20,47 @@ pub struct Listed {
     pub identity: Dv,
     /// Only when the query includes the resource.
     pub state: Option<Dv>,
+}
+
+/// What a listing streams: each object as it is found, and diagnostics.
+pub enum ListEvent {
+    Found(Listed),
+    Diagnostics(Diagnostics),
+}
+
+/// What ListResource asks for, besides the configuration.
+struct Query<'a> {
+    type_name: &'a str,
+    include_resource: bool,
+    /// Terraform's default is 100.
+    limit: usize,
+}
+
+/// A found object for the wire: its identity, and its state when the query includes it.
+fn listed(
+    found: Found,
+    identity: &Identity,
+    resource: &Type,
+    include_resource: bool,
+    diags: &mut Diagnostics,
+) -> Option<Listed> {
+    let Some(id) = identity.from_state(&found.state) else {
+        diags.error(
+            "Provider bug: an object found without its identity",
+            format!("{} has no complete identity.", found.display_name),
+        );
+        return None;
+    };
+    let identity = encode(&id, &identity.ty, diags)?;
+    let state = match include_resource {
+        true => Some(encode(&found.state, resource, diags)?),
+        false => None,
+    };
+    Some(Listed {
+        display_name: found.display_name,
+        identity,
+        state,
+    })
 }
 
 impl Server {
@@ -35,17 +82,45 @@ impl Server {
         diags
     }
 
-    /// What the list resource finds, at most `limit` (Terraform's default is 100).
-    pub async fn list_resource(
-        &self,
+    /// Runs the list resource in its own task, so that each object streams to Terraform as
+    /// it is found; the stream ends with the search, after its diagnostics, if any.
+    pub fn list_resource(
+        self: &Arc<Self>,
         type_name: &str,
         config: Option<Dv>,
         include_resource: bool,
         limit: i64,
-    ) -> (Vec<Listed>, Diagnostics) {
-        let mut diags = Diagnostics::default();
+        span: tracing::Span,
+    ) -> mpsc::UnboundedReceiver<ListEvent> {
+        let (events, received) = mpsc::unbounded_channel();
+        let server = Arc::clone(self);
+        let type_name = type_name.to_string();
+        let run = async move {
+            let mut diags = Diagnostics::default();
+            let query = Query {
+                type_name: &type_name,
+                include_resource,
+                limit: usize::try_from(limit).unwrap_or(0),
+            };
+            server.search(query, config, &events, &mut diags).await;
+            if !diags.0.is_empty() {
+                let _ = events.send(ListEvent::Diagnostics(diags));
+            }
+        };
+        tokio::spawn(tracing::Instrument::instrument(run, span));
+        received
+    }
+
+    async fn search(
+        &self,
+        query: Query<'_>,
+        config: Option<Dv>,
+        events: &mpsc::UnboundedSender<ListEvent>,
+        diags: &mut Diagnostics,
+    ) {
+        let type_name = query.type_name;
         let (Some(entry), Some(identity), Some(resource)) = (
-            self.list(type_name, &mut diags),
+            self.list(type_name, diags),
             self.identities.get(type_name),
             self.resources.get(type_name),
         ) else {
@@ -55,40 +130,29 @@ impl Server {
                     format!("{type_name} is listed but has no resource identity."),
                 );
             }
-            return (Vec::new(), diags);
+            return;
         };
-        let Some(config) = decode(config, &entry.ty, "list configuration", &mut diags) else {
-            return (Vec::new(), diags);
+        let Some(config) = decode(config, &entry.ty, "list configuration", diags) else {
+            return;
         };
-        let limit = usize::try_from(limit).unwrap_or(0);
-        let found = entry
-            .imp
-            .list(&self.ctx(), &config, limit, &mut diags)
-            .await;
-        let mut listed = Vec::new();
-        for found in found.into_iter().take(limit) {
-            let Some(id) = identity.from_state(&found.state) else {
-                diags.error(
-                    "Provider bug: an object found without its identity",
-                    format!("{} has no complete identity.", found.display_name),
-                );
-                continue;
-            };
-            let (Some(identity), state) = (
-                encode(&id, &identity.ty, &mut diags),
-                include_resource
-                    .then(|| encode(&found.state, &resource.ty, &mut diags))
-                    .flatten(),
-            ) else {
-                continue;
-            };
-            listed.push(Listed {
-                display_name: found.display_name,
+        let mut found = Finds::new(query.limit, |found: Found| {
+            let mut problems = Diagnostics::default();
+            let event = match listed(
+                found,
                 identity,
-                state,
-            });
-        }
-        (listed, diags)
+                &resource.ty,
+                query.include_resource,
+                &mut problems,
+            ) {
+                Some(listed) => ListEvent::Found(listed),
+                None => ListEvent::Diagnostics(problems),
+            };
+            events.send(event).is_ok()
+        });
+        entry
+            .imp
+            .list(&self.ctx(), &config, &mut found, diags)
+            .await;
     }
 
     /// The configuration a person would write for a state: the schema's settable

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 mod actions;
 mod list;
 
-pub use list::Listed;
+pub use list::{ListEvent, Listed};
 
 use super::diagnostics::{AttributePath, Diagnostics};
 use super::identity::Identity;
@@ -610,7 +610,7 @@ fn prune_unknown_attributes(raw: &mut serde_json::Value, ty: &Type) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tfplugin::resource::{ActionEvent, Found, Progress};
+    use crate::tfplugin::resource::{ActionEvent, Finds, Found, Progress};
     use crate::tfplugin::schema::{Attribute, Block};
 
     /// A resource whose apply echoes the plan, for exercising the server alone.
@@ -659,14 +659,18 @@ mod tests {
         fn schema(&self) -> Schema {
             Schema::new(Block::new("").attribute(Attribute::string("prefix").optional()))
         }
-        async fn list(&self, _: &Ctx, _: &Value, _: usize, _: &mut Diagnostics) -> Vec<Found> {
-            ["a", "b"]
-                .into_iter()
-                .map(|name| Found {
-                    display_name: format!("echo {name}"),
-                    state: object(name, "x".into()),
-                })
-                .collect()
+        /// Finds "a", "b" and "c", unless told to stop first.
+        async fn list(&self, _: &Ctx, _: &Value, found: &mut Finds<'_>, _: &mut Diagnostics) {
+            for name in ["a", "b", "c"] {
+                let state = object(name, "x".into());
+                let display_name = format!("echo {name}");
+                if !found.send(Found {
+                    display_name,
+                    state,
+                }) {
+                    return;
+                }
+            }
         }
     }
 
@@ -743,12 +747,35 @@ mod tests {
         value::decode_msgpack(&dv.msgpack, ty).unwrap()
     }
 
+    /// What a listing streamed: the objects, and the number of diagnostics.
+    async fn listed(
+        server: &Arc<Server>,
+        include_resource: bool,
+        limit: i64,
+    ) -> (Vec<Listed>, usize) {
+        let mut events = server.list_resource(
+            "test_echo",
+            None,
+            include_resource,
+            limit,
+            tracing::Span::none(),
+        );
+        let (mut found, mut diags) = (Vec::new(), 0);
+        while let Some(event) = events.recv().await {
+            match event {
+                ListEvent::Found(listed) => found.push(listed),
+                ListEvent::Diagnostics(d) => diags += d.0.len(),
+            }
+        }
+        (found, diags)
+    }
+
     #[tokio::test]
-    async fn listing_returns_identities_up_to_the_limit_and_states_when_asked() {
-        let server = server();
+    async fn listing_streams_identities_up_to_the_limit_and_states_when_asked() {
+        let server = Arc::new(server());
         let identity = Type::object([("name", Type::String)]);
-        let (found, diags) = server.list_resource("test_echo", None, false, 1).await;
-        assert!(diags.0.is_empty());
+        let (found, diags) = listed(&server, false, 1).await;
+        assert_eq!(diags, 0);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].display_name, "echo a");
         assert_eq!(
@@ -756,12 +783,34 @@ mod tests {
             Value::Object([("name".to_string(), "a".into())].into())
         );
         assert!(found[0].state.is_none());
-        let (found, _) = server.list_resource("test_echo", None, true, 100).await;
+        let (found, _) = listed(&server, true, 100).await;
+        assert_eq!(found.len(), 3);
         let ty = Echo.schema().block.value_type();
         assert_eq!(
             decoded(found[1].state.as_ref().unwrap(), &ty),
             object("b", "x".into())
         );
+    }
+
+    #[test]
+    fn a_search_ends_at_its_limit_or_when_terraform_stops_listening() {
+        let one = || Found {
+            display_name: String::new(),
+            state: Value::Null,
+        };
+        let mut sent = 0;
+        let mut found = Finds::new(2, |_| {
+            sent += 1;
+            true
+        });
+        assert!(found.send(one()));
+        assert!(!found.send(one()), "the second is the last");
+        assert!(found.is_done() && !found.send(one()));
+        drop(found);
+        assert_eq!(sent, 2);
+        let mut deaf = Finds::new(100, |_| false);
+        assert!(!deaf.send(one()));
+        assert!(deaf.is_done());
     }
 
     #[test]
