@@ -1,7 +1,7 @@
 //! `terraform query` (Terraform 1.14+): a list resource finds existing objects and streams
-//! each one's identity (and, when asked, its state) as it finds it; GenerateResourceConfig turns such a
-//! state into the configuration a person would write, so that `-generate-config-out`
-//! writes blocks that import with no changes.
+//! each one's identity (and, when asked, its state) as it finds it; GenerateResourceConfig
+//! turns such a state into the configuration a person would write, so that
+//! `-generate-config-out` writes blocks that import with no changes.
 
 use std::sync::Arc;
 
@@ -52,9 +52,10 @@ fn listed(
         return None;
     };
     let identity = encode(&id, &identity.ty, diags)?;
-    let state = match include_resource {
-        true => Some(encode(&found.state, resource, diags)?),
-        false => None,
+    let state = if include_resource {
+        Some(encode(&found.state, resource, diags)?)
+    } else {
+        None
     };
     Some(Listed {
         display_name: found.display_name,
@@ -111,6 +112,7 @@ impl Server {
         received
     }
 
+    /// The search itself: each object found goes to `events` as soon as it is encoded.
     async fn search(
         &self,
         query: Query<'_>,
