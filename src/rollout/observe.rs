@@ -22,9 +22,7 @@ impl Observed {
     fn record(&self, color: Color) -> &Record {
         &self.records[color.index()]
     }
-}
 
-impl Observed {
     /// What a split and the colours' records (blue's first) say.
     pub fn new(split: Split, records: [Record; 2]) -> Observed {
         let live = split.live();
