@@ -6,9 +6,11 @@ pub mod listener;
 mod services;
 pub mod tls;
 
+use std::future::Future;
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server as GrpcServer;
@@ -21,8 +23,16 @@ use services::PluginServices;
 /// The provider's address in the registry, as debug mode's reattach line names it.
 pub const PROVIDER_ADDRESS: &str = "registry.terraform.io/immutable-infra/immutable";
 
+/// How long operations in flight get to back out once the provider is told to end (or
+/// finds Terraform gone); with the rest of the exit, the process is gone within 10 s.
+const DRAIN: Duration = Duration::from_secs(7);
+
+/// How often the provider checks that Terraform, its parent, is still there.
+const PARENT_POLL: Duration = Duration::from_millis(250);
+
 /// Serves the provider to the Terraform process that started it, until Terraform asks
-/// it to shut down (or sends SIGTERM).
+/// it to shut down, sends SIGTERM or SIGHUP, or dies: operations in flight then back out
+/// (up to [`DRAIN`]) before the process exits.
 pub async fn serve(core: Arc<Server>) -> ExitCode {
     let protocol = match handshake::negotiate_protocol(
         std::env::var("PLUGIN_PROTOCOL_VERSIONS").ok().as_deref(),
@@ -51,8 +61,9 @@ pub async fn serve(core: Arc<Server>) -> ExitCode {
     );
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone(), false);
+    watch_parent(shutdown.clone());
     let incoming = bound.incoming(tls.map(|t| t.config));
-    let router = router(core, protocol, shutdown.clone()).await;
+    let router = router(Arc::clone(&core), protocol, shutdown.clone()).await;
     let mut stdout = std::io::stdout().lock();
     if stdout
         .write_all(line.as_bytes())
@@ -63,11 +74,36 @@ pub async fn serve(core: Arc<Server>) -> ExitCode {
     }
     drop(stdout);
     tracing::debug!(protocol, address = %line.trim_end(), "serving");
-    finish(
-        router
-            .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
-            .await,
+    until_drained(
+        router.serve_with_incoming_shutdown(incoming, drained(&core, &shutdown)),
+        &shutdown,
     )
+    .await
+}
+
+/// Resolves once `shutdown` is cancelled and the operations in flight have backed out.
+fn drained(core: &Arc<Server>, shutdown: &CancellationToken) -> impl Future<Output = ()> {
+    let (core, shutdown) = (Arc::clone(core), shutdown.clone());
+    async move {
+        shutdown.cancelled().await;
+        core.drain(DRAIN).await;
+    }
+}
+
+/// Serves until the server ends, or until shortly after the drain once `shutdown` is
+/// cancelled, whichever comes first: a connection Terraform keeps open never holds the
+/// exit up.
+async fn until_drained(
+    serving: impl Future<Output = Result<(), tonic::transport::Error>>,
+    shutdown: &CancellationToken,
+) -> ExitCode {
+    tokio::select! {
+        result = serving => finish(result),
+        _ = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(DRAIN + Duration::from_secs(1)).await;
+        } => ExitCode::SUCCESS,
+    }
 }
 
 /// Debug mode: serves without the handshake, so a debugger can run the provider and
@@ -85,12 +121,12 @@ pub async fn serve_debug(core: Arc<Server>) -> ExitCode {
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone(), true);
     let incoming = bound.incoming(None);
-    let router = router(core, 6, shutdown.clone()).await;
-    finish(
-        router
-            .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
-            .await,
+    let router = router(Arc::clone(&core), 6, shutdown.clone()).await;
+    until_drained(
+        router.serve_with_incoming_shutdown(incoming, drained(&core, &shutdown)),
+        &shutdown,
     )
+    .await
 }
 
 /// The value of `TF_REATTACH_PROVIDERS` that points Terraform at this process.
@@ -134,16 +170,18 @@ async fn router(
     }
 }
 
-/// SIGTERM shuts down; SIGINT is ignored outside debug mode, as go-plugin's servers do,
-/// because Terraform gets the same Ctrl-C and stops the provider through StopProvider,
-/// which lets in-flight work restore traffic before it returns.
+/// SIGTERM and SIGHUP shut down (after the drain); SIGINT is ignored outside debug mode,
+/// as go-plugin's servers do, because Terraform gets the same Ctrl-C and stops the
+/// provider through StopProvider, which lets in-flight work restore traffic before it
+/// returns.
 fn watch_signals(shutdown: CancellationToken, debug: bool) {
     #[cfg(unix)]
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
         ) else {
             return;
         };
@@ -154,12 +192,41 @@ fn watch_signals(shutdown: CancellationToken, debug: bool) {
                     tracing::debug!("interrupt signal ignored: Terraform stops the provider through StopProvider");
                 }
                 _ = term.recv() => break,
+                _ = hup.recv() => break,
             }
         }
+        tracing::warn!("terminated by a signal: backing out what is in flight, then exiting");
         shutdown.cancel();
     });
     #[cfg(not(unix))]
     let _ = (shutdown, debug);
+}
+
+/// Shuts down when the parent process (Terraform) is gone: SIGKILLed or OOM-killed, it
+/// sends nothing, and an orphaned provider must neither run on nor leave traffic split.
+fn watch_parent(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        let parent = std::os::unix::process::parent_id();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(PARENT_POLL) => {}
+                }
+                if std::os::unix::process::parent_id() != parent {
+                    tracing::warn!(
+                        parent,
+                        "Terraform is gone: backing out what is in flight, then exiting"
+                    );
+                    shutdown.cancel();
+                    return;
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = shutdown;
 }
 
 fn finish(result: Result<(), tonic::transport::Error>) -> ExitCode {

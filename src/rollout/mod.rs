@@ -7,7 +7,9 @@
 //!
 //! Whatever fails, traffic ends on one colour: before the first shift the router is
 //! untouched; after it, traffic goes back to the previous colour (always for a partial
-//! shift, and at 100% when `auto_rollback` is on).
+//! shift, and at 100% when `auto_rollback` is on), or, when no colour served before (a
+//! first release), the router's routing is put back exactly as it was. A weight write
+//! that fails is read back: it may have gone through.
 
 mod observe;
 mod rollback;
@@ -25,7 +27,7 @@ use crate::probe::{
     self, Check, FailReason, GateResult, HttpClients, Method, Policy, StatusMatcher, TlsOptions,
 };
 use crate::router::{
-    shift, verify, Color, MemberHealth, MemberState, Record, Split, Target, TrafficRouter,
+    shift, verify, Color, MemberHealth, MemberState, Record, Routing, Split, Target, TrafficRouter,
 };
 use crate::text::capitalised;
 
@@ -215,6 +217,18 @@ impl Rollout<'_> {
 
     async fn release(&self, release: &Release, prepared: &mut Prepared) -> Outcome {
         let color = release.color;
+        let before = match self.router.routing().await {
+            Ok(before) => before,
+            Err(e) => {
+                return Outcome::NotMoved {
+                    error: format!(
+                        "Reading {} failed: {e}\nTraffic was not moved.",
+                        self.router.name()
+                    ),
+                    holds_release: false,
+                }
+            }
+        };
         if let Err(error) = self.prepare(release, prepared).await {
             return Outcome::NotMoved {
                 error: format!(
@@ -266,24 +280,28 @@ impl Rollout<'_> {
             }
         }
         let mut moved = false;
+        let mut last = before.split;
         for percent in steps {
             tracing::info!(%color, percent, "shifting traffic");
-            if let Err((written, e)) = self.move_traffic(Split::percent(color, percent)).await {
+            let split = Split::percent(color, percent);
+            if let Err((written, e)) = self.move_traffic(split, last).await {
                 let error = format!("Shifting {percent}% of traffic to {color} failed: {e}");
-                return self.back_out(color, moved || written, error).await;
+                return self.back_out(color, &before, moved || written, error).await;
             }
-            moved = true;
+            (moved, last) = (true, split);
             let when = format!("at {percent}% on {color}");
             if let Err(halt) = self.watch(&checks, step_interval, &when).await {
-                return self.back_out(color, true, halt.into_message()).await;
+                return self
+                    .back_out(color, &before, true, halt.into_message())
+                    .await;
             }
         }
         tracing::info!(%color, "shifting all traffic");
-        let split = match self.move_traffic(Split::all_on(color)).await {
+        let split = match self.move_traffic(Split::all_on(color), last).await {
             Ok(split) => split,
             Err((written, e)) => {
                 let error = format!("Shifting all traffic to {color} failed: {e}");
-                return self.back_out(color, moved || written, error).await;
+                return self.back_out(color, &before, moved || written, error).await;
             }
         };
         let baked = self
@@ -293,18 +311,20 @@ impl Rollout<'_> {
                 &format!("while baking on {color}"),
             )
             .await;
-        // Traffic goes back unless checks failed and auto_rollback is off.
-        let kept = match baked {
-            Ok(()) => None,
-            Err(Halt::ChecksFailed(e)) if !release.auto_rollback => Some(e),
-            Err(halt) => return self.back_out(color, true, halt.into_message()).await,
-        };
-        if let Err(e) = self.release_previous(release).await {
-            tracing::warn!(error = %e, "traffic moved, but removing the previous fleet failed");
-        }
-        match kept {
-            None => Outcome::Done(split),
-            Some(e) => Outcome::Kept(e, split),
+        // Traffic goes back unless checks failed and auto_rollback is off; then the
+        // previous fleet stays, the only one known to be healthy.
+        match baked {
+            Ok(()) => {
+                if let Err(e) = self.release_previous(release).await {
+                    tracing::warn!(error = %e, "traffic moved, but removing the previous fleet failed");
+                }
+                Outcome::Done(split)
+            }
+            Err(Halt::ChecksFailed(e)) if !release.auto_rollback => Outcome::Kept(e, split),
+            Err(halt) => {
+                self.back_out(color, &before, true, halt.into_message())
+                    .await
+            }
         }
     }
 
@@ -324,16 +344,33 @@ impl Rollout<'_> {
         }
     }
 
-    /// Writes the split and reads it back. On failure, says whether the write itself went
-    /// through (then traffic may have moved, and must be moved back).
-    async fn move_traffic(&self, split: Split) -> Result<Split, (bool, String)> {
-        self.router
-            .set_weights(split)
-            .await
-            .map_err(|e| (false, e.to_string()))?;
-        verify(self.router, split)
-            .await
-            .map_err(|e| (true, e.to_string()))
+    /// Writes the split and reads it back. A write that fails may still have gone through
+    /// (HAProxy runs the rest of a line after one command fails, an answer can be lost
+    /// after the write), so it is read back too: a split that took is the write done;
+    /// otherwise the error says whether traffic may have moved from `last`, the split
+    /// before the write (then it must be moved back), and what the router reports now.
+    async fn move_traffic(&self, split: Split, last: Split) -> Result<Split, (bool, String)> {
+        let Err(e) = self.router.set_weights(split).await else {
+            return verify(self.router, split)
+                .await
+                .map_err(|e| (true, e.to_string()));
+        };
+        match self.router.weights().await {
+            Ok(now) if now.same_shares(&split) => {
+                tracing::warn!(error = %e, "the weight write reported a failure, but it took effect");
+                Ok(now)
+            }
+            Ok(now) => Err((
+                !now.same_shares(&last),
+                format!("{e}\nRead back: blue {} / green {}.", now.blue, now.green),
+            )),
+            Err(read) => Err((
+                true,
+                format!(
+                    "{e}\nThe weights could not be read back ({read}): traffic may have moved."
+                ),
+            )),
+        }
     }
 
     /// Puts the release's fleet in the colour (removing stale members first), records the
@@ -739,8 +776,16 @@ impl Rollout<'_> {
         }
     }
 
-    /// After a failure: traffic back on the previous colour when any moved.
-    async fn back_out(&self, color: Color, moved: bool, error: String) -> Outcome {
+    /// After a failure: when any traffic moved, all of it back on the previous colour, or,
+    /// when that colour served nothing `before` (a first release), the routing put back
+    /// exactly as it was: never a forward to a colour with no member.
+    async fn back_out(
+        &self,
+        color: Color,
+        before: &Routing,
+        moved: bool,
+        error: String,
+    ) -> Outcome {
         if !moved {
             return Outcome::NotMoved {
                 error: format!("{error}\nTraffic was not moved."),
@@ -748,15 +793,40 @@ impl Rollout<'_> {
             };
         }
         let previous = color.other();
-        tracing::warn!(%previous, "rolling back");
-        match shift(self.router, Split::all_on(previous)).await {
-            Ok(split) => Outcome::RolledBack(
-                format!("{error}\nAll traffic was moved back to {previous}."),
+        if before.split.of(previous) > 0 {
+            tracing::warn!(%previous, "rolling back");
+            return match shift(self.router, Split::all_on(previous)).await {
+                Ok(split) => Outcome::RolledBack(
+                    format!("{error}\nAll traffic was moved back to {previous}."),
+                    split,
+                ),
+                Err(e) => Outcome::Stuck(format!(
+                    "{error}\nMoving traffic back to {previous} failed as well: {e}\nCheck {} now.",
+                    self.router.name()
+                )),
+            };
+        }
+        tracing::warn!(before = %before.described, "restoring the routing from before the release");
+        let restored = match self.router.restore(before).await {
+            Ok(()) => self.router.weights().await,
+            Err(e) => Err(e),
+        };
+        match restored {
+            Ok(split) if split.same_shares(&before.split) => Outcome::RolledBack(
+                format!(
+                    "{error}\n{} routes as before the release again: {}.",
+                    capitalised(&self.router.name()),
+                    before.described
+                ),
                 split,
             ),
+            Ok(split) => Outcome::Stuck(format!(
+                "{error}\nPutting back {} ({}) did not take: it reads blue {} / green {}.\nCheck {} now.",
+                self.router.name(), before.described, split.blue, split.green, self.router.name()
+            )),
             Err(e) => Outcome::Stuck(format!(
-                "{error}\nMoving traffic back to {previous} failed as well: {e}\nCheck {} now.",
-                self.router.name()
+                "{error}\nPutting back {} ({}) failed as well: {e}\nCheck {} now.",
+                self.router.name(), before.described, self.router.name()
             )),
         }
     }
@@ -800,3 +870,6 @@ fn contains(list: &[Target], target: &Target) -> bool {
 fn interrupted_gate(color: Color) -> String {
     format!("Interrupted while checking the {color} colour; traffic was not moved.")
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,7 +8,9 @@ pub mod elbv2;
 pub mod haproxy;
 pub mod pace;
 
+use std::any::Any;
 use std::fmt;
+use std::sync::Arc;
 
 /// One of the two slots a release can land in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -113,6 +115,26 @@ impl Split {
         }
     }
 
+    /// The same shares in percent, adding up to 100 (0/0 stays 0/0), as the state shows
+    /// them: a listener forwarding to one group (weight 1) or at 999/0 reads 100/0. A
+    /// colour with any weight keeps at least 1%, so a trickle is never hidden.
+    pub fn in_percent(&self) -> Split {
+        let Some(blue) = self.share_of_blue() else {
+            return Split::default();
+        };
+        let mut blue = (blue * 100.0).round() as u32;
+        if self.blue > 0 {
+            blue = blue.max(1);
+        }
+        if self.green > 0 {
+            blue = blue.min(99);
+        }
+        Split {
+            blue,
+            green: 100 - blue,
+        }
+    }
+
     fn share_of_blue(&self) -> Option<f64> {
         let total = f64::from(self.blue) + f64::from(self.green);
         (total > 0.0).then(|| f64::from(self.blue) / total)
@@ -188,6 +210,52 @@ pub struct Record {
     pub rolled_back_at: Option<String>,
 }
 
+/// How the router routed before a release, to put back exactly when a release fails after
+/// it moved traffic away from something that is not the other colour: a first release
+/// from a listener's fixed response, redirect or forward to another group, or from an
+/// HAProxy backend with no colour in service.
+#[derive(Clone)]
+pub struct Routing {
+    pub split: Split,
+    /// What it was, in words: "a fixed response (503)", "blue 0 / green 0".
+    pub described: String,
+    /// The router's own copy of it (the listener's default actions, say).
+    saved: Arc<dyn Any + Send + Sync>,
+}
+
+impl Routing {
+    pub fn new(split: Split, described: String, saved: impl Any + Send + Sync) -> Routing {
+        Routing {
+            split,
+            described,
+            saved: Arc::new(saved),
+        }
+    }
+
+    /// Routing that is nothing but the colours' weights.
+    pub fn weights(split: Split) -> Routing {
+        Routing::new(
+            split,
+            format!("blue {} / green {}", split.blue, split.green),
+            (),
+        )
+    }
+
+    /// The router's own copy, as it saved it.
+    pub fn saved<T: 'static>(&self) -> Option<&T> {
+        self.saved.downcast_ref()
+    }
+}
+
+impl fmt::Debug for Routing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Routing")
+            .field("split", &self.split)
+            .field("described", &self.described)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouterError {
     /// What the router routes (a listener, a backend) does not exist (any more).
@@ -232,6 +300,17 @@ pub trait TrafficRouter: Send + Sync {
     async fn weights(&self) -> Result<Split, RouterError>;
 
     async fn set_weights(&self, split: Split) -> Result<(), RouterError>;
+
+    /// The routing in force, as [`Self::restore`] puts it back. By default the colours'
+    /// weights alone.
+    async fn routing(&self) -> Result<Routing, RouterError> {
+        Ok(Routing::weights(self.weights().await?))
+    }
+
+    /// Puts back routing read by [`Self::routing`].
+    async fn restore(&self, routing: &Routing) -> Result<(), RouterError> {
+        self.set_weights(routing.split).await
+    }
 
     async fn members(&self, color: Color) -> Result<Vec<MemberHealth>, RouterError>;
 
@@ -321,6 +400,17 @@ mod tests {
         );
         assert_eq!(Split { blue: 1, green: 2 }.live(), Some(Color::Green));
         assert_eq!(Split::default().live(), None);
+    }
+
+    #[test]
+    fn weights_read_as_percent_add_up_to_100_and_keep_a_trickle() {
+        let split = |blue, green| Split { blue, green };
+        assert_eq!(split(1, 0).in_percent(), split(100, 0));
+        assert_eq!(split(999, 0).in_percent(), split(100, 0));
+        assert_eq!(split(999, 1).in_percent(), split(99, 1));
+        assert_eq!(split(1, 999).in_percent(), split(1, 99));
+        assert_eq!(split(300, 600).in_percent(), split(33, 67));
+        assert_eq!(split(0, 0).in_percent(), split(0, 0));
     }
 
     #[test]

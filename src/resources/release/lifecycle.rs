@@ -312,22 +312,17 @@ pub async fn apply(
         }
         Outcome::Stuck(e) => {
             diags.error(summary, e);
-            // Record what the router says now, so the next plan corrects it.
-            let mut status = if prior.is_null() {
-                Status {
-                    deployed_at: None,
-                    ..next
-                }
+            // Record what the router says serves now, never the failed release as live,
+            // so that the next plan corrects it.
+            let (mut state, mut status) = if prior.is_null() {
+                (planned.clone(), Status::default())
             } else {
-                before_status.clone()
+                (prior.clone(), before_status.clone())
             };
-            let mut state = if prior.is_null() {
-                planned.clone()
-            } else {
-                prior.clone()
-            };
-            if let Ok(split) = site.router.weights().await {
-                status.weights = split;
+            match observe(site.router).await {
+                Ok(observed) if prior.is_null() => status = Status::observed(&observed),
+                Ok(observed) => status.weights = observed.split,
+                Err(e) => tracing::warn!(error = %e, "what serves could not be read back"),
             }
             site.write(&mut state, &status, false);
             state
@@ -621,16 +616,6 @@ pub async fn import(
             .collect();
         set(&mut state, "targets", Value::List(targets));
     }
-    let status = Status {
-        active: Some(live),
-        active_release: Some(release),
-        previous_release: observed.release(live.other()).map(str::to_string),
-        blue_release: observed.release(Color::Blue).map(str::to_string),
-        green_release: observed.release(Color::Green).map(str::to_string),
-        generation: observed.generation,
-        weights: observed.split,
-        deployed_at: None,
-    };
-    site.write(&mut state, &status, false);
+    site.write(&mut state, &Status::observed(&observed), false);
     Ok(state)
 }

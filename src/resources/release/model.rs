@@ -9,7 +9,7 @@ use super::blocks;
 use crate::analysis;
 use crate::duration;
 use crate::resources::common;
-use crate::rollout::{Health, Strategy};
+use crate::rollout::{Health, Observed, Strategy};
 use crate::router::{Color, Record, Split, Target};
 use crate::tfplugin::value::Value;
 
@@ -144,6 +144,22 @@ impl Status {
         }
     }
 
+    /// What the router says serves now: the live colour, each colour's release and the
+    /// live generation (an import, or a failure that leaves only what serves to record).
+    pub fn observed(observed: &Observed) -> Status {
+        let release = |c: Color| observed.release(c).map(str::to_string);
+        Status {
+            active: observed.live,
+            active_release: observed.live.and_then(release),
+            previous_release: observed.live.and_then(|live| release(live.other())),
+            blue_release: release(Color::Blue),
+            green_release: release(Color::Green),
+            generation: observed.generation,
+            weights: observed.split,
+            deployed_at: None,
+        }
+    }
+
     pub fn release(&self, color: Color) -> Option<&str> {
         match color {
             Color::Blue => self.blue_release.as_deref(),
@@ -231,9 +247,10 @@ impl Status {
     /// `deployed_at_unknown` (a plan).
     pub fn write(&self, state: &mut Value, deployed_at_unknown: bool) {
         let text = |v: &Option<String>| v.as_deref().map_or(Value::Null, Value::from);
+        let percent = self.weights.in_percent();
         let weights = Value::Map(BTreeMap::from([
-            ("blue".to_string(), i64::from(self.weights.blue).into()),
-            ("green".to_string(), i64::from(self.weights.green).into()),
+            ("blue".to_string(), i64::from(percent.blue).into()),
+            ("green".to_string(), i64::from(percent.green).into()),
         ]));
         let deployed_at = if deployed_at_unknown {
             Value::Unknown

@@ -57,7 +57,7 @@ pub fn with_release_model(block: Block, words: &Words) -> Block {
         .attribute(computed("blue_release", Type::String, "The release the blue colour holds."))
         .attribute(computed("green_release", Type::String, "The release the green colour holds."))
         .attribute(computed("generation", Type::Number, "Cut-overs so far; +1 per release or rollback."))
-        .attribute(computed("traffic_weights", Type::map(Type::Number), &format!("The weights per colour as read from {splitter}, e.g. `{{ blue = 0, green = 100 }}`.")))
+        .attribute(computed("traffic_weights", Type::map(Type::Number), &format!("The share of traffic per colour in percent, as read from {splitter} (its weights scaled to add up to 100), e.g. `{{ blue = 0, green = 100 }}`.")))
         .attribute(computed("deployed_at", Type::String, "When the last cut-over finished (RFC 3339)."))
         .block("health_check", Nesting::Single, blocks::health_check_block(checker))
         .block("traffic", Nesting::Single, blocks::traffic_block())

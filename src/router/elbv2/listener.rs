@@ -4,8 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use super::{Elbv2, Weights};
-use crate::router::{Color, MemberHealth, Record, RouterError, Split, Target, TrafficRouter};
+use aws_sdk_elasticloadbalancingv2::types::Action;
+
+use super::{forward_weights, Elbv2, Weights};
+use crate::router::{
+    Color, MemberHealth, Record, RouterError, Routing, Split, Target, TrafficRouter,
+};
 
 /// Tag on a colour's target group naming the release it holds.
 pub const RELEASE_TAG: &str = "immutable:release";
@@ -83,6 +87,25 @@ impl TrafficRouter for Listener {
         self.api
             .set_weights(&self.listener, &self.forward(split))
             .await
+    }
+
+    /// The default actions as they are: a fixed response, a redirect or a forward to
+    /// other groups is put back as it was.
+    async fn routing(&self) -> Result<Routing, RouterError> {
+        let (actions, described) = self.api.routing(&self.listener).await?;
+        let forward = forward_weights(&actions);
+        let split = Split {
+            blue: forward.of(&self.blue),
+            green: forward.of(&self.green),
+        };
+        Ok(Routing::new(split, described, actions))
+    }
+
+    async fn restore(&self, routing: &Routing) -> Result<(), RouterError> {
+        match routing.saved::<Vec<Action>>() {
+            Some(actions) => self.api.restore_actions(&self.listener, actions).await,
+            None => self.set_weights(routing.split).await,
+        }
     }
 
     async fn members(&self, color: Color) -> Result<Vec<MemberHealth>, RouterError> {

@@ -249,13 +249,46 @@ impl Elbv2 {
     ///   with `UseExistingClientSecret`.
     pub async fn set_weights(&self, listener: &str, weights: &Weights) -> Result<(), RouterError> {
         check_weights(listener, weights)?;
-        let current = self.current_actions(listener).await?;
+        // Read afresh, not as at preflight: another writer's change to the rest of the
+        // action (an authentication step added since) is kept, not undone.
+        let current = self.default_actions(listener).await?;
         let actions = default_actions_with(current, weights);
         tracing::debug!(
             operation = "ModifyListener",
             arn = listener,
             weights = ?weights.0,
             "ELBv2 call"
+        );
+        pace::elbv2().ready("ModifyListener").await;
+        self.client
+            .modify_listener()
+            .listener_arn(listener)
+            .set_default_actions(Some(actions.clone()))
+            .send()
+            .await
+            .map_err(|e| self.error("ModifyListener", "listener", listener, e))?;
+        self.remember(listener, &actions);
+        Ok(())
+    }
+
+    /// The listener's default actions now, and their routing action in words.
+    pub async fn routing(&self, listener: &str) -> Result<(Vec<Action>, String), RouterError> {
+        let actions = self.default_actions(listener).await?;
+        let described = describe_routing(&actions);
+        Ok((actions, described))
+    }
+
+    /// Puts back default actions read by [`Self::routing`], as they were.
+    pub async fn restore_actions(
+        &self,
+        listener: &str,
+        actions: &[Action],
+    ) -> Result<(), RouterError> {
+        let actions: Vec<Action> = actions.iter().cloned().map(resendable).collect();
+        tracing::debug!(
+            operation = "ModifyListener",
+            arn = listener,
+            "ELBv2 call (restoring the default actions)"
         );
         pace::elbv2().ready("ModifyListener").await;
         self.client
@@ -513,16 +546,52 @@ fn default_actions_with(current: Vec<Action>, weights: &Weights) -> Vec<Action> 
         .set_order(order)
         .build();
     kept.into_iter()
-        .map(|mut action| {
-            if let Some(oidc) = action.authenticate_oidc_config.as_mut() {
-                if oidc.client_secret.is_none() {
-                    oidc.use_existing_client_secret = Some(true);
-                }
-            }
-            action
-        })
+        .map(resendable)
         .chain(std::iter::once(forward))
         .collect()
+}
+
+/// An action as read, made fit to send back: OIDC's client secret is never returned by
+/// DescribeListeners, so the action keeps the one it has.
+fn resendable(mut action: Action) -> Action {
+    if let Some(oidc) = action.authenticate_oidc_config.as_mut() {
+        if oidc.client_secret.is_none() {
+            oidc.use_existing_client_secret = Some(true);
+        }
+    }
+    action
+}
+
+/// The routing action of a list, in words: "a fixed response (503)", "a redirect", "a
+/// forward to arn:...".
+fn describe_routing(actions: &[Action]) -> String {
+    let routing = actions.iter().find(|a| {
+        matches!(
+            a.r#type(),
+            Some(
+                ActionTypeEnum::Forward | ActionTypeEnum::Redirect | ActionTypeEnum::FixedResponse
+            )
+        )
+    });
+    match routing.and_then(Action::r#type) {
+        Some(ActionTypeEnum::FixedResponse) => format!(
+            "a fixed response ({})",
+            routing
+                .and_then(Action::fixed_response_config)
+                .map_or("?", |c| c.status_code().unwrap_or("?"))
+        ),
+        Some(ActionTypeEnum::Redirect) => "a redirect".to_string(),
+        Some(_) => {
+            let weights = forward_weights(actions);
+            let groups: Vec<String> = weights
+                .0
+                .iter()
+                .map(|(tg, w)| format!("{tg} (weight {w})"))
+                .collect();
+            format!("a forward to {}", groups.join(", "))
+        }
+        None => "no routing action".to_string(),
+    }
 }
 
 /// A target's health as ELBv2 reports it: its state, and in words what the state and

@@ -28,7 +28,9 @@ impl Server {
         diags
     }
 
-    /// Runs the action in its own task, so that its progress streams while it runs.
+    /// Runs the action as an operation of its own, so that its progress streams while it
+    /// runs and a shutdown waits for it. Terraform going away does not stop it: an action
+    /// that moves traffic is safer finished than cut short.
     pub fn invoke_action(
         self: &Arc<Self>,
         type_name: &str,
@@ -52,7 +54,8 @@ impl Server {
             }
             let _ = events.send(ActionEvent::Completed(diags));
         };
-        tokio::spawn(tracing::Instrument::instrument(run, span));
+        self.operations
+            .spawn(tracing::Instrument::instrument(run, span));
         received
     }
 

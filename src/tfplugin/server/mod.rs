@@ -4,8 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 mod actions;
 mod list;
@@ -58,6 +60,10 @@ pub struct Server {
     lists: BTreeMap<String, Entry<dyn ListResource>>,
     actions: BTreeMap<String, Entry<dyn Action>>,
     stop: CancellationToken,
+    /// Applies and actions in flight, each in a task of its own: an RPC dropped because
+    /// Terraform died does not drop the work with it, which backs out instead, and
+    /// [`Server::drain`] waits for it before the process ends.
+    operations: TaskTracker,
 }
 
 impl Server {
@@ -100,6 +106,7 @@ impl Server {
             lists,
             actions,
             stop: CancellationToken::new(),
+            operations: TaskTracker::new(),
         }
     }
 
@@ -202,6 +209,44 @@ impl Server {
     pub fn stop(&self) {
         tracing::info!("Terraform asked the provider to stop (interrupt)");
         self.stop.cancel();
+    }
+
+    /// Before the process ends (Terraform gone, SIGTERM, SIGHUP, Shutdown): every
+    /// operation in flight is stopped as Ctrl-C stops it, and given up to `within` to back
+    /// out. Returns whether all of them finished.
+    pub async fn drain(&self, within: Duration) -> bool {
+        self.stop.cancel();
+        self.operations.close();
+        let finished = tokio::time::timeout(within, self.operations.wait())
+            .await
+            .is_ok();
+        if !finished {
+            tracing::error!(
+                in_flight = self.operations.len(),
+                "operations still running at exit; the next apply reads what they left"
+            );
+        }
+        finished
+    }
+
+    /// Runs `work` as an operation of its own (see `operations`), with a stop token that
+    /// is also cancelled when the caller stops waiting for it: a dropped RPC is Terraform
+    /// gone, and the work then ends as on Ctrl-C.
+    async fn run_operation<T, F>(&self, work: impl FnOnce(Ctx) -> F) -> Result<T, String>
+    where
+        F: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let stop = self.stop.child_token();
+        let task = self.operations.spawn(tracing::Instrument::instrument(
+            work(Ctx { stop: stop.clone() }),
+            tracing::Span::current(),
+        ));
+        let _stop_when_dropped = stop.drop_guard();
+        task.await.map_err(|e| {
+            tracing::error!(error = %e, "an operation panicked");
+            format!("The operation ended unexpectedly ({e}); this is a bug in the provider.")
+        })
     }
 
     pub fn validate_provider_config(&self, config: Option<Dv>) -> Diagnostics {
@@ -397,10 +442,36 @@ impl Server {
     }
 
     /// `config` gives the write-only attributes, which the planned state never holds: the
-    /// resource reads them in `planned`, and they are cleared from the new state.
+    /// resource reads them in `planned`, and they are cleared from the new state. Runs as
+    /// an operation of its own, which backs out when Terraform goes away mid-apply.
     pub async fn apply_resource_change(
+        self: &Arc<Self>,
+        type_name: &str,
+        prior: Option<Dv>,
+        planned: Option<Dv>,
+        config: Option<Dv>,
+        private: Vec<u8>,
+    ) -> (Option<Dv>, Vec<u8>, Diagnostics) {
+        let server = Arc::clone(self);
+        let type_name = type_name.to_string();
+        let outcome = self
+            .run_operation(|ctx| async move {
+                server
+                    .apply(&type_name, &ctx, prior, planned, config, private)
+                    .await
+            })
+            .await;
+        outcome.unwrap_or_else(|e| {
+            let mut diags = Diagnostics::default();
+            diags.error("Apply failed", e);
+            (None, Vec::new(), diags)
+        })
+    }
+
+    async fn apply(
         &self,
         type_name: &str,
+        ctx: &Ctx,
         prior: Option<Dv>,
         planned: Option<Dv>,
         config: Option<Dv>,
@@ -421,10 +492,9 @@ impl Server {
         if !config.is_null() {
             block.fill_write_only(Some(&config), &mut planned);
         }
-        let ctx = self.ctx();
         let new_state = match (prior.is_null(), planned.is_null()) {
             (_, true) => {
-                entry.imp.delete(&ctx, &prior, &mut diags).await;
+                entry.imp.delete(ctx, &prior, &mut diags).await;
                 // A failed delete keeps the object in state, as it still exists.
                 if diags.has_errors() {
                     prior
@@ -432,8 +502,8 @@ impl Server {
                     Value::Null
                 }
             }
-            (true, false) => entry.imp.create(&ctx, &planned, &mut diags).await,
-            (false, false) => entry.imp.update(&ctx, &prior, &planned, &mut diags).await,
+            (true, false) => entry.imp.create(ctx, &planned, &mut diags).await,
+            (false, false) => entry.imp.update(ctx, &prior, &planned, &mut diags).await,
         };
         let mut new_state = new_state;
         block.fill_write_only(None, &mut new_state);
@@ -727,8 +797,8 @@ mod tests {
         }
     }
 
-    fn server() -> Server {
-        Server::new(Arc::new(TestProvider))
+    fn server() -> Arc<Server> {
+        Arc::new(Server::new(Arc::new(TestProvider)))
     }
 
     fn dv(value: &Value) -> Option<Dv> {

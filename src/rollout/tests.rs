@@ -1,0 +1,349 @@
+//! The engine against a router kept in memory, for the paths a real router shows only
+//! by accident: a write that fails after it took effect (in whole or in part), a first
+//! release that fails after traffic moved, a bake that fails with `auto_rollback` off.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::probe::HttpClients;
+use crate::router::{RouterError, Routing};
+
+/// How the next weight write goes wrong.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum WriteFault {
+    None,
+    /// The write takes effect, then the call fails (a lost answer, an SSH timeout after
+    /// the bytes were sent, a failed fragment sync).
+    AfterWrite,
+    /// Half of it takes effect (HAProxy ran the rest of a line after one command failed).
+    Partial(Split),
+}
+
+struct Fake {
+    split: Split,
+    /// Routing that is no colour (a fixed response), while the split is 0/0.
+    fixed_response: Option<String>,
+    members: [Vec<Target>; 2],
+    records: [Record; 2],
+    fault: WriteFault,
+}
+
+struct FakeRouter(Mutex<Fake>);
+
+impl FakeRouter {
+    fn new(split: Split, fixed_response: Option<&str>, blue: &[&str], green: &[&str]) -> Self {
+        let targets = |ids: &[&str]| {
+            ids.iter()
+                .map(|id| Target {
+                    id: id.to_string(),
+                    port: Some(80),
+                    availability_zone: None,
+                })
+                .collect()
+        };
+        FakeRouter(Mutex::new(Fake {
+            split,
+            fixed_response: fixed_response.map(str::to_string),
+            members: [targets(blue), targets(green)],
+            records: Default::default(),
+            fault: WriteFault::None,
+        }))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Fake> {
+        self.0.lock().unwrap()
+    }
+}
+
+#[tonic::async_trait]
+impl TrafficRouter for FakeRouter {
+    fn name(&self) -> String {
+        "the fake listener".into()
+    }
+    fn checker(&self) -> &'static str {
+        "the fake"
+    }
+    fn describe(&self, color: Color) -> String {
+        format!("the fake {color} group")
+    }
+    fn none_healthy_means(&self) -> &'static str {
+        "the fake fails closed"
+    }
+    fn placeholders(&self, _: Color) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+    async fn weights(&self) -> Result<Split, RouterError> {
+        Ok(self.state().split)
+    }
+    async fn set_weights(&self, split: Split) -> Result<(), RouterError> {
+        let mut fake = self.state();
+        let fault = std::mem::replace(&mut fake.fault, WriteFault::None);
+        fake.fixed_response = None;
+        match fault {
+            WriteFault::None => {
+                fake.split = split;
+                Ok(())
+            }
+            WriteFault::AfterWrite => {
+                fake.split = split;
+                Err(RouterError::Failed("the answer was lost".into()))
+            }
+            WriteFault::Partial(partial) => {
+                fake.split = partial;
+                Err(RouterError::Failed("No such server.".into()))
+            }
+        }
+    }
+    async fn routing(&self) -> Result<Routing, RouterError> {
+        let fake = self.state();
+        Ok(match &fake.fixed_response {
+            Some(status) => Routing::new(
+                fake.split,
+                format!("a fixed response ({status})"),
+                status.clone(),
+            ),
+            None => Routing::weights(fake.split),
+        })
+    }
+    async fn restore(&self, routing: &Routing) -> Result<(), RouterError> {
+        let mut fake = self.state();
+        fake.split = routing.split;
+        fake.fixed_response = routing.saved::<String>().cloned();
+        Ok(())
+    }
+    async fn members(&self, color: Color) -> Result<Vec<MemberHealth>, RouterError> {
+        Ok(self.state().members[color.index()]
+            .iter()
+            .map(|target| MemberHealth {
+                target: target.clone(),
+                state: MemberState::Healthy,
+                detail: None,
+            })
+            .collect())
+    }
+    async fn add_members(&self, color: Color, targets: &[Target]) -> Result<(), RouterError> {
+        self.state().members[color.index()].extend_from_slice(targets);
+        Ok(())
+    }
+    async fn remove_members(&self, color: Color, targets: &[Target]) -> Result<(), RouterError> {
+        self.state().members[color.index()].retain(|m| !contains(targets, m));
+        Ok(())
+    }
+    async fn records(&self) -> Result<[Record; 2], RouterError> {
+        Ok(self.state().records.clone())
+    }
+    async fn set_record(&self, color: Color, record: &Record) -> Result<(), RouterError> {
+        self.state().records[color.index()] = record.clone();
+        Ok(())
+    }
+    async fn warm_up(&self, _: Color) -> Result<Option<String>, RouterError> {
+        Ok(None)
+    }
+    async fn end_warm_up(&self, _: &str) -> Result<(), RouterError> {
+        Ok(())
+    }
+    async fn preflight(&self) -> Result<Vec<(Option<Color>, String)>, RouterError> {
+        Ok(Vec::new())
+    }
+}
+
+fn health(endpoint: Option<Endpoint>) -> Health {
+    Health {
+        endpoint,
+        method: Method::Get,
+        headers: Vec::new(),
+        expected_status: StatusMatcher::parse("200").unwrap(),
+        body_regex: None,
+        healthy_threshold: 1,
+        unhealthy_threshold: 1,
+        interval: Duration::from_millis(20),
+        request_timeout: Duration::from_secs(1),
+        insecure_skip_verify: false,
+        min_healthy_targets: 1,
+    }
+}
+
+fn release(color: Color, strategy: Strategy, bake_time: Duration) -> Release {
+    Release {
+        color,
+        release: "v2".into(),
+        targets: None,
+        record_release: true,
+        strategy,
+        bake_time,
+        auto_rollback: true,
+        retain_previous: true,
+        generation: 2,
+        quick_rollback: false,
+    }
+}
+
+async fn run(
+    router: &FakeRouter,
+    health: &Health,
+    release: &Release,
+    stop: &CancellationToken,
+) -> Outcome {
+    let http = HttpClients::new();
+    Rollout {
+        router,
+        test_route: None,
+        http: &http,
+        stop,
+        health,
+        deadline: Instant::now() + Duration::from_secs(30),
+        analysis: None,
+    }
+    .run(release)
+    .await
+}
+
+#[tokio::test]
+async fn a_write_that_failed_after_it_took_effect_is_read_back_as_done() {
+    let router = FakeRouter::new(
+        Split::all_on(Color::Blue),
+        None,
+        &["10.0.0.1"],
+        &["10.0.0.2"],
+    );
+    router.state().fault = WriteFault::AfterWrite;
+    let release = release(Color::Green, Strategy::AllAtOnce, Duration::ZERO);
+    let outcome = run(&router, &health(None), &release, &CancellationToken::new()).await;
+    assert!(
+        matches!(outcome, Outcome::Done(split) if split == Split::all_on(Color::Green)),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_write_that_took_in_part_is_read_back_and_moved_back() {
+    let router = FakeRouter::new(
+        Split::all_on(Color::Blue),
+        None,
+        &["10.0.0.1"],
+        &["10.0.0.2"],
+    );
+    router.state().fault = WriteFault::Partial(Split::percent(Color::Green, 50));
+    let canary = Strategy::Canary {
+        percent: 10,
+        interval: Duration::from_millis(10),
+    };
+    let outcome = run(
+        &router,
+        &health(None),
+        &release(Color::Green, canary, Duration::ZERO),
+        &CancellationToken::new(),
+    )
+    .await;
+    let Outcome::RolledBack(error, split) = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(split, Split::all_on(Color::Blue));
+    assert!(error.contains("Read back: blue 50 / green 50"), "{error}");
+    assert!(error.contains("moved back to blue"), "{error}");
+    assert_eq!(router.state().split, Split::all_on(Color::Blue));
+}
+
+#[tokio::test]
+async fn a_write_that_failed_and_took_nothing_says_traffic_was_not_moved() {
+    let router = FakeRouter::new(
+        Split::all_on(Color::Blue),
+        None,
+        &["10.0.0.1"],
+        &["10.0.0.2"],
+    );
+    router.state().fault = WriteFault::Partial(Split::all_on(Color::Blue));
+    let outcome = run(
+        &router,
+        &health(None),
+        &release(Color::Green, Strategy::AllAtOnce, Duration::ZERO),
+        &CancellationToken::new(),
+    )
+    .await;
+    let Outcome::NotMoved { error, .. } = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert!(error.contains("Read back: blue 100 / green 0"), "{error}");
+    assert!(error.contains("Traffic was not moved"), "{error}");
+}
+
+#[tokio::test]
+async fn a_first_release_interrupted_in_its_bake_puts_the_fixed_response_back() {
+    let router = FakeRouter::new(Split::default(), Some("503"), &["10.0.0.1"], &[]);
+    let stop = CancellationToken::new();
+    let cancel = stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cancel.cancel();
+    });
+    let release = release(Color::Blue, Strategy::AllAtOnce, Duration::from_secs(10));
+    let outcome = run(&router, &health(None), &release, &stop).await;
+    let Outcome::RolledBack(error, split) = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert!(
+        error.contains("routes as before the release again: a fixed response (503)"),
+        "{error}"
+    );
+    assert_eq!(split, Split::default());
+    let fake = router.state();
+    assert_eq!(
+        (fake.split, fake.fixed_response.as_deref()),
+        (Split::default(), Some("503"))
+    );
+}
+
+/// An app on loopback that answers 200 to its first `healthy` requests, then 503.
+async fn app_failing_after(healthy: usize) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        for served in 0.. {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let mut request = [0u8; 1024];
+            let _ = socket.read(&mut request).await;
+            let status = if served < healthy {
+                "200 OK"
+            } else {
+                "503 Service Unavailable"
+            };
+            let reply =
+                format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = socket.write_all(reply.as_bytes()).await;
+        }
+    });
+    format!("http://{address}/health")
+}
+
+#[tokio::test]
+async fn a_failed_bake_with_auto_rollback_off_keeps_the_previous_fleet() {
+    let router = FakeRouter::new(Split::all_on(Color::Blue), None, &["10.0.0.1"], &[]);
+    let release = Release {
+        targets: Some(vec![Target {
+            id: "10.0.0.2".into(),
+            port: Some(80),
+            availability_zone: None,
+        }]),
+        auto_rollback: false,
+        retain_previous: false,
+        ..release(Color::Green, Strategy::AllAtOnce, Duration::from_secs(5))
+    };
+    let health = health(Some(Endpoint::Url(app_failing_after(2).await)));
+    let outcome = run(&router, &health, &release, &CancellationToken::new()).await;
+    assert!(
+        matches!(outcome, Outcome::Kept(_, split) if split == Split::all_on(Color::Green)),
+        "{outcome:?}"
+    );
+    let blue = &router.state().members[Color::Blue.index()];
+    assert_eq!(
+        blue.len(),
+        1,
+        "the previous fleet, the only healthy one, stays: {blue:?}"
+    );
+}
