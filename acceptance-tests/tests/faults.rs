@@ -12,6 +12,7 @@ use acceptance_tests::elb::BlueGreenFixture;
 use acceptance_tests::hcl;
 use acceptance_tests::proxy::{Fault, FaultProxy};
 use acceptance_tests::terraform::{clis, Needs, On};
+use acceptance_tests::traffic::{self, fleet_config, v1_live, Traffic, APPLY, TAIL};
 use acceptance_tests::workspace::{Step, Workspace};
 use serde_json::json;
 
@@ -85,6 +86,112 @@ async fn a_provider_killed_mid_shift_is_converged_by_the_next_apply() {
         .await;
         assert_eq!(fx.weights(&fx.listener_arn).await.get("blue"), Some(&100));
     }
+}
+
+/// Terraform SIGKILLed (the OOM killer, a cancelled CI job) while its release holds half
+/// the traffic, and while it bakes; the provider sent SIGTERM or SIGHUP while it bakes:
+/// the provider backs out as Ctrl-C does, all traffic back on v1 within 10 s, then exits
+/// within 10 s. Under load, no request fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn terraform_killed_mid_shift_or_mid_bake_is_backed_out_and_the_provider_exits() {
+    for tf in clis("faults_terraform_killed", Needs::Any, On::Newest) {
+        let mid_shift = "  traffic {\n    strategy      = \"linear\"\n    step_percent  = 50\n    step_interval = \"60s\"\n  }\n";
+        let mid_bake = "  traffic {\n    bake_time = \"60s\"\n  }\n";
+        for (phase, traffic, reached, how) in [
+            ("shift", mid_shift, 50, Death::TerraformKilled),
+            ("bake", mid_bake, 100, Death::TerraformKilled),
+            ("bake", mid_bake, 100, Death::ProviderSignalled("TERM")),
+            ("bake", mid_bake, 100, Death::ProviderSignalled("HUP")),
+        ] {
+            let name = format!("tf-killed-{phase}");
+            let (fx, ws, v1) = v1_live(&tf, &name).await;
+            let v2 = TestApp::start("v2").await;
+            ws.write_config(&fleet_config(&fx, "v2", &v2, traffic));
+            let load = Traffic::start(&fx, Duration::from_secs(60), None).await;
+            let mut child = ws.spawn(APPLY);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while fx.weights(&fx.listener_arn).await.get("blue") != Some(&reached) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{phase}: blue never reached {reached}%"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let group = child.id().expect("terraform is running").to_string();
+            match how {
+                Death::TerraformKilled => child.start_kill().expect("SIGKILL terraform"),
+                Death::ProviderSignalled(signal) => {
+                    let sent = std::process::Command::new("pkill")
+                        .args([
+                            &format!("-{signal}"),
+                            "-g",
+                            &group,
+                            "-f",
+                            "terraform-provider-immutable",
+                        ])
+                        .status()
+                        .unwrap();
+                    assert!(sent.success(), "SIG{signal} sent to the provider");
+                }
+            }
+            let phase = format!("{how:?} mid-{phase}");
+            let killed = Instant::now();
+            while fx.weights(&fx.listener_arn).await != traffic::weights(0, 100) {
+                assert!(
+                    killed.elapsed() < Duration::from_secs(10),
+                    "{phase}: traffic not back on v1 10 s after Terraform died: {:?}",
+                    fx.weights(&fx.listener_arn).await
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let backed_out = killed.elapsed();
+            while provider_running(&group) {
+                assert!(
+                    killed.elapsed() < Duration::from_secs(10),
+                    "{phase}: the provider still runs 10 s after Terraform died"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let exited = killed.elapsed();
+            let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+                .await
+                .expect("terraform ends once its provider is gone")
+                .unwrap();
+            assert!(
+                !out.status.success(),
+                "{phase}: the apply is not reported done"
+            );
+            let seen = load.finish(TAIL).await;
+            seen.assert_none_failed();
+            println!("{phase}: traffic back on v1 after {backed_out:.1?}, provider gone after {exited:.1?}");
+            seen.print_line(
+                &phase.replace(['(', ')', '"', ' '], "-"),
+                "faults::terraform_killed_mid_shift_or_mid_bake_is_backed_out_and_the_provider_exits",
+            );
+            assert!(
+                fx.rules(&fx.listener_arn).await.is_empty(),
+                "{phase}: no warm-up rule left"
+            );
+            drop((v1, v2));
+        }
+    }
+}
+
+/// How the apply's processes die.
+#[derive(Clone, Copy, Debug)]
+enum Death {
+    /// Terraform SIGKILLed: nothing tells the provider, which finds its parent gone.
+    TerraformKilled,
+    /// The provider sent this signal (a service manager, a closed terminal).
+    ProviderSignalled(&'static str),
+}
+
+/// Whether a provider process of this one runs in the process group.
+fn provider_running(group: &str) -> bool {
+    std::process::Command::new("pgrep")
+        .args(["-g", group, "-f", "terraform-provider-immutable"])
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 #[tokio::test(flavor = "multi_thread")]

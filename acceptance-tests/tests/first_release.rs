@@ -116,6 +116,50 @@ async fn a_failed_first_release_leaves_the_fixed_response() {
     }
 }
 
+/// A first release from a fixed response whose app fails in its bake, after it took all
+/// the traffic: the listener answers the fixed response again (not a forward to the
+/// empty colour, which would fail every request), and no rule is left behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_release_failing_in_its_bake_puts_the_fixed_response_back() {
+    for tf in clis("first_release_bake_failed", Needs::Any, On::Newest) {
+        let fx =
+            BlueGreenFixture::create_with(alb::shared(), "first-bake", Start::FixedResponse).await;
+        let v1 = TestApp::start("v1").await;
+        let ws = Workspace::new(&tf, "first-bake");
+        let hcl = config(&fx, "v1", &v1).replace(
+            "  timeouts {",
+            "  traffic {\n    bake_time = \"10s\"\n  }\n  timeouts {",
+        );
+        ws.write_config(&hcl);
+        let child = ws.spawn(&["apply", "-no-color", "-input=false", "-auto-approve"]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while fx.weights(&fx.listener_arn).await.get("blue") != Some(&100) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "v1 never took the traffic"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        v1.set(Behavior::Failing(500));
+        let out = child.wait_with_output().await.unwrap();
+        let text = acceptance_tests::traffic::flat(&format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+        assert!(!out.status.success(), "{text}");
+        assert!(
+            text.contains("routes as before the release again: a fixed response (404)"),
+            "{text}"
+        );
+        let actions = fx.default_actions(&fx.listener_arn).await;
+        assert_eq!(actions.len(), 1, "{actions:?}");
+        assert_eq!(actions[0].r#type(), Some(&ActionTypeEnum::FixedResponse));
+        assert!(fx.rules(&fx.listener_arn).await.is_empty());
+    }
+}
+
 /// Target groups the listener cannot forward to are refused before anything is written,
 /// with an error on the attribute that names them, and the load balancer never sees a
 /// request it would refuse (the harness fails any command that drew a refusal).

@@ -105,6 +105,13 @@ impl Split {
         }
     }
 
+    /// The colour that takes all the traffic, when one does (not while it is split).
+    pub fn alone(&self) -> Option<Color> {
+        Color::BOTH
+            .into_iter()
+            .find(|c| self.of(*c) > 0 && self.of(c.other()) == 0)
+    }
+
     /// Whether both split traffic in the same proportions (900/100 is 90/10), to within
     /// one percentage point: a router whose weights are per member (HAProxy) can only
     /// approach a split when the colours have different numbers of members.
@@ -400,6 +407,16 @@ mod tests {
         );
         assert_eq!(Split { blue: 1, green: 2 }.live(), Some(Color::Green));
         assert_eq!(Split::default().live(), None);
+        assert_eq!(Split { blue: 0, green: 1 }.alone(), Some(Color::Green));
+        assert_eq!(
+            Split {
+                blue: 50,
+                green: 50
+            }
+            .alone(),
+            None
+        );
+        assert_eq!(Split::default().alone(), None);
     }
 
     #[test]

@@ -154,14 +154,19 @@ pub fn plan_update(
         // Whether a release lands is known only at apply.
         return plan_unknown(planned, own);
     }
-    let from = now.active.unwrap_or(Color::Blue);
+    let recorded_from = now.active.unwrap_or(Color::Blue);
     if new_release || new_targets {
+        // The release lands on the colour that is standby now, as refreshed from the
+        // router, whatever the state last recorded (a flip by hand, another pipeline);
+        // while traffic is split (a killed apply), the recorded colour stays the one left.
+        let from = now.weights.alone().unwrap_or(recorded_from);
         let release = config.get("release").and_then(Value::as_str);
-        let next = now.flipped(
-            from,
-            now.active_release.clone(),
-            release.unwrap_or_default(),
-        );
+        let from_release = if Some(from) == now.active {
+            now.active_release.clone()
+        } else {
+            now.release(from).map(str::to_string)
+        };
+        let next = now.flipped(from, from_release, release.unwrap_or_default());
         site.write(planned, &next, true);
         if release.is_none() {
             unknown_release(planned, from.other());
@@ -169,7 +174,7 @@ pub fn plan_update(
     } else {
         // Restores the recorded colour when the router drifted; otherwise no change.
         let next = Status {
-            weights: Split::all_on(from),
+            weights: Split::all_on(recorded_from),
             ..now
         };
         site.write(planned, &next, false);
@@ -212,8 +217,24 @@ pub async fn apply(
     };
     let before = (!prior.is_null()).then(|| Status::decode(prior));
     let mut next = Status::decode(planned);
+    if let Some(b) = before.as_ref().filter(|_| planned_at_apply(planned)) {
+        // The plan could not tell whether a release lands: it does when the release or the
+        // fleet changed, onto the colour that is standby now.
+        let changed = b.active_release.as_deref() != Some(args.release.as_str())
+            || model::sorted_targets(planned) != model::sorted_targets(prior);
+        next = if changed {
+            let from = b.weights.alone().or(b.active).unwrap_or(Color::Blue);
+            b.flipped(from, b.release(from).map(str::to_string), &args.release)
+        } else {
+            b.clone()
+        };
+    }
     let to = next.active.unwrap_or(Color::Blue);
-    let flip = before.as_ref().is_none_or(|b| b.active != Some(to));
+    // A plan that lands a release counts one more cut-over; one that does not keeps the
+    // generation and only converges.
+    let flip = before
+        .as_ref()
+        .is_none_or(|b| b.generation != next.generation);
     let analysis = match args.analysis.as_ref().filter(|_| flip) {
         Some(settings) => {
             let mut bindings = vec![
@@ -328,6 +349,11 @@ pub async fn apply(
             state
         }
     }
+}
+
+/// Whether the plan left the cut-over to apply (the release or the fleet was unknown).
+fn planned_at_apply(planned: &Value) -> bool {
+    planned.get("generation").is_some_and(Value::is_unknown)
 }
 
 /// Checks the router once, before anything is written, for what it would refuse; each
