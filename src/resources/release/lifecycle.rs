@@ -159,7 +159,17 @@ pub fn plan_update(
         // The release lands on the colour that is standby now, as refreshed from the
         // router, whatever the state last recorded (a flip by hand, another pipeline);
         // while traffic is split (a killed apply), the recorded colour stays the one left.
-        let from = now.weights.alone().unwrap_or(recorded_from);
+        // A colour that already serves this very release (an apply that moved traffic but
+        // could not record it) is where it is finished.
+        let from = match now.weights.alone() {
+            Some(serving)
+                if Some(serving) != now.active && now.release(serving) == configured.as_deref() =>
+            {
+                serving.other()
+            }
+            Some(serving) => serving,
+            None => recorded_from,
+        };
         let release = config.get("release").and_then(Value::as_str);
         let from_release = if Some(from) == now.active {
             now.active_release.clone()
@@ -513,11 +523,15 @@ pub async fn read(site: &Site<'_>, state: &Value, diags: &mut Diagnostics) -> Va
             status.weights = split;
             if split.live().is_some() && split.live() != status.active {
                 match site.router.records().await {
-                    Ok(records) => {
-                        if let Some(rolled_back) = status.after_rollback(&records, split) {
-                            status = rolled_back;
+                    Ok(records) => match status.after_rollback(&records, split) {
+                        Some(rolled_back) => status = rolled_back,
+                        // Drift: the colours' releases as their records say.
+                        None => {
+                            for color in Color::BOTH {
+                                status.set_release(color, records[color.index()].release.clone());
+                            }
                         }
-                    }
+                    },
                     // Failing the refresh beats taking a rollback for drift, which the
                     // next apply would undo.
                     Err(e) => site.cannot_read(diags, &e),

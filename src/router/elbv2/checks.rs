@@ -168,8 +168,8 @@ impl Elbv2 {
         listener: &str,
         target_groups: &[&str],
     ) -> Result<Vec<Option<String>>, RouterError> {
-        // A fresh read of the listener, which the cut-over's write keeps its other actions
-        // from (see `Elbv2::set_weights`).
+        // A fresh read of the listener: what a release that fails puts back
+        // (`Elbv2::routing`).
         self.default_actions(listener).await?;
         let load_balancer = self.load_balancer_of(listener).await?;
         tracing::debug!(operation = "DescribeLoadBalancers", arn = %load_balancer, "ELBv2 call");

@@ -271,9 +271,10 @@ impl Elbv2 {
         Ok(())
     }
 
-    /// The listener's default actions now, and their routing action in words.
+    /// The listener's default actions as the release found them (the preflight's read,
+    /// made just before), and their routing action in words.
     pub async fn routing(&self, listener: &str) -> Result<(Vec<Action>, String), RouterError> {
-        let actions = self.default_actions(listener).await?;
+        let actions = self.current_actions(listener).await?;
         let described = describe_routing(&actions);
         Ok((actions, described))
     }
