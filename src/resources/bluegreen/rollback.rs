@@ -96,7 +96,7 @@ impl Action for Rollback {
             http: &self.shared.http,
             stop: &ctx.stop,
             health: &health,
-            deadline: tokio::time::Instant::now() + timeout,
+            deadline: duration::later(tokio::time::Instant::now(), timeout),
             analysis: None,
         };
         if let Err(e) = rollout
