@@ -1,6 +1,8 @@
 //! Reusable attribute checks, attached to schema attributes with `Attribute::validate`.
 //! Each returns a message that says what would be valid.
 
+use crate::duration::Bounds;
+use crate::tfplugin::schema::Attribute;
 use crate::tfplugin::value::Value;
 
 fn string(value: &Value) -> &str {
@@ -17,8 +19,18 @@ pub fn http_url(value: &Value) -> Result<(), String> {
     }
 }
 
-pub fn duration(value: &Value) -> Result<(), String> {
-    crate::duration::parse(string(value)).map(|_| ())
+/// A duration attribute within [`Bounds`]: the check, and the range at the end of the
+/// description, which the docs are generated from (so give it after `description`).
+pub trait DurationAttribute {
+    fn duration_within(self, bounds: Bounds) -> Self;
+}
+
+impl DurationAttribute for Attribute {
+    fn duration_within(self, bounds: Bounds) -> Self {
+        let description = format!("{} {}", self.description, bounds.sentence());
+        self.description(&description)
+            .validate(move |value| bounds.parse(string(value)).map(|_| ()))
+    }
 }
 
 pub fn int_in_range(min: i64, max: i64) -> impl Fn(&Value) -> Result<(), String> + Send + Sync {
@@ -239,17 +251,6 @@ pub fn elb_arn(kind: &'static str) -> impl Fn(&Value) -> Result<(), String> + Se
     }
 }
 
-/// A duration above zero.
-pub fn positive_duration(value: &Value) -> Result<(), String> {
-    match crate::duration::parse(string(value))? {
-        d if d.is_zero() => Err(format!(
-            "{:?} is not above zero: give e.g. \"10s\"",
-            string(value)
-        )),
-        _ => Ok(()),
-    }
-}
-
 /// Text whose `{name}` placeholders are all among `allowed`.
 pub fn placeholders_among(
     allowed: &'static [&'static str],
@@ -351,6 +352,23 @@ mod tests {
         let m = one_of(&["GET", "HEAD"]);
         assert!(m(&"GET".into()).is_ok());
         assert!(m(&"PUT".into()).unwrap_err().contains("\"GET\", \"HEAD\""));
+    }
+
+    #[test]
+    fn a_duration_attribute_checks_and_documents_its_range() {
+        let attribute = Attribute::string("interval")
+            .description("Between checks.")
+            .duration_within(crate::duration::INTERVAL);
+        assert_eq!(
+            attribute.description,
+            "Between checks. Above zero and at most 24h."
+        );
+        let check = &attribute.validators[0];
+        assert_eq!(check(&"5s".into()), Ok(()));
+        assert!(check(&"0s".into()).unwrap_err().contains("not above zero"));
+        assert!(check(&"9300000000000000000s".into())
+            .unwrap_err()
+            .contains("longer than 24h"));
     }
 
     #[test]

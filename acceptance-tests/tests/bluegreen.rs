@@ -788,6 +788,74 @@ async fn invalid_deployment_settings_are_reported_at_validate() {
     }
 }
 
+/// A duration past its bounds (a zero interval, an interval no clock can add, a timeout
+/// of centuries) is refused by `terraform validate` with a diagnostic naming the attribute
+/// and its range. A huge interval once panicked the health gate's validation, which
+/// Terraform reports as "The ... request was cancelled", never as this diagnostic.
+#[tokio::test(flavor = "multi_thread")]
+async fn durations_past_their_bounds_are_refused_at_validate_naming_the_attribute() {
+    const L: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/lb/50dc6c495c0c9188/f2f7dc8efc522ab2";
+    const B: &str =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/blue/73e2d6bc24d8a067";
+    const G: &str =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/green/83e2d6bc24d8a067";
+    const HUGE: &str = "9300000000000000000s";
+    let deployment = |body: &str| {
+        format!(
+            "{REQUIRED_PROVIDERS}\nresource \"immutable_bluegreen_deployment\" \"app\" {{\n  listener_arn = \"{L}\"\n  blue_target_group_arn = \"{B}\"\n  green_target_group_arn = \"{G}\"\n  release = \"v1\"\n{body}\n}}\n"
+        )
+    };
+    let cases: Vec<(String, String)> = vec![
+        (
+            deployment(&format!("  health_check {{\n    interval = \"{HUGE}\"\n  }}")),
+            format!(r#"Invalid value for health_check\.interval .*"{HUGE}" is longer than 24h: give a duration above zero and at most 24h"#),
+        ),
+        (
+            deployment("  health_check {\n    interval = \"0s\"\n  }"),
+            r#"Invalid value for health_check\.interval .*"0s" is not above zero: give a duration above zero and at most 24h"#.to_string(),
+        ),
+        (
+            deployment(&format!("  timeouts {{\n    update = \"{HUGE}\"\n  }}")),
+            format!(r#"Invalid value for timeouts\.update .*"{HUGE}" is longer than 168h: give a duration above zero and at most 168h"#),
+        ),
+        (
+            deployment("  traffic {\n    bake_time = \"200h\"\n  }"),
+            r#"Invalid value for traffic\.bake_time .*"200h" is longer than 168h: give a duration from 0s to 168h"#.to_string(),
+        ),
+        (
+            format!("{REQUIRED_PROVIDERS}\nresource \"immutable_health_gate\" \"gate\" {{\n  url = \"http://127.0.0.1:1/health\"\n  interval = \"{HUGE}\"\n}}\n"),
+            format!(r#"Invalid value for interval .*"{HUGE}" is longer than 24h"#),
+        ),
+    ];
+    let action = format!(
+        "{REQUIRED_PROVIDERS}\naction \"immutable_rollback\" \"web\" {{\n  config {{\n    listener_arn = \"{L}\"\n    blue_target_group_arn = \"{B}\"\n    green_target_group_arn = \"{G}\"\n    timeout = \"{HUGE}\"\n  }}\n}}\n"
+    );
+    for tf in clis("bluegreen_duration_bounds", Needs::Any, On::Each) {
+        let ws = Workspace::new(&tf, "bg-durations");
+        // Actions, and their validation, came with Terraform 1.14.
+        let action_case = tf.at_least(1, 14).then(|| {
+            (
+                action.clone(),
+                format!(r#"Invalid value for timeout .*"{HUGE}" is longer than 168h"#),
+            )
+        });
+        for (hcl, expected) in cases.iter().chain(&action_case) {
+            ws.write_config(hcl);
+            let out = ws.terraform(&["validate", "-no-color"], &[]).await;
+            let text = out.text();
+            assert!(!out.success, "validate passed for:\n{hcl}");
+            let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(
+                regex::Regex::new(expected).unwrap().is_match(&flat),
+                "{expected}:\n{text}"
+            );
+            for crash in ["panic", "request was cancelled", "Plugin did not respond"] {
+                assert!(!text.contains(crash), "{text}");
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn canary_with_a_test_listener_and_without_retaining_the_previous_colour() {
     for tf in clis("bluegreen_canary", Needs::Any, On::NewestAndOldest) {

@@ -211,7 +211,7 @@ impl<'a> Analysis<'a> {
         let interval = metric.settings.interval;
         let mut numbers = 0;
         for at in measurement_times(period, interval) {
-            tokio::time::sleep_until(start + at).await;
+            tokio::time::sleep_until(crate::duration::later(start, at)).await;
             let seen = self.query(metric).await;
             let verdict = judge(&metric.settings, &seen);
             tracing::info!(metric = %metric.settings.name, ?seen, ?verdict, when, "analysis measurement");
@@ -268,7 +268,7 @@ impl<'a> Analysis<'a> {
         };
         let times = std::iter::once(Duration::ZERO).chain(measurement_times(period, *interval));
         for at in times {
-            tokio::time::sleep_until(start + at).await;
+            tokio::time::sleep_until(crate::duration::later(start, at)).await;
             let firing = self
                 .firing_alarms()
                 .await

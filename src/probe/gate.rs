@@ -9,6 +9,7 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::{probe_once, Attempt, Check, HttpClients, Policy, Report};
+use crate::duration::later;
 
 /// Why a gate failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,7 +51,7 @@ pub async fn run_gate(
     stop: &CancellationToken,
 ) -> GateResult {
     let started = Instant::now();
-    let deadline = started + policy.deadline;
+    let deadline = later(started, policy.deadline);
     let mut progress = Progress::new(policy, started);
     // Passing a gate with nothing checked would move traffic on no evidence.
     if checks.is_empty() {
@@ -64,7 +65,7 @@ pub async fn run_gate(
         Ok(clients) => clients,
         Err(e) => return progress.fail(FailReason::Setup(e)),
     };
-    let mut next_round = started + policy.initial_delay;
+    let mut next_round = later(started, policy.initial_delay);
     loop {
         tokio::select! {
             biased;
@@ -74,7 +75,7 @@ pub async fn run_gate(
         if next_round >= deadline {
             return progress.fail(FailReason::Deadline);
         }
-        next_round = Instant::now() + policy.interval;
+        next_round = later(Instant::now(), policy.interval);
         let attempts = tokio::select! {
             biased;
             _ = stop.cancelled() => return progress.fail(FailReason::Interrupted),

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 use crate::duration;
 use crate::tfplugin::schema::{Attribute, Block};
 use crate::tfplugin::value::Value;
-use crate::validators;
+use crate::validators::{self, DurationAttribute};
 
 /// A `timeouts { ... }` block with one optional duration per operation, as
 /// terraform-plugin-framework-timeouts declares it. Each entry is (operation, default).
@@ -17,7 +17,7 @@ pub fn timeouts_block(operations: &[(&str, &str)]) -> Block {
                 Attribute::string(name)
                     .optional()
                     .description(&format!("Deadline of {name}. Defaults to `{default}`."))
-                    .validate(validators::duration),
+                    .duration_within(duration::TIMEOUT),
             )
         },
     )

@@ -7,13 +7,14 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::duration;
 use crate::probe::{self, Check, HttpClients, Method, Policy, StatusMatcher, TlsOptions};
 use crate::resources::common::{self, timeouts_block};
 use crate::tfplugin::diagnostics::{AttributePath, Diagnostics};
 use crate::tfplugin::resource::{Ctx, Resource};
 use crate::tfplugin::schema::{Attribute, Block, Schema};
 use crate::tfplugin::value::Value;
-use crate::{duration, validators};
+use crate::validators::{self, DurationAttribute};
 
 /// A check's timeout when `request_timeout` is not set (and `interval` is not shorter).
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -82,20 +83,20 @@ fn schema() -> Schema {
             Attribute::string("interval")
                 .default("5s")
                 .description("Time between the starts of two checks, e.g. `\"5s\"`.")
-                .validate(validators::duration),
+                .duration_within(duration::INTERVAL),
         ))
         .attribute(replace(
             Attribute::string("request_timeout")
                 .optional()
                 .computed()
                 .description("How long one check may take before it counts as a timeout; at most `interval`. Defaults to `2s`, or to `interval` when that is shorter.")
-                .validate(validators::duration),
+                .duration_within(duration::INTERVAL),
         ))
         .attribute(replace(
             Attribute::string("initial_delay")
                 .default("0s")
                 .description("Wait before the first check.")
-                .validate(validators::duration),
+                .duration_within(duration::SPAN),
         ))
         .attribute(replace(
             Attribute::bool("insecure_skip_verify")
@@ -231,7 +232,7 @@ impl Resource for HealthGate {
         let Ok(deadline) = common::timeout(config, "create", DEFAULT_DEADLINE) else {
             return;
         };
-        let minimum = delay + interval * (threshold - 1);
+        let minimum = interval.saturating_mul(threshold - 1).saturating_add(delay);
         if deadline < minimum {
             diags.attribute_error(
                 AttributePath::attr("timeouts").then_attr("create"),
@@ -332,4 +333,39 @@ impl Resource for HealthGate {
     }
 
     async fn delete(&self, _ctx: &Ctx, _prior: &Value, _diags: &mut Diagnostics) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The gate's own checks see what the schema's validators let through, and sum and
+    /// multiply it: even the longest duration there is must give a diagnostic, not an
+    /// overflow.
+    #[test]
+    fn the_deadline_check_saturates_on_the_longest_durations() {
+        let gate = HealthGate {
+            http: Arc::new(HttpClients::new()),
+        };
+        let config = Value::Object(
+            [
+                ("interval".to_string(), "9300000000000000000s".into()),
+                (
+                    "initial_delay".to_string(),
+                    format!("{}h", "9".repeat(30)).into(),
+                ),
+            ]
+            .into(),
+        );
+        let mut diags = Diagnostics::default();
+        gate.validate(&config, &mut diags);
+        let [diag] = &diags.0[..] else {
+            panic!("{diags:?}")
+        };
+        assert_eq!(diag.summary, "Deadline too short for the gate to pass");
+        assert_eq!(
+            diag.attribute,
+            Some(AttributePath::attr("timeouts").then_attr("create"))
+        );
+    }
 }

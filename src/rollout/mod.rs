@@ -601,7 +601,9 @@ impl Rollout<'_> {
             }
             let given_up = self.health.unhealthy_threshold > 0
                 && unhealthy_polls >= self.health.unhealthy_threshold;
-            if given_up || Instant::now() + self.health.interval > self.deadline {
+            if given_up
+                || crate::duration::later(Instant::now(), self.health.interval) > self.deadline
+            {
                 return Err(self.member_health_failure(color, &health, &healthy, required));
             }
             tokio::select! {

@@ -14,7 +14,7 @@ use crate::tfplugin::diagnostics::{AttributePath, Diagnostics};
 use crate::tfplugin::resource::{Action, Ctx, Progress};
 use crate::tfplugin::schema::{Attribute, Block, Schema};
 use crate::tfplugin::value::Value;
-use crate::validators;
+use crate::validators::{self, DurationAttribute};
 
 /// How long the warm colour is given, by default, to be reported healthy.
 const TIMEOUT: &str = "5m";
@@ -42,7 +42,7 @@ fn schema() -> Schema {
             Attribute::string("timeout")
                 .optional()
                 .description(&format!("How long the load balancer is given to report the warm colour healthy; traffic is not moved when it does not. Defaults to `{TIMEOUT}`."))
-                .validate(validators::duration),
+                .duration_within(duration::TIMEOUT),
         ),
     )
 }
@@ -96,7 +96,7 @@ impl Action for Rollback {
             http: &self.shared.http,
             stop: &ctx.stop,
             health: &health,
-            deadline: tokio::time::Instant::now() + timeout,
+            deadline: duration::later(tokio::time::Instant::now(), timeout),
             analysis: None,
         };
         if let Err(e) = rollout

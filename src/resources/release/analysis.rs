@@ -12,7 +12,7 @@ use crate::resources::common;
 use crate::tfplugin::diagnostics::{AttributePath, Diagnostics};
 use crate::tfplugin::schema::{Attribute, Block, Nesting};
 use crate::tfplugin::value::{Type, Value};
-use crate::validators;
+use crate::validators::{self, DurationAttribute};
 
 const INTERVAL: &str = "10s";
 const FAILURE_LIMIT: i64 = 0;
@@ -38,7 +38,7 @@ pub fn analysis_block(terms: &Terms) -> Block {
         .attribute(Attribute::string("query").required().description(&format!("PromQL that returns one number (a scalar, or a vector of one sample: aggregate with `sum(...)` or `max(...)`; several samples are an error). May hold {}, replaced before it is sent. No series, or NaN (such as 0/0 when nothing was served), is no data: see `no_data`.", placeholders.join(", "))).validate(validators::placeholders_among(terms.placeholders)))
         .attribute(Attribute::number("max").optional().description("The highest passing value. Give `max`, `min` or both."))
         .attribute(Attribute::number("min").optional().description("The lowest passing value."))
-        .attribute(Attribute::string("interval").optional().description(&format!("Between measurements; the first is one interval after traffic moves. A step shorter than this is measured once, at its end. Defaults to `{INTERVAL}`.")).validate(validators::positive_duration))
+        .attribute(Attribute::string("interval").optional().description(&format!("Between measurements; the first is one interval after traffic moves. A step shorter than this is measured once, at its end. Defaults to `{INTERVAL}`.")).duration_within(duration::INTERVAL))
         .attribute(Attribute::number("failure_limit").optional().description(&format!("Failed measurements allowed across the steps and the bake; one more fails the release. Defaults to `{FAILURE_LIMIT}`.")).validate(validators::int_in_range(0, 1000)))
         .attribute(Attribute::string("no_data").optional().description(&format!("What an empty result counts as: `wait` (neither, but a step or bake that ends with no number from this metric fails), `fail` (a failed measurement) or `pass` (for queries that have no series when nothing is wrong). Defaults to `{NO_DATA}`: an empty result never counts as a pass.")).validate(validators::one_of(&NoData::NAMES)));
     let prometheus = Block::new("The Prometheus server the metrics are queried from.")
@@ -74,7 +74,7 @@ pub fn analysis_block(terms: &Terms) -> Block {
     if terms.cloudwatch {
         block = block
             .attribute(Attribute::new("cloudwatch_alarms", Type::list(Type::String)).optional().description("CloudWatch alarms (metric or composite) that fail the release when in `ALARM` during the analysis, or before traffic moves. Read with the provider's AWS settings (`endpoints.cloudwatch`)."))
-            .attribute(Attribute::string("cloudwatch_interval").optional().description(&format!("Between reads of `cloudwatch_alarms`. Defaults to `{CLOUDWATCH_INTERVAL}`.")).validate(validators::positive_duration));
+            .attribute(Attribute::string("cloudwatch_interval").optional().description(&format!("Between reads of `cloudwatch_alarms`. Defaults to `{CLOUDWATCH_INTERVAL}`.")).duration_within(duration::INTERVAL));
     }
     block
 }

@@ -12,7 +12,7 @@ use crate::text::capitalised;
 use crate::tfplugin::diagnostics::{AttributePath, Diagnostics};
 use crate::tfplugin::schema::{Attribute, Block};
 use crate::tfplugin::value::Value;
-use crate::validators;
+use crate::validators::{self, DurationAttribute};
 
 const EXPECTED_STATUS: &str = "200-299";
 const HEALTHY_THRESHOLD: i64 = 3;
@@ -40,8 +40,8 @@ pub fn health_check_block(router: &str) -> Block {
     .attribute(Attribute::string("body_regex").optional().description("A regular expression the body must match.").validate(validators::regex))
     .attribute(Attribute::number("healthy_threshold").optional().description(&format!("Consecutive passing checks needed. Defaults to `{HEALTHY_THRESHOLD}`.")).validate(validators::int_in_range(1, 1000)))
     .attribute(Attribute::number("unhealthy_threshold").optional().description(&format!("Before the shift: consecutive failures that fail the gate early (`0`, the default, keeps trying until the timeout). While traffic moves and bakes: consecutive failures that roll back (at least 1). Defaults to `{UNHEALTHY_THRESHOLD}`.")).validate(validators::int_in_range(0, 1000)))
-    .attribute(Attribute::string("interval").optional().description(&format!("Between checks. Defaults to `{INTERVAL}`.")).validate(validators::duration))
-    .attribute(Attribute::string("request_timeout").optional().description(&format!("Per check. Defaults to `{REQUEST_TIMEOUT}`.")).validate(validators::duration))
+    .attribute(Attribute::string("interval").optional().description(&format!("Between checks. Defaults to `{INTERVAL}`.")).duration_within(duration::INTERVAL))
+    .attribute(Attribute::string("request_timeout").optional().description(&format!("Per check. Defaults to `{REQUEST_TIMEOUT}`.")).duration_within(duration::INTERVAL))
     .attribute(Attribute::string_map("headers").optional().sensitive().description("Request headers, e.g. an auth token. Sensitive, but stored in the state: on Terraform 1.11 or later prefer `headers_wo`."))
     .attributes(common::write_only_headers())
     .attribute(Attribute::bool("insecure_skip_verify").optional().description("Skip TLS verification. Defaults to `false`."))
@@ -54,8 +54,8 @@ pub fn traffic_block() -> Block {
         .attribute(Attribute::string("strategy").optional().description(&format!("`all_at_once` (default), `canary` (`canary_percent`, then the rest after `step_interval`) or `linear` (`step_percent` more every `step_interval`). Defaults to `{STRATEGY}`.")).validate(validators::one_of(&["all_at_once", "canary", "linear"])))
         .attribute(Attribute::number("canary_percent").optional().description(&format!("With `canary`: the first share of traffic, 1-99. Defaults to `{STEP_PERCENT}`.")).validate(validators::int_in_range(1, 99)))
         .attribute(Attribute::number("step_percent").optional().description(&format!("With `linear`: the share added per step, 1-99. Defaults to `{STEP_PERCENT}`.")).validate(validators::int_in_range(1, 99)))
-        .attribute(Attribute::string("step_interval").optional().description("Required with `canary` or `linear`: time between steps, while checks keep running.").validate(validators::duration))
-        .attribute(Attribute::string("bake_time").optional().description(&format!("After 100%: how long checks keep running before the release is done; a failure moves traffic back when `auto_rollback` is on (Ctrl-C or the timeout always does). Defaults to `{BAKE_TIME}`.")).validate(validators::duration))
+        .attribute(Attribute::string("step_interval").optional().description("Required with `canary` or `linear`: time between steps, while checks keep running.").duration_within(duration::INTERVAL))
+        .attribute(Attribute::string("bake_time").optional().description(&format!("After 100%: how long checks keep running before the release is done; a failure moves traffic back when `auto_rollback` is on (Ctrl-C or the timeout always does). Defaults to `{BAKE_TIME}`.")).duration_within(duration::SPAN))
 }
 
 /// One block's attributes, null when the block or the attribute is left out.

@@ -272,7 +272,10 @@ pub async fn apply(
         http,
         stop: &ctx.stop,
         health: &args.health,
-        deadline: tokio::time::Instant::now() + model::timeout(planned, prior.is_null()),
+        deadline: crate::duration::later(
+            tokio::time::Instant::now(),
+            model::timeout(planned, prior.is_null()),
+        ),
         analysis: analysis.as_ref(),
     };
     if !flip {

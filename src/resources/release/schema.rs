@@ -5,7 +5,7 @@
 use super::{analysis, blocks, model};
 use crate::tfplugin::schema::{Attribute, Block, Nesting};
 use crate::tfplugin::value::Type;
-use crate::validators;
+use crate::validators::{self, DurationAttribute};
 
 /// Words for the router in descriptions.
 pub struct Words {
@@ -48,7 +48,7 @@ pub fn with_release_model(block: Block, words: &Words) -> Block {
             Attribute::string("rollback_window")
                 .optional()
                 .description(&format!("A rollback to the colour that served until less than this long ago (`release` set back to `previous_release`, its fleet unchanged) skips the traffic steps and the HTTP threshold: {} must still report the colour healthy, and one HTTP check must pass. E.g. `\"1h\"`. Unset: a rollback is gated like any release.", checker))
-                .validate(validators::duration),
+                .duration_within(crate::duration::SPAN),
         )
         .attribute(computed("active_color", Type::String, "The colour serving traffic: `blue` or `green`."))
         .attribute(computed("standby_color", Type::String, "The colour at weight 0, where the next release lands."))
