@@ -84,11 +84,13 @@ pub fn body_excerpt(body: &[u8], headers: &[(String, String)]) -> String {
 }
 
 /// [`redact_url`] of a URL as written in the configuration. Text that is no URL with a
-/// host (`user:pass@host` parses as a URL of scheme `user`) is not shown at all.
+/// host is shown as written unless it has an `@` or a `?`, which may hold a password or a
+/// token (`user:pass@host` parses as a URL of scheme `user`): then only `REDACTED`.
 pub fn redact_url_text(url: &str) -> String {
     match Url::parse(url) {
-        Ok(url) if url.has_host() => redact_url(&url),
-        _ => format!("{REDACTED} (not a URL)"),
+        Ok(parsed) if parsed.has_host() => redact_url(&parsed),
+        _ if url.contains(['@', '?']) => REDACTED.to_string(),
+        _ => url.to_string(),
     }
 }
 
@@ -184,10 +186,9 @@ mod tests {
             redact_url_text("http://prom:s3cret@prometheus:9090"),
             "http://REDACTED@prometheus:9090/"
         );
-        assert_eq!(
-            redact_url_text("prom:s3cret@prometheus"),
-            "REDACTED (not a URL)"
-        );
+        assert_eq!(redact_url_text("prom:s3cret@prometheus"), "REDACTED");
+        assert_eq!(redact_url_text("prometheus/x?token=t0k"), "REDACTED");
+        assert_eq!(redact_url_text("prometheus:9090"), "prometheus:9090");
         assert_eq!(
             redact_url_text("https://{color}.example.com/health?token=t0k"),
             "https://{color}.example.com/health?token=REDACTED"
