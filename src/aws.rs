@@ -6,6 +6,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
 use tokio::sync::OnceCell;
 
+use crate::redact::Sensitive;
+
 /// What the provider block says about AWS; everything left out comes from the standard
 /// chain (environment, shared config and credentials files, instance metadata).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -18,11 +20,22 @@ pub struct AwsSettings {
     pub assume_role: Option<AssumeRole>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct AssumeRole {
     pub role_arn: String,
     pub session_name: Option<String>,
+    /// Shared with the role's owner to tell callers apart: kept out of `Debug`.
     pub external_id: Option<String>,
+}
+
+impl std::fmt::Debug for AssumeRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AssumeRole")
+            .field("role_arn", &self.role_arn)
+            .field("session_name", &self.session_name)
+            .field("external_id", &self.external_id.as_ref().map(Sensitive))
+            .finish()
+    }
 }
 
 /// The SDK configuration, loaded once per provider process on first use.
@@ -112,3 +125,26 @@ async fn load_sdk_config(settings: AwsSettings) -> SdkConfig {
 
 /// Retries of throttled or failed AWS calls when the provider block does not say.
 pub const DEFAULT_MAX_RETRIES: u32 = 10;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_external_id() {
+        let settings = AwsSettings {
+            assume_role: Some(AssumeRole {
+                role_arn: "arn:aws:iam::123456789012:role/deploy".into(),
+                session_name: None,
+                external_id: Some("ext-s3cret".into()),
+            }),
+            ..AwsSettings::default()
+        };
+        let shown = format!("{settings:?}");
+        assert!(
+            shown.contains("role/deploy") && shown.contains("Some(<sensitive>)"),
+            "{shown}"
+        );
+        assert!(!shown.contains("ext-s3cret"), "{shown}");
+    }
+}

@@ -9,10 +9,12 @@
 pub mod analysis;
 pub mod aws;
 pub mod duration;
+pub mod error_chain;
 pub mod logging;
 pub mod plugin;
 pub mod probe;
 pub mod provider;
+pub mod redact;
 pub mod resources;
 pub mod rollout;
 pub mod router;

@@ -14,7 +14,8 @@ pub fn http_url(value: &Value) -> Result<(), String> {
     match reqwest::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
         _ => Err(format!(
-            "{url:?} is not an http:// or https:// URL with a host, e.g. \"https://app.example.com/health\""
+            "{:?} is not an http:// or https:// URL with a host, e.g. \"https://app.example.com/health\"",
+            crate::redact::redact_url_text(url)
         )),
     }
 }
@@ -285,6 +286,13 @@ mod tests {
     fn urls_must_be_http_with_a_host() {
         assert!(http_url(&"http://127.0.0.1:8080/health".into()).is_ok());
         assert!(http_url(&"https://app.example.com".into()).is_ok());
+        for bad in ["ops:pa55@app.example.com", "ftp://ops:pa55@app.example.com"] {
+            let err = http_url(&bad.into()).unwrap_err();
+            assert!(
+                err.contains("is not an http://") && !err.contains("pa55"),
+                "{err}"
+            );
+        }
         assert!(http_url(&"ftp://x".into()).is_err());
         assert!(http_url(&"http://".into()).is_err());
         assert!(http_url(&"not a url".into()).is_err());

@@ -75,10 +75,13 @@ pub enum Behavior {
     HealthyAfter(Duration),
     /// 302 to this location.
     Redirect(String),
+    /// This status, with the request's headers in the body (`name: value` lines), as a
+    /// debug endpoint answers: what a secret header leaking through a body looks like.
+    Echo(u16),
 }
 
 /// The control syntax: `healthy`, `failing 503`, `slow 3s`, `flapping 2 1`, `down`,
-/// `healthy-after 10s`, `redirect http://elsewhere/`.
+/// `healthy-after 10s`, `redirect http://elsewhere/`, `echo 500`.
 impl FromStr for Behavior {
     type Err = String;
 
@@ -86,12 +89,13 @@ impl FromStr for Behavior {
         let words: Vec<&str> = text.split_whitespace().collect();
         let duration = |w: &str| humantime::parse_duration(w).map_err(|e| format!("{w:?}: {e}"));
         let number = |w: &str| w.parse::<u32>().map_err(|e| format!("{w:?}: {e}"));
+        let status = |w: &str| match w.parse::<u16>() {
+            Ok(s) if (100..=599).contains(&s) => Ok(s),
+            _ => Err(format!("{w:?} is not an HTTP status from 100 to 599")),
+        };
         match words.as_slice() {
             ["healthy"] => Ok(Behavior::Healthy),
-            ["failing", status] => match status.parse::<u16>() {
-                Ok(s) if (100..=599).contains(&s) => Ok(Behavior::Failing(s)),
-                _ => Err(format!("{status:?} is not an HTTP status from 100 to 599")),
-            },
+            ["failing", code] => Ok(Behavior::Failing(status(code)?)),
             ["slow", delay] => Ok(Behavior::Slow(duration(delay)?)),
             ["flapping", healthy, failing] => Ok(Behavior::Flapping {
                 healthy: number(healthy)?,
@@ -100,9 +104,10 @@ impl FromStr for Behavior {
             ["down"] => Ok(Behavior::Down),
             ["healthy-after", delay] => Ok(Behavior::HealthyAfter(duration(delay)?)),
             ["redirect", location] => Ok(Behavior::Redirect(location.to_string())),
+            ["echo", code] => Ok(Behavior::Echo(status(code)?)),
             _ => Err(format!(
                 "{text:?} is not a behaviour: use healthy, failing 503, slow 3s, flapping 2 1, \
-                 down, healthy-after 10s or redirect URL"
+                 down, healthy-after 10s, redirect URL or echo 500"
             )),
         }
     }
@@ -432,6 +437,8 @@ struct Reply {
     status: u16,
     word: &'static str,
     location: Option<String>,
+    /// The body is the request's headers.
+    echo: bool,
 }
 
 impl Reply {
@@ -441,6 +448,7 @@ impl Reply {
             status,
             word,
             location: None,
+            echo: false,
         }
     }
 }
@@ -539,6 +547,10 @@ impl Shared {
             Behavior::Redirect(location) => Reply {
                 location: Some(location.clone()),
                 ..Reply::new(302, "redirect")
+            },
+            Behavior::Echo(status) => Reply {
+                echo: true,
+                ..Reply::new(*status, "echo")
             },
         }
     }
@@ -672,6 +684,10 @@ async fn respond(shared: &Shared, port: Port, request: Request<Incoming>) -> Res
             seen.extend(headers.iter().cloned());
         }
     }
+    let echoed: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\n"))
+        .collect();
     *shared.last_headers.lock().unwrap() = headers;
     let path = request.uri().path().to_string();
     // Read the body, as a real app would, so the connection stays reusable.
@@ -685,10 +701,14 @@ async fn respond(shared: &Shared, port: Port, request: Request<Incoming>) -> Res
         .lock()
         .unwrap()
         .record(reply.status, started.elapsed());
-    let body = format!(
-        r#"{{"version":"{}","status":"{}"}}"#,
-        shared.version, reply.word
-    );
+    let body = if reply.echo {
+        echoed
+    } else {
+        format!(
+            r#"{{"version":"{}","status":"{}"}}"#,
+            shared.version, reply.word
+        )
+    };
     let mut response = Response::builder()
         .status(reply.status)
         .header("content-type", "application/json");
@@ -1040,6 +1060,7 @@ mod tests {
             Ok(Behavior::HealthyAfter(Duration::from_secs(60)))
         );
         assert_eq!("redirect /x".parse(), Ok(Behavior::Redirect("/x".into())));
+        assert_eq!("echo 500".parse(), Ok(Behavior::Echo(500)));
         for bad in ["", "failing", "failing 99", "slow fast", "flapping 1", "up"] {
             assert!(bad.parse::<Behavior>().is_err(), "{bad}");
         }

@@ -375,7 +375,9 @@ async fn health_check_headers_stay_in_their_sensitive_attribute() {
     for tf in clis("faults_secrets", Needs::Any, On::Each) {
         let fx = BlueGreenFixture::create(alb::shared(), "secret").await;
         let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
-        v2.set(acceptance_tests::app::Behavior::Failing(401));
+        // A failing app that echoes the request, as a debug endpoint does: the report
+        // quotes its body.
+        v2.set(acceptance_tests::app::Behavior::Echo(401));
         let ws = Workspace::new(&tf, "secret");
         let headers = format!("  health_check {{\n    path = \"/health\"\n    healthy_threshold = 1\n    interval = \"200ms\"\n    request_timeout = \"150ms\"\n    headers = {{ Authorization = \"Bearer {SECRET}\" }}\n  }}\n");
         let config = |release, app: &TestApp| {
@@ -404,6 +406,16 @@ async fn health_check_headers_stay_in_their_sensitive_attribute() {
                 ..Step::default()
             })
             .await;
+        assert!(
+            failed.log.contains("authorization: REDACTED"),
+            "the echoed body is quoted, masked: {}",
+            failed
+                .log
+                .lines()
+                .filter(|l| l.contains("401"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
         for (what, text) in [("first apply", &ok.log), ("failed apply", &failed.log)] {
             assert!(
                 !text.contains(SECRET),

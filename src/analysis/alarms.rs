@@ -39,7 +39,7 @@ impl AlarmSource for aws_sdk_cloudwatch::Client {
                 .map_err(|e| {
                     format!(
                         "CloudWatch DescribeAlarms failed: {}",
-                        aws_sdk_cloudwatch::error::DisplayErrorContext(&e)
+                        crate::error_chain::one_line(&e)
                     )
                 })?;
             let alarm = |name: Option<&str>, state: Option<&str>, reason: Option<&str>| Alarm {
@@ -63,5 +63,46 @@ impl AlarmSource for aws_sdk_cloudwatch::Client {
             }));
         }
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use acceptance_tests::app::{Behavior, TestApp};
+    use aws_sdk_cloudwatch::config::retry::RetryConfig;
+    use aws_sdk_cloudwatch::config::{BehaviorVersion, Region};
+
+    /// An endpoint that echoes the signed request shows its credentials to whoever reads
+    /// the raw response; the error must not carry it.
+    #[tokio::test]
+    async fn an_error_never_carries_the_echoed_request_signature_or_token() {
+        const TOKEN: &str = "SESSION-s3cret-t0ken";
+        let app = TestApp::start("cw").await;
+        app.set(Behavior::Echo(500));
+        let config = aws_sdk_cloudwatch::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "AKIDTEST",
+                "test",
+                Some(TOKEN.into()),
+                None,
+                "test",
+            ))
+            .endpoint_url(app.url())
+            .retry_config(RetryConfig::disabled())
+            .build();
+        let client = aws_sdk_cloudwatch::Client::from_conf(config);
+        let err = client
+            .alarms(&["high-error-rate".into()])
+            .await
+            .unwrap_err();
+        assert!(app.saw_header("x-amz-security-token", TOKEN));
+        assert!(
+            err.starts_with("CloudWatch DescribeAlarms failed: "),
+            "{err}"
+        );
+        assert!(!err.contains(TOKEN) && !err.contains("Signature="), "{err}");
     }
 }

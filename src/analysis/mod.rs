@@ -8,7 +8,7 @@
 pub mod alarms;
 pub mod prometheus;
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use self::alarms::AlarmSource;
 use self::prometheus::{Prometheus, Sample};
 use crate::probe::{HttpClients, TlsOptions};
+use crate::redact;
 
 /// The `analysis` block, decoded.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -27,11 +28,24 @@ pub struct Settings {
     pub alarm_interval: Duration,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct PrometheusSettings {
+    /// May hold `user:password@`.
     pub address: String,
+    /// The values are secrets (tokens).
     pub headers: Vec<(String, String)>,
     pub tls: TlsOptions,
+}
+
+/// Shows the address redacted and header names only.
+impl fmt::Debug for PrometheusSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrometheusSettings")
+            .field("address", &redact::redact_url_text(&self.address))
+            .field("headers", &redact::headers(&self.headers))
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -326,7 +340,7 @@ impl<'a> Analysis<'a> {
         let address = self
             .prometheus
             .as_ref()
-            .map(|p| p.address.as_str())
+            .map(|p| redact::redact_url(&p.address))
             .unwrap_or_default();
         let _ = write!(out, "\nQuery sent to {address}: {}", metric.query);
         let _ = write!(

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use reqwest::{Client, Url};
 
+use crate::redact::{self, redact_url};
+
 /// What one query returned.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Sample {
@@ -23,12 +25,20 @@ pub struct Prometheus {
 
 impl Prometheus {
     /// `GET /api/v1/query`. Several series, a range vector, a refused query or an
-    /// unreachable server are errors: none of them is a measurement.
+    /// unreachable server are errors: none of them is a measurement. An error shows the
+    /// address redacted and no header value, even where the server echoed one.
     pub async fn query(&self, promql: &str, timeout: Duration) -> Result<Sample, String> {
+        self.send(promql, timeout)
+            .await
+            .map_err(|e| redact::mask_headers(&e, &self.headers))
+    }
+
+    async fn send(&self, promql: &str, timeout: Duration) -> Result<Sample, String> {
+        let address = redact_url(&self.address);
         let mut url = self
             .address
             .join("api/v1/query")
-            .map_err(|e| format!("{}: {e}", self.address))?;
+            .map_err(|e| format!("{address}: {e}"))?;
         url.query_pairs_mut().append_pair("query", promql);
         let mut request = self.client.get(url).timeout(timeout);
         for (name, value) in &self.headers {
@@ -36,15 +46,14 @@ impl Prometheus {
         }
         let unreachable = |e: reqwest::Error| {
             format!(
-                "Prometheus at {} did not answer: {}",
-                self.address,
+                "Prometheus at {address} did not answer: {}",
                 e.without_url()
             )
         };
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
         let body = response.bytes().await.map_err(unreachable)?;
-        parse(&body).map_err(|e| {
+        parse(&body, &self.headers).map_err(|e| {
             if status.is_success() {
                 e
             } else {
@@ -55,11 +64,12 @@ impl Prometheus {
 }
 
 /// The answer's one number, from `{"status":"success","data":{"resultType":..,"result":..}}`.
-fn parse(body: &[u8]) -> Result<Sample, String> {
+/// Anything else is shown by an excerpt, with the values of the request's `headers` masked.
+fn parse(body: &[u8], headers: &[(String, String)]) -> Result<Sample, String> {
     let answer: serde_json::Value = serde_json::from_slice(body).map_err(|_| {
         format!(
             "the answer is not Prometheus's JSON: {:?}",
-            String::from_utf8_lossy(&body[..body.len().min(200)])
+            redact::body_excerpt(body, headers)
         )
     })?;
     if answer["status"] != "success" {
@@ -108,7 +118,10 @@ mod tests {
     use super::*;
 
     fn answer(data: &str) -> Result<Sample, String> {
-        parse(format!(r#"{{"status":"success","data":{data}}}"#).as_bytes())
+        parse(
+            format!(r#"{{"status":"success","data":{data}}}"#).as_bytes(),
+            &[],
+        )
     }
 
     #[test]
@@ -147,15 +160,58 @@ mod tests {
         );
         let matrix = answer(r#"{"resultType":"matrix","result":[]}"#).unwrap_err();
         assert!(matrix.contains("matrix"), "{matrix}");
-        let refused =
-            parse(br#"{"status":"error","errorType":"bad_data","error":"parse error at char 5"}"#)
-                .unwrap_err();
+        let refused = parse(
+            br#"{"status":"error","errorType":"bad_data","error":"parse error at char 5"}"#,
+            &[],
+        )
+        .unwrap_err();
         assert!(
             refused.contains("bad_data") && refused.contains("char 5"),
             "{refused}"
         );
-        assert!(parse(b"<html>")
+        assert!(parse(b"<html>", &[])
             .unwrap_err()
             .contains("not Prometheus's JSON"));
+    }
+
+    fn prometheus(address: &str, headers: &[(&str, &str)]) -> Prometheus {
+        Prometheus {
+            address: address.parse().unwrap(),
+            client: crate::probe::HttpClients::new()
+                .get(&Default::default())
+                .unwrap(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_error_shows_the_address_without_its_password() {
+        let err = prometheus("http://prom:s3cret@127.0.0.1:1/", &[])
+            .query("up", Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(
+            err.starts_with("Prometheus at http://REDACTED@127.0.0.1:1/ did not answer"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_answer_echoing_the_request_shows_no_header_value() {
+        let app = acceptance_tests::app::TestApp::start("prom").await;
+        app.set(acceptance_tests::app::Behavior::Echo(502));
+        let err = prometheus(
+            &format!("{}/", app.url()),
+            &[("Authorization", "Bearer pr0m-t0ken")],
+        )
+        .query("up", Duration::from_secs(1))
+        .await
+        .unwrap_err();
+        assert!(err.contains("authorization: REDACTED"), "{err}");
+        assert!(!err.contains("pr0m-t0ken"), "{err}");
     }
 }

@@ -7,12 +7,11 @@ use std::time::{Duration, Instant};
 use reqwest::Client;
 
 use super::{header_map, redact_url, Check};
+use crate::error_chain::causes;
+use crate::redact;
 
 /// A health body is small; a larger one is read this far for `body_regex` and cut.
 const MAX_BODY: usize = 1 << 20;
-
-/// The longest body excerpt kept for reports, in characters.
-const EXCERPT_CHARS: usize = 200;
 
 /// What one request came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,7 +86,7 @@ pub async fn probe_once(client: &Client, check: &Check) -> Attempt {
         outcome,
         latency,
         status,
-        body_excerpt: excerpt(&body),
+        body_excerpt: redact::body_excerpt(&body, &check.headers),
     };
     tracing::debug!(
         url = %attempt.url,
@@ -178,36 +177,6 @@ fn closed_before_response(error: &reqwest::Error) -> bool {
                 )
             })
     })
-}
-
-/// An error and its causes, outermost first.
-fn causes<'a>(error: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
-    std::iter::successors(Some(error), |e| cause(*e))
-}
-
-/// The cause of an error. `io::Error::source` skips the error an `io::Error` wraps
-/// (where TLS errors hide), so that one is taken instead.
-fn cause<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a (dyn Error + 'static)> {
-    match error.downcast_ref::<std::io::Error>() {
-        Some(io) => io.get_ref().map(|inner| inner as &(dyn Error + 'static)),
-        None => error.source(),
-    }
-}
-
-/// The start of a body, fit for an error message: valid UTF-8, whitespace runs made
-/// single spaces, other control characters dropped, at most [`EXCERPT_CHARS`].
-pub(super) fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(4 * EXCERPT_CHARS)]);
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let clean: String = words
-        .join(" ")
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect();
-    if clean.chars().count() <= EXCERPT_CHARS {
-        return clean;
-    }
-    clean.chars().take(EXCERPT_CHARS - 1).chain(['…']).collect()
 }
 
 #[cfg(test)]
@@ -370,13 +339,25 @@ mod tests {
         assert_eq!(app.requests(), 0);
     }
 
-    #[test]
-    fn excerpts_are_short_single_line_text() {
-        assert_eq!(excerpt(b"  ok \r\n\tfine\x07 "), "ok fine");
-        assert_eq!(excerpt(b"caf\xc3\xa9 \xff"), "café \u{fffd}");
-        let long = excerpt("é".repeat(500).as_bytes());
-        assert_eq!(long.chars().count(), EXCERPT_CHARS);
-        assert!(long.ends_with('…'));
-        assert_eq!(excerpt(b""), "");
+    #[tokio::test]
+    async fn a_body_echoing_a_header_shows_no_value_of_it() {
+        let app = TestApp::start("v1").await;
+        app.set(Behavior::Echo(500));
+        let check = Check {
+            headers: vec![
+                ("Authorization".into(), "Bearer s3cret-t0ken-4711".into()),
+                ("X-Api-Key".into(), "k3y".into()),
+            ],
+            ..check(&app.url())
+        };
+        let attempt = probe_once(&client(), &check).await;
+        assert_eq!(attempt.outcome, Outcome::UnexpectedStatus(500));
+        let shown = &attempt.body_excerpt;
+        assert!(shown.contains("authorization: REDACTED"), "{shown}");
+        assert!(shown.contains("x-api-key: REDACTED"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("k3y"),
+            "{shown}"
+        );
     }
 }

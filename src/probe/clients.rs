@@ -65,13 +65,10 @@ fn build(tls: &TlsOptions, env: impl Fn(&str) -> Option<String>) -> Result<Clien
         proxies.into_iter().fold(builder, |b, p| b.proxy(p))
     };
     builder.build().map_err(|e| {
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            message = format!("{message}: {s}");
-            source = s.source();
-        }
-        format!("cannot set up the HTTP client: {message}")
+        format!(
+            "cannot set up the HTTP client: {}",
+            crate::error_chain::one_line(&e)
+        )
     })
 }
 

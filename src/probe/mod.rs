@@ -10,7 +10,6 @@
 mod attempt;
 mod clients;
 mod gate;
-mod redact;
 mod report;
 mod status;
 
@@ -19,10 +18,10 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
+pub use crate::redact::redact_url;
 pub use attempt::{probe_once, Attempt, Outcome};
 pub use clients::HttpClients;
 pub use gate::{run_gate, FailReason, GateResult};
-pub use redact::redact_url;
 pub use report::{failure_detail, Report};
 pub use status::StatusMatcher;
 
@@ -94,11 +93,10 @@ pub struct Check {
 /// Shows header names only: values are secrets.
 impl fmt::Debug for Check {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let header_names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
         f.debug_struct("Check")
             .field("url", &redact_url(&self.url))
             .field("method", &self.method)
-            .field("header_names", &header_names)
+            .field("headers", &crate::redact::headers(&self.headers))
             .field("expected_status", &self.expected_status.to_string())
             .field("body_regex", &self.body_regex.as_ref().map(|r| r.as_str()))
             .field("request_timeout", &self.request_timeout)

@@ -37,7 +37,7 @@ use crate::text::capitalised;
 const WEIGHTS_SETTLE: Duration = Duration::from_secs(5);
 
 /// How the standby colour is checked before and while it takes traffic.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Health {
     pub endpoint: Option<Endpoint>,
     pub method: Method,

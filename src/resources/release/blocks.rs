@@ -2,10 +2,12 @@
 //! `traffic`, each schema beside the typed model it decodes into. A default lives in one
 //! constant, quoted by the schema's description and used by the decoder.
 
+use std::fmt;
 use std::time::Duration;
 
 use crate::duration;
 use crate::probe::{Method, StatusMatcher};
+use crate::redact;
 use crate::resources::common;
 use crate::rollout::{Endpoint, Health, Strategy};
 use crate::text::capitalised;
@@ -121,6 +123,29 @@ pub fn health(config: &Value) -> Result<Health, String> {
             .unwrap_or(false),
         min_healthy_targets: hc.int("min_healthy_targets", MIN_HEALTHY_TARGETS) as u32,
     })
+}
+
+/// Shows the URL redacted and header names only: a `health_check` may hold tokens.
+impl fmt::Debug for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let endpoint = match &self.endpoint {
+            Some(Endpoint::Url(url)) => Some(Endpoint::Url(redact::redact_url_text(url))),
+            other => other.clone(),
+        };
+        f.debug_struct("Health")
+            .field("endpoint", &endpoint)
+            .field("method", &self.method)
+            .field("headers", &redact::headers(&self.headers))
+            .field("expected_status", &self.expected_status.to_string())
+            .field("body_regex", &self.body_regex.as_ref().map(|r| r.as_str()))
+            .field("healthy_threshold", &self.healthy_threshold)
+            .field("unhealthy_threshold", &self.unhealthy_threshold)
+            .field("interval", &self.interval)
+            .field("request_timeout", &self.request_timeout)
+            .field("insecure_skip_verify", &self.insecure_skip_verify)
+            .field("min_healthy_targets", &self.min_healthy_targets)
+            .finish()
+    }
 }
 
 /// The `traffic` block: how traffic moves, and the bake time after 100%.

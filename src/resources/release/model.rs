@@ -324,4 +324,51 @@ mod tests {
         );
         assert_eq!(v2_live.rolled_back_from("v2"), None);
     }
+
+    /// Args holds the health check and analysis settings, each with its own `Debug`.
+    #[test]
+    fn debug_of_the_arguments_never_shows_a_secret() {
+        let token = || vec![("Authorization".to_string(), "Bearer s3cret".to_string())];
+        let args = Args {
+            release: "v2".into(),
+            targets: None,
+            auto_rollback: true,
+            retain_previous: true,
+            rollback_window: None,
+            health: Health {
+                endpoint: Some(crate::rollout::Endpoint::Url(
+                    "https://ops:pa55word@{color}.example.com/health?token=t0k".into(),
+                )),
+                method: crate::probe::Method::Get,
+                headers: token(),
+                expected_status: crate::probe::StatusMatcher::parse("200").unwrap(),
+                body_regex: None,
+                healthy_threshold: 1,
+                unhealthy_threshold: 0,
+                interval: Duration::from_secs(1),
+                request_timeout: Duration::from_secs(1),
+                insecure_skip_verify: false,
+                min_healthy_targets: 1,
+            },
+            strategy: Strategy::AllAtOnce,
+            bake_time: Duration::ZERO,
+            analysis: Some(analysis::Settings {
+                prometheus: Some(analysis::PrometheusSettings {
+                    address: "http://prom:pr0m-pass@prometheus:9090".into(),
+                    headers: token(),
+                    tls: Default::default(),
+                }),
+                ..Default::default()
+            }),
+        };
+        let shown = format!("{args:?}");
+        assert!(shown.contains("\"Authorization\": <sensitive>"), "{shown}");
+        assert!(
+            shown.contains("http://REDACTED@prometheus:9090/"),
+            "{shown}"
+        );
+        for secret in ["s3cret", "pa55word", "t0k", "pr0m-pass"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
 }

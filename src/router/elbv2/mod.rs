@@ -42,6 +42,7 @@ pub use discovery::TwoWayListener;
 pub use listener::{record_of, Listener, GENERATION_TAG, RELEASE_TAG, ROLLED_BACK_TAG};
 
 use super::{pace, MemberHealth, MemberState, RouterError, Target};
+use crate::error_chain::one_line;
 
 /// Weights ELBv2 accepts in a forward action's target group tuple.
 const MAX_WEIGHT: u32 = 999;
@@ -207,18 +208,18 @@ impl Elbv2 {
             // about the network (e.g. no credentials found): the chain says what went wrong.
             _ => RouterError::Failed(format!(
                 "ELBv2 {operation} on {arn} failed: {}",
-                error_chain(&err)
+                one_line(&err)
             )),
         }
     }
 
-    fn unreachable(&self, err: &dyn StdError) -> RouterError {
+    fn unreachable(&self, err: &(dyn StdError + 'static)) -> RouterError {
         let endpoint = match self.endpoint.get() {
             Some(endpoint) => format!(" ({endpoint})"),
             None => String::new(),
         };
         // The SDK's own top line ("dispatch failure") adds nothing to "cannot reach".
-        let cause = err.source().map_or_else(|| err.to_string(), error_chain);
+        let cause = err.source().map_or_else(|| err.to_string(), one_line);
         RouterError::Failed(format!("cannot reach the ELBv2 API{endpoint}: {cause}"))
     }
 }
@@ -713,23 +714,6 @@ fn not_found_code(noun: &str) -> Option<&'static str> {
         "load balancer" => Some("LoadBalancerNotFound"),
         _ => None,
     }
-}
-
-/// An error and its sources on one line, `a: b: c`, with repeats dropped (hyper and the
-/// SDK often wrap an error in one that says the same). Hand-rolled rather than the SDK's
-/// `DisplayErrorContext`, which appends the error's `Debug` form: the raw HTTP response,
-/// far too much for a Terraform diagnostic.
-fn error_chain(err: &dyn StdError) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(err);
-    while let Some(e) = next {
-        let text = e.to_string();
-        if parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ")
 }
 
 /// Records `scheme://host[:port]` of outgoing requests (see [`Elbv2::endpoint`]).
