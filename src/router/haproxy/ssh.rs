@@ -85,19 +85,21 @@ pub fn parse_private_key(pem: &str) -> Result<(), String> {
 }
 
 /// Sends `input` to the Unix socket `socket_path` on the SSH host and returns everything the
-/// socket sent back until it closed. Errors are complete sentences for a Terraform diagnostic.
+/// socket sent back until it closed, failing once that exceeds `limit` bytes. Errors are
+/// complete sentences for a Terraform diagnostic.
 pub async fn exchange(
     target: &SshTarget,
     socket_path: &str,
     input: &[u8],
     timeout: Duration,
+    limit: usize,
 ) -> Result<Vec<u8>, String> {
     let pinned = pinned_key(&target.host_key)?;
     let key = private_key(&target.private_key)?;
     let addr = target.addr();
     match tokio::time::timeout(
         timeout,
-        exchange_inner(target, &addr, pinned, key, socket_path, input, timeout),
+        exchange_inner(target, pinned, key, socket_path, input, timeout, limit),
     )
     .await
     {
@@ -112,13 +114,14 @@ pub async fn exchange(
 
 async fn exchange_inner(
     target: &SshTarget,
-    addr: &str,
     pinned: PublicKey,
     key: PrivateKey,
     socket_path: &str,
     input: &[u8],
     timeout: Duration,
+    limit: usize,
 ) -> Result<Vec<u8>, String> {
+    let addr = &target.addr();
     let cache_key = CacheKey::of(target);
     let mut channel = None;
 
@@ -170,7 +173,17 @@ async fn exchange_inner(
     let mut complete = false;
     while let Some(msg) = channel.wait().await {
         match msg {
-            russh::ChannelMsg::Data { data } => output.extend_from_slice(&data),
+            russh::ChannelMsg::Data { data } => {
+                output.extend_from_slice(&data);
+                if output.len() > limit {
+                    let _ = channel.close().await;
+                    return Err(format!(
+                        "the Unix socket {socket_path} over SSH to {addr} answered with more \
+                         than {} KiB, more than any reply the provider reads",
+                        limit / 1024
+                    ));
+                }
+            }
             russh::ChannelMsg::Eof | russh::ChannelMsg::Close => {
                 complete = true;
                 break;
