@@ -41,13 +41,14 @@ const PRIVATE_KEY_EXPECTED: &str =
     "an unencrypted private key in OpenSSH format (`-----BEGIN OPENSSH PRIVATE KEY-----`, as \
      `ssh-keygen -t ed25519 -N ''` writes it; PEM RSA/PKCS#8 keys are read too)";
 
-/// Where and as whom to connect. `private_key` is the key's text (never printed: see `Debug`).
+/// Where and as whom to connect. `private_key` is the key's text (never printed: see `Debug`),
+/// `None` where Terraform withholds a write-only key (a plan, a refresh, a destroy).
 #[derive(Clone)]
 pub struct SshTarget {
     pub host: String,
     pub port: u16,
     pub user: String,
-    pub private_key: String,
+    pub private_key: Option<String>,
     pub host_key: String,
 }
 
@@ -95,7 +96,10 @@ pub async fn exchange(
     limit: usize,
 ) -> Result<Vec<u8>, String> {
     let pinned = pinned_key(&target.host_key)?;
-    let key = private_key(&target.private_key)?;
+    let key = private_key(target.private_key.as_deref().ok_or(
+        "ssh.private_key_wo is write-only: Terraform gives it to the provider only during an \
+         apply, so HAProxy cannot be reached over SSH here",
+    )?)?;
     let addr = target.addr();
     match tokio::time::timeout(
         timeout,
@@ -414,11 +418,11 @@ fn private_key(pem: &str) -> Result<PrivateKey, String> {
             });
     if normalized.is_empty() {
         return Err(format!(
-            "ssh.private_key is empty: expected {PRIVATE_KEY_EXPECTED}"
+            "the private key is empty: expected {PRIVATE_KEY_EXPECTED}"
         ));
     }
     let encrypted = || {
-        "ssh.private_key is protected by a passphrase, which is not supported: give an \
+        "the private key is protected by a passphrase, which is not supported: give an \
          unencrypted key (for a copy without a passphrase: `ssh-keygen -p -N '' -f KEYFILE`)"
             .to_string()
     };
@@ -429,7 +433,7 @@ fn private_key(pem: &str) -> Result<PrivateKey, String> {
     }
     if normalized.starts_with("ssh-") || normalized.starts_with("ecdsa-") {
         return Err(format!(
-            "ssh.private_key looks like a PUBLIC key line: expected {PRIVATE_KEY_EXPECTED}"
+            "the private key looks like a PUBLIC key line: expected {PRIVATE_KEY_EXPECTED}"
         ));
     }
     match russh::keys::decode_secret_key(&normalized, None) {
@@ -438,11 +442,11 @@ fn private_key(pem: &str) -> Result<PrivateKey, String> {
         Err(russh::keys::Error::KeyIsEncrypted) => Err(encrypted()),
         // The inner error is not shown: no part of a key may reach an error text.
         Err(russh::keys::Error::UnsupportedKeyType { .. }) => Err(format!(
-            "ssh.private_key is of an unsupported key type: expected an Ed25519, ECDSA or RSA \
+            "the private key is of an unsupported key type: expected an Ed25519, ECDSA or RSA \
              key, {PRIVATE_KEY_EXPECTED}"
         )),
         Err(_) => Err(format!(
-            "ssh.private_key is not a private key this provider can read: expected \
+            "the private key is not a private key this provider can read: expected \
              {PRIVATE_KEY_EXPECTED}"
         )),
     }
@@ -458,7 +462,7 @@ struct CacheKey {
     port: u16,
     user: String,
     host_key: String,
-    private_key: String,
+    private_key: Option<String>,
 }
 
 impl CacheKey {
