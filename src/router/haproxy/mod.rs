@@ -349,8 +349,8 @@ impl TrafficRouter for HaproxyRouter {
         self.change(&commands).await
     }
 
-    /// Takes the servers out of service (maintenance), lets their requests finish
-    /// (bounded), and deletes them.
+    /// Takes the servers out of service (maintenance), lets their requests finish and
+    /// their idle connections close (bounded), and deletes them.
     async fn remove_members(&self, color: Color, targets: &[Target]) -> Result<(), RouterError> {
         let servers = self.servers().await?;
         let names: Vec<String> = Self::of(&servers, color)
@@ -371,7 +371,7 @@ impl TrafficRouter for HaproxyRouter {
                 .servers()
                 .await?
                 .iter()
-                .any(|s| names.contains(&s.name) && s.scur > 0);
+                .any(|s| names.contains(&s.name) && s.scur + s.idle > 0);
             if !busy || tokio::time::Instant::now() >= deadline {
                 break;
             }

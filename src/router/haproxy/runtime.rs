@@ -146,6 +146,9 @@ pub struct ServerStat {
     pub check_desc: String,
     /// Current sessions.
     pub scur: u64,
+    /// Idle connections kept for reuse (`idle_conn_cur` + `safe_conn_cur`): HAProxy 2.6
+    /// refuses to delete a server that has any.
+    pub idle: u64,
 }
 
 /// A reply as an error text: its first lines, trimmed (an unknown command answers with
@@ -308,6 +311,7 @@ impl RuntimeApi {
                 check_code: at(&fields, "check_code").parse().ok(),
                 check_desc: at(&fields, "check_desc"),
                 scur: number("scur"),
+                idle: number("idle_conn_cur") + number("safe_conn_cur"),
             });
         }
         if found {

@@ -14,6 +14,7 @@ fn stat(status: &str, check_status: &str, code: Option<u16>) -> ServerStat {
         check_code: code,
         check_desc: "HTTP status check returned code <503>".into(),
         scur: 0,
+        idle: 0,
     }
 }
 
