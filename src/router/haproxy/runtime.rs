@@ -323,13 +323,13 @@ impl RuntimeApi {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
 
     /// A Runtime API on a Unix socket that answers each line with `answer(line)`, and the
     /// lines it was sent.
-    fn fake(answer: fn(&str) -> String) -> (RuntimeApi, Arc<Mutex<Vec<String>>>) {
+    pub fn fake(answer: fn(&str) -> String) -> (Transport, Arc<Mutex<Vec<String>>>) {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let path = std::env::temp_dir().join(format!(
             "immutable-runtime-{}-{}.sock",
@@ -353,7 +353,7 @@ mod tests {
                 let _ = stream.write_all(reply.as_bytes()).await;
             }
         });
-        (RuntimeApi::new(Transport::Local(path)), sent)
+        (Transport::Local(path), sent)
     }
 
     fn commands(lines: &[&str]) -> Vec<String> {
@@ -363,7 +363,7 @@ mod tests {
     #[tokio::test]
     async fn each_write_succeeds_only_on_its_documented_reply() {
         // The replies of HAProxy 2.6.12, as measured, ending newlines and all.
-        let (api, sent) = fake(|line| {
+        let (transport, sent) = fake(|line| {
             match line
                 .split(' ')
                 .take(2)
@@ -386,7 +386,7 @@ mod tests {
             "set server web/blue_1 state maint",
             "del server web/blue_1",
         ]);
-        api.run(&writes).await.unwrap();
+        RuntimeApi::new(transport).run(&writes).await.unwrap();
         let sent = sent.lock().unwrap().clone();
         assert_eq!(sent.len(), writes.len(), "one exchange per command");
         assert_eq!(sent[3], "experimental-mode on; set var proc.x int(1)");
@@ -395,7 +395,7 @@ mod tests {
     #[tokio::test]
     async fn a_refusal_is_an_error_whatever_its_words_and_stops_the_commands_after_it() {
         // HAProxy's own replies that begin like no error word.
-        let (api, sent) = fake(|line| {
+        let (transport, sent) = fake(|line| {
             if line.starts_with("del server") {
                 "Server still has connections attached to it, cannot remove it.\n".to_string()
             } else if line.ends_with("weight 256") {
@@ -404,6 +404,7 @@ mod tests {
                 "\n".to_string()
             }
         });
+        let api = RuntimeApi::new(transport);
         let e = api
             .run(&commands(&[
                 "set server web/blue_1 state maint",
@@ -443,12 +444,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_reply_past_the_cap_is_an_error() {
-        let (api, _) = fake(|_| "x".repeat(MAX_REPLY + 1));
-        let e = api.servers("web").await.unwrap_err().to_string();
+        let (transport, _) = fake(|_| "x".repeat(MAX_REPLY + 1));
+        let e = RuntimeApi::new(transport)
+            .servers("web")
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("more than 1024 KiB"), "{e}");
         // At the cap, the reply is read (and is no `show stat`).
-        let (api, _) = fake(|_| "x".repeat(MAX_REPLY));
-        let e = api.servers("web").await.unwrap_err().to_string();
+        let (transport, _) = fake(|_| "x".repeat(MAX_REPLY));
+        let e = RuntimeApi::new(transport)
+            .servers("web")
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("HAProxy refused `show stat web -1 -1`: \"xxx"),
             "{e}"
