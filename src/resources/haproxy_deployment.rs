@@ -85,30 +85,59 @@ fn ssh_block() -> Block {
         .attribute(Attribute::string("host").required().description("Host name or IP address of the HAProxy host.").validate(validators::host))
         .attribute(Attribute::number("port").optional().description(&format!("SSH port. Defaults to `{SSH_PORT}`.")).validate(validators::int_in_range(1, 65535)))
         .attribute(Attribute::string("user").required().description("User to log in as; needs write access to the socket.").validate(validators::non_empty))
-        .attribute(Attribute::string("private_key").required().sensitive().description("The user's private key, in OpenSSH format (e.g. `file(\"~/.ssh/id_ed25519\")`). Sensitive; never logged.").validate(|v: &Value| match v.as_str() {
-            Some(key) => ssh::parse_private_key(key),
-            None => Ok(()),
-        }))
+        .attribute(Attribute::string("private_key").optional().sensitive().description("The user's private key, in OpenSSH format (e.g. `file(\"~/.ssh/id_ed25519\")`). Sensitive and never logged, but stored in the state: on Terraform 1.11 or later prefer `private_key_wo`. Exactly one of the two.").validate(private_key))
+        .attribute(Attribute::string("private_key_wo").optional().sensitive().write_only().description("The user's private key, as `private_key` takes it, never stored in the plan or the state (write-only: Terraform 1.11 or later; from an ephemeral variable or resource). Terraform gives it to the provider only during an apply, so a plan or refresh does not read the backend over SSH (the state is taken as it is, and a create's colours are known after apply), and a destroy leaves the backend as it is. A change alone is not seen: bump `private_key_wo_version` with it.").validate(private_key))
+        .attribute(Attribute::number("private_key_wo_version").optional().description("Any number, changed whenever `private_key_wo` changes, so that the plan shows the change (`private_key_wo` itself is never compared).").validate(validators::int_in_range(0, i64::MAX)))
         .attribute(Attribute::string("host_key").required().description("The host's public key, as an OpenSSH public key line (the content of `/etc/ssh/ssh_host_ed25519_key.pub`), as Terraform's `connection` blocks take it. The connection is refused before anything is sent when the host presents another key.").validate(|v: &Value| match v.as_str() {
             Some(line) => ssh::parse_host_key(line),
             None => Ok(()),
         }))
 }
 
+fn private_key(v: &Value) -> Result<(), String> {
+    match v.as_str() {
+        Some(key) => ssh::parse_private_key(key),
+        None => Ok(()),
+    }
+}
+
+/// The `ssh` block, when there is one.
+fn ssh_settings(config: &Value) -> Option<&Value> {
+    config.get("ssh").filter(|s| !s.is_null())
+}
+
+/// Whether the configuration reaches HAProxy over SSH with a key Terraform withholds
+/// here: `private_key_wo` is given only to an apply, never to a plan, refresh or destroy.
+fn key_withheld(config: &Value) -> bool {
+    ssh_settings(config).is_some_and(|ssh| {
+        ["private_key", "private_key_wo"]
+            .iter()
+            .all(|name| ssh.get(name).is_none_or(Value::is_null))
+    })
+}
+
 /// How to reach the Runtime API from a configuration; `None` while any part is unknown.
 fn transport(config: &Value) -> Option<Transport> {
     let socket = config.get("runtime_api")?.as_str()?;
     let path = parse_runtime_api(socket).ok()?;
-    let Some(ssh) = config.get("ssh").filter(|s| !s.is_null()) else {
+    let Some(ssh) = ssh_settings(config) else {
         return Some(Transport::Local(path));
     };
     let text = |name: &str| ssh.get(name).and_then(Value::as_str).map(str::to_string);
+    // Unknown is `None` for the whole; neither key set is a key withheld.
+    let private_key = match ["private_key", "private_key_wo"]
+        .iter()
+        .find_map(|name| ssh.get(name).filter(|v| !v.is_null()))
+    {
+        Some(key) => Some(key.as_str()?.to_string()),
+        None => None,
+    };
     Some(Transport::Ssh {
         target: SshTarget {
             host: text("host")?,
             port: ssh.get("port").and_then(Value::as_i64).unwrap_or(SSH_PORT) as u16,
             user: text("user")?,
-            private_key: text("private_key")?,
+            private_key,
             host_key: text("host_key")?,
         },
         socket: path.to_string_lossy().into_owned(),
@@ -231,6 +260,23 @@ impl Resource for HaproxyDeployment {
                 "config_fragment keeps a file on the host Terraform runs on; with an ssh block HAProxy is elsewhere. Leave config_fragment out (a reload is then drift that apply restores), or run Terraform on the HAProxy host.",
             );
         }
+        if let Some(ssh) = ssh_settings(config) {
+            let set = |name: &str| ssh.get(name).is_some_and(|v| !v.is_null());
+            let at = AttributePath::attr("ssh").then_attr("private_key");
+            match (set("private_key"), set("private_key_wo")) {
+                (true, true) => diags.attribute_error(
+                    at,
+                    "Two private keys",
+                    "Give the key once: in ssh.private_key_wo (Terraform 1.11 or later, never stored) or in ssh.private_key (stored in the state), not both.",
+                ),
+                (false, false) => diags.attribute_error(
+                    at,
+                    "Missing private key",
+                    "The ssh block needs the user's key: ssh.private_key_wo (Terraform 1.11 or later, never stored), or ssh.private_key (stored in the state).",
+                ),
+                _ => {}
+            }
+        }
         blocks::validate(config, diags);
     }
 
@@ -246,7 +292,10 @@ impl Resource for HaproxyDeployment {
             return lifecycle::plan_unknown(planned, &[]);
         };
         set(planned, "id", id);
-        if prior.is_null() {
+        if prior.is_null() && key_withheld(planned) {
+            // The colours are read at apply, the first time the key is given.
+            lifecycle::plan_unknown(planned, &[])
+        } else if prior.is_null() {
             lifecycle::plan_create(&site(&router), planned, diags).await
         } else {
             lifecycle::plan_update(&site(&router), prior, config, planned, &[], diags)
@@ -257,7 +306,11 @@ impl Resource for HaproxyDeployment {
         self.deploy(ctx, &Value::Null, planned, diags).await
     }
 
+    /// Taken as it is when the key is write-only: a refresh is given no key.
     async fn read(&self, _ctx: &Ctx, state: &Value, diags: &mut Diagnostics) -> Value {
+        if key_withheld(state) {
+            return state.clone();
+        }
         match Self::router(state) {
             Some(router) => lifecycle::read(&site(&router), state, diags).await,
             None => state.clone(),
@@ -277,6 +330,12 @@ impl Resource for HaproxyDeployment {
     /// Leaves the live colour serving, removes the standby's servers unless
     /// `retain_previous`, and the records.
     async fn delete(&self, _ctx: &Ctx, prior: &Value, diags: &mut Diagnostics) {
+        if key_withheld(prior) {
+            return diags.warning(
+                "The backend is left as it is",
+                "ssh.private_key_wo is write-only, and Terraform gives no write-only value to a destroy, so HAProxy was not reached: its servers keep their weights and the standby colour's servers stay. Remove them with `del server` if they are no longer wanted.",
+            );
+        }
         if let Some(router) = Self::router(prior) {
             lifecycle::delete(&site(&router), prior, diags).await
         }

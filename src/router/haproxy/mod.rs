@@ -349,8 +349,8 @@ impl TrafficRouter for HaproxyRouter {
         self.change(&commands).await
     }
 
-    /// Takes the servers out of service (maintenance), lets their requests finish
-    /// (bounded), and deletes them.
+    /// Takes the servers out of service (maintenance), lets their requests finish and
+    /// their idle connections close (bounded), and deletes them.
     async fn remove_members(&self, color: Color, targets: &[Target]) -> Result<(), RouterError> {
         let servers = self.servers().await?;
         let names: Vec<String> = Self::of(&servers, color)
@@ -371,7 +371,7 @@ impl TrafficRouter for HaproxyRouter {
                 .servers()
                 .await?
                 .iter()
-                .any(|s| names.contains(&s.name) && s.scur > 0);
+                .any(|s| names.contains(&s.name) && s.scur + s.idle > 0);
             if !busy || tokio::time::Instant::now() >= deadline {
                 break;
             }
@@ -391,8 +391,21 @@ impl TrafficRouter for HaproxyRouter {
                 commands.push(format!("get var {}", self.variable(color, field)));
             }
         }
-        // "Variable not found." is the answer for a colour never recorded, not an error.
-        let reply = self.api.read(&commands.join("; ")).await?;
+        let line = commands.join("; ");
+        let reply = self.api.read(&line).await?;
+        // Each line is a variable or "Variable not found." (a colour never recorded);
+        // anything else is an error, not a colour without a record.
+        let names: Vec<String> = Color::BOTH
+            .into_iter()
+            .flat_map(|c| ["release", "generation"].map(|f| self.variable(c, f)))
+            .collect();
+        if let Some(other) = reply.lines().find(|l| {
+            !l.is_empty()
+                && *l != "Variable not found."
+                && !names.iter().any(|n| variable_value(l, n).is_some())
+        }) {
+            return Err(RouterError::Failed(runtime::refusal(&line, other)));
+        }
         let record = |color| Record {
             release: variable_value(&reply, &self.variable(color, "release"))
                 .and_then(|v| v.strip_prefix('h'))

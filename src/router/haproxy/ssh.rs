@@ -41,13 +41,14 @@ const PRIVATE_KEY_EXPECTED: &str =
     "an unencrypted private key in OpenSSH format (`-----BEGIN OPENSSH PRIVATE KEY-----`, as \
      `ssh-keygen -t ed25519 -N ''` writes it; PEM RSA/PKCS#8 keys are read too)";
 
-/// Where and as whom to connect. `private_key` is the key's text (never printed: see `Debug`).
+/// Where and as whom to connect. `private_key` is the key's text (never printed: see `Debug`),
+/// `None` where Terraform withholds a write-only key (a plan, a refresh, a destroy).
 #[derive(Clone)]
 pub struct SshTarget {
     pub host: String,
     pub port: u16,
     pub user: String,
-    pub private_key: String,
+    pub private_key: Option<String>,
     pub host_key: String,
 }
 
@@ -85,19 +86,24 @@ pub fn parse_private_key(pem: &str) -> Result<(), String> {
 }
 
 /// Sends `input` to the Unix socket `socket_path` on the SSH host and returns everything the
-/// socket sent back until it closed. Errors are complete sentences for a Terraform diagnostic.
+/// socket sent back until it closed, failing once that exceeds `limit` bytes. Errors are
+/// complete sentences for a Terraform diagnostic.
 pub async fn exchange(
     target: &SshTarget,
     socket_path: &str,
     input: &[u8],
     timeout: Duration,
+    limit: usize,
 ) -> Result<Vec<u8>, String> {
     let pinned = pinned_key(&target.host_key)?;
-    let key = private_key(&target.private_key)?;
+    let key = private_key(target.private_key.as_deref().ok_or(
+        "ssh.private_key_wo is write-only: Terraform gives it to the provider only during an \
+         apply, so HAProxy cannot be reached over SSH here",
+    )?)?;
     let addr = target.addr();
     match tokio::time::timeout(
         timeout,
-        exchange_inner(target, &addr, pinned, key, socket_path, input, timeout),
+        exchange_inner(target, pinned, key, socket_path, input, timeout, limit),
     )
     .await
     {
@@ -112,13 +118,14 @@ pub async fn exchange(
 
 async fn exchange_inner(
     target: &SshTarget,
-    addr: &str,
     pinned: PublicKey,
     key: PrivateKey,
     socket_path: &str,
     input: &[u8],
     timeout: Duration,
+    limit: usize,
 ) -> Result<Vec<u8>, String> {
+    let addr = &target.addr();
     let cache_key = CacheKey::of(target);
     let mut channel = None;
 
@@ -170,7 +177,17 @@ async fn exchange_inner(
     let mut complete = false;
     while let Some(msg) = channel.wait().await {
         match msg {
-            russh::ChannelMsg::Data { data } => output.extend_from_slice(&data),
+            russh::ChannelMsg::Data { data } => {
+                output.extend_from_slice(&data);
+                if output.len() > limit {
+                    let _ = channel.close().await;
+                    return Err(format!(
+                        "the Unix socket {socket_path} over SSH to {addr} answered with more \
+                         than {} KiB, more than any reply the provider reads",
+                        limit / 1024
+                    ));
+                }
+            }
             russh::ChannelMsg::Eof | russh::ChannelMsg::Close => {
                 complete = true;
                 break;
@@ -401,11 +418,11 @@ fn private_key(pem: &str) -> Result<PrivateKey, String> {
             });
     if normalized.is_empty() {
         return Err(format!(
-            "ssh.private_key is empty: expected {PRIVATE_KEY_EXPECTED}"
+            "the private key is empty: expected {PRIVATE_KEY_EXPECTED}"
         ));
     }
     let encrypted = || {
-        "ssh.private_key is protected by a passphrase, which is not supported: give an \
+        "the private key is protected by a passphrase, which is not supported: give an \
          unencrypted key (for a copy without a passphrase: `ssh-keygen -p -N '' -f KEYFILE`)"
             .to_string()
     };
@@ -416,7 +433,7 @@ fn private_key(pem: &str) -> Result<PrivateKey, String> {
     }
     if normalized.starts_with("ssh-") || normalized.starts_with("ecdsa-") {
         return Err(format!(
-            "ssh.private_key looks like a PUBLIC key line: expected {PRIVATE_KEY_EXPECTED}"
+            "the private key looks like a PUBLIC key line: expected {PRIVATE_KEY_EXPECTED}"
         ));
     }
     match russh::keys::decode_secret_key(&normalized, None) {
@@ -425,11 +442,11 @@ fn private_key(pem: &str) -> Result<PrivateKey, String> {
         Err(russh::keys::Error::KeyIsEncrypted) => Err(encrypted()),
         // The inner error is not shown: no part of a key may reach an error text.
         Err(russh::keys::Error::UnsupportedKeyType { .. }) => Err(format!(
-            "ssh.private_key is of an unsupported key type: expected an Ed25519, ECDSA or RSA \
+            "the private key is of an unsupported key type: expected an Ed25519, ECDSA or RSA \
              key, {PRIVATE_KEY_EXPECTED}"
         )),
         Err(_) => Err(format!(
-            "ssh.private_key is not a private key this provider can read: expected \
+            "the private key is not a private key this provider can read: expected \
              {PRIVATE_KEY_EXPECTED}"
         )),
     }
@@ -445,7 +462,7 @@ struct CacheKey {
     port: u16,
     user: String,
     host_key: String,
-    private_key: String,
+    private_key: Option<String>,
 }
 
 impl CacheKey {

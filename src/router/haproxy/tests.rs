@@ -14,6 +14,7 @@ fn stat(status: &str, check_status: &str, code: Option<u16>) -> ServerStat {
         check_code: code,
         check_desc: "HTTP status check returned code <503>".into(),
         scur: 0,
+        idle: 0,
     }
 }
 
@@ -138,4 +139,23 @@ fn the_fragment_keeps_the_users_backend_lines_and_rewrites_only_its_own_part() {
         !second.contains("green_1") && !second.contains("global"),
         "{second}"
     );
+}
+
+#[tokio::test]
+async fn records_are_read_from_variables_and_any_other_reply_is_an_error() {
+    let router = |transport| HaproxyRouter::new(transport, "web".into(), String::new(), None);
+    // As HAProxy 2.6.12 answers: experimental mode, then each variable or its absence.
+    let (found, _) = runtime::tests::fake(|_| {
+        "\nproc.immutable_web_blue_release: type=str value=<h7631>\nproc.immutable_web_blue_generation: type=sint value=<3>\nVariable not found.\n\nVariable not found.\n".into()
+    });
+    let [blue, green] = router(found).records().await.unwrap();
+    assert_eq!(
+        (blue.release.as_deref(), blue.generation),
+        (Some("v1"), Some(3))
+    );
+    assert_eq!((green.release, green.generation), (None, None));
+    // Not a colour without a record: an error.
+    let (refused, _) = runtime::tests::fake(|_| "Permission denied\n\n".into());
+    let e = router(refused).records().await.unwrap_err().to_string();
+    assert!(e.contains("Permission denied"), "{e}");
 }
