@@ -2,7 +2,11 @@
 //! first needs one: configurations that use only health gates make no AWS call and need
 //! no credentials.
 
+use std::collections::HashSet;
+use std::time::Duration;
+
 use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
 use tokio::sync::OnceCell;
 
@@ -103,7 +107,9 @@ async fn load_sdk_config(settings: AwsSettings) -> SdkConfig {
         loader = loader.profile_name(profile);
     }
     let retries = settings.max_retries.unwrap_or(DEFAULT_MAX_RETRIES);
-    loader = loader.retry_config(RetryConfig::standard().with_max_attempts(retries + 1));
+    loader = loader
+        .retry_config(RetryConfig::standard().with_max_attempts(retries + 1))
+        .timeout_config(timeouts());
     let base = loader.load().await;
     let Some(role) = settings.assume_role else {
         return base;
@@ -126,6 +132,74 @@ async fn load_sdk_config(settings: AwsSettings) -> SdkConfig {
 /// Retries of throttled or failed AWS calls when the provider block does not say.
 pub const DEFAULT_MAX_RETRIES: u32 = 10;
 
+/// Connecting: the AWS SDKs' own default ("standard" defaults mode, and aws-config's
+/// default since behavior version 2026-01-12), kept explicit here.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
+/// One attempt of an ELBv2, CloudWatch or STS call. These control-plane calls answer in
+/// well under a second; no answer after 10 s means a connection that is dead or a server
+/// that hangs, and a fresh attempt on a new connection is the cure. The SDKs set no attempt
+/// timeout by default, so an endpoint that accepts and never answers held an apply forever.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A whole call, its retries and their backoff included: terraform-provider-aws bounds each
+/// call by what is left of the resource's `timeouts` (a Go context deadline); a Rust client
+/// shared by every resource of the process needs a bound of its own. 30 s lets the
+/// standard strategy retry a throttled or failed call several times (backoff 1, 2, 4, 8 s,
+/// with jitter), and keeps a hung endpoint from holding an apply for more than that per
+/// call, which is what `max_retries` counts within.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The bounds of every AWS call the provider makes.
+pub fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
+}
+
+/// Pages one AWS listing may take. ELBv2 pages hold up to 400 items and CloudWatch's up to
+/// 100: far beyond any account's load balancers, listeners or named alarms.
+pub const MAX_PAGES: usize = 100;
+
+/// Follows an AWS listing's `NextMarker` or `NextToken` without trusting it: a listing that
+/// hands back a token it already gave, or runs past [`MAX_PAGES`], is an error rather than
+/// a loop that never ends.
+pub struct Pages {
+    /// The call, for the error ("ELBv2 DescribeListeners").
+    call: &'static str,
+    seen: HashSet<String>,
+}
+
+impl Pages {
+    pub fn new(call: &'static str) -> Pages {
+        Pages {
+            call,
+            seen: HashSet::new(),
+        }
+    }
+
+    /// The token to ask the next page with, from the page just read; `None` when the listing
+    /// is complete (no token, or an empty one).
+    pub fn next(&mut self, token: Option<&str>) -> Result<Option<String>, String> {
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
+        if self.seen.len() + 1 >= MAX_PAGES {
+            return Err(format!(
+                "{} returned more than {MAX_PAGES} pages; stopped reading",
+                self.call
+            ));
+        }
+        if !self.seen.insert(token.to_string()) {
+            return Err(format!(
+                "{} returned a page token it had already returned; stopped reading, as the listing would never end",
+                self.call
+            ));
+        }
+        Ok(Some(token.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +220,52 @@ mod tests {
             "{shown}"
         );
         assert!(!shown.contains("ext-s3cret"), "{shown}");
+    }
+
+    #[test]
+    fn pages_end_without_a_token() {
+        let mut pages = Pages::new("ELBv2 DescribeListeners");
+        assert_eq!(pages.next(Some("a")), Ok(Some("a".into())));
+        assert_eq!(pages.next(Some("b")), Ok(Some("b".into())));
+        assert_eq!(pages.next(Some("")), Ok(None));
+        assert_eq!(Pages::new("x").next(None), Ok(None));
+    }
+
+    #[test]
+    fn a_repeated_token_is_refused() {
+        let mut pages = Pages::new("ELBv2 DescribeListeners");
+        pages.next(Some("a")).unwrap();
+        pages.next(Some("b")).unwrap();
+        let error = pages.next(Some("a")).unwrap_err();
+        assert!(
+            error.starts_with(
+                "ELBv2 DescribeListeners returned a page token it had already returned"
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_listing_stops_at_the_page_bound() {
+        let mut pages = Pages::new("CloudWatch DescribeAlarms");
+        for page in 1..MAX_PAGES {
+            pages.next(Some(&page.to_string())).unwrap();
+        }
+        // The page read last is page MAX_PAGES: no token for one more.
+        let error = pages.next(Some("one more")).unwrap_err();
+        assert!(error.contains("more than 100 pages"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn every_call_is_bounded() {
+        let settings = AwsSettings {
+            region: Some("us-east-1".into()),
+            ..AwsSettings::default()
+        };
+        let sdk = load_sdk_config(settings).await;
+        let t = sdk.timeout_config().expect("a timeout config");
+        assert_eq!(t.connect_timeout(), Some(CONNECT_TIMEOUT));
+        assert_eq!(t.operation_attempt_timeout(), Some(ATTEMPT_TIMEOUT));
+        assert_eq!(t.operation_timeout(), Some(OPERATION_TIMEOUT));
     }
 }

@@ -64,7 +64,9 @@ fn schema() -> Schema {
             Attribute::number("max_retries")
                 .optional()
                 .description(&format!(
-                    "How many times a throttled or failed AWS call is retried, with exponential backoff and jitter. Defaults to {DEFAULT_MAX_RETRIES}."
+                    "How many times a throttled or failed AWS call is retried, with exponential backoff and jitter. Defaults to {DEFAULT_MAX_RETRIES}. Each call, retries included, ends after {} at most, and an attempt with no answer after {} is abandoned and retried.",
+                    crate::duration::format(crate::aws::OPERATION_TIMEOUT),
+                    crate::duration::format(crate::aws::ATTEMPT_TIMEOUT)
                 ))
                 .validate(validators::int_in_range(0, 100)),
         )

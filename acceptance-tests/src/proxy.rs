@@ -59,6 +59,10 @@ pub enum Fault {
     /// client, but only once the port refuses connections; the connection it came on, and every
     /// other one, is closed after its response. `count: 0` is `Down` at once.
     DownAfter { action: String, count: u32 },
+    /// Every request of `action` is read and never answered, nor forwarded: the connection
+    /// stays open and silent, as with a server or a middlebox that hangs. Other requests
+    /// pass. Switching the fault leaves the requests already held unanswered.
+    Hang { action: String },
 }
 
 /// A running proxy. Dropping it stops accepting and closes every connection.
@@ -226,6 +230,8 @@ enum Close {
 enum Decision {
     /// Cut the connection without an answer (the port is down).
     Drop,
+    /// Never answer ([`Fault::Hang`]).
+    Hang,
     Forward {
         /// This was the request a [`Fault::DownAfter`] waited for.
         then_down: bool,
@@ -278,6 +284,8 @@ impl Shared {
                     message: "Rate exceeded".into(),
                 }
             }
+            Fault::Hang { action: wanted } if action == wanted => Decision::Hang,
+            Fault::Hang { .. } => Decision::Forward { then_down: false },
             Fault::DownAfter {
                 action: wanted,
                 count,
@@ -434,6 +442,7 @@ impl Forward {
         let action = action_of(parts.uri.query(), &body);
         let then_down = match self.shared.decide(&action) {
             Decision::Drop => return Err(Cut),
+            Decision::Hang => std::future::pending().await,
             Decision::Answer {
                 status,
                 kind,

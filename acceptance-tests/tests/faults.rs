@@ -395,8 +395,10 @@ async fn health_check_headers_stay_in_their_sensitive_attribute() {
             })
             .await;
         // A failing release puts the checks' outcome in an error: still no secret.
-        let failed = ws
-            .step(Step {
+        // Before every call was bounded, this apply never ended.
+        let failed = tokio::time::timeout(
+            Duration::from_secs(120),
+            ws.step(Step {
                 config: config("v2", &v2).replace(
                     "interval = \"200ms\"",
                     "interval = \"200ms\"\n    unhealthy_threshold = 2",
@@ -404,8 +406,10 @@ async fn health_check_headers_stay_in_their_sensitive_attribute() {
                 env: trace,
                 expect_error: Some("401"),
                 ..Step::default()
-            })
-            .await;
+            }),
+        )
+        .await
+        .expect("the apply ended");
         assert!(
             failed.log.contains("authorization: REDACTED"),
             "the echoed body is quoted, masked: {}",
@@ -526,6 +530,60 @@ async fn elbv2_going_down_right_after_the_listener_write_leaves_traffic_on_the_g
             ..Step::default()
         })
         .await;
+    }
+}
+
+/// An ELBv2 endpoint that takes the cut-over's ModifyListener and never answers it: the
+/// call ends at the provider's operation timeout, so the apply fails in bounded time, naming
+/// the endpoint, with all traffic where it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_elbv2_endpoint_that_never_answers_fails_the_apply_in_bounded_time() {
+    for tf in clis("faults_hung_elbv2", Needs::Any, On::Newest) {
+        let fx = BlueGreenFixture::create(alb::shared(), "hung").await;
+        let proxy = FaultProxy::start(&fx.endpoint);
+        let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
+        let ws = Workspace::new(&tf, "hung");
+        let timeouts = "  timeouts {\n    create = \"20s\"\n    update = \"20s\"\n  }\n";
+        let config = |release, app| {
+            provider(&proxy.endpoint()) + &deployment("app", &fx, release, app, timeouts)
+        };
+        ws.step(Step {
+            config: config("v1", &v1),
+            ..Step::default()
+        })
+        .await;
+        proxy.set(Fault::Hang {
+            action: "ModifyListener".into(),
+        });
+        let started = Instant::now();
+        // Before every call was bounded, this apply never ended.
+        let failed = tokio::time::timeout(Duration::from_secs(120), ws.step(Step {
+                config: config("v2", &v2),
+                expect_error: Some(
+                    r"(?s)cannot reach the ELBv2 API\s+\(http://127\.0\.0\.1:[0-9]+\):\s+operation\s+timeout.*Traffic was not moved",
+                ),
+                ..Step::default()
+            }))
+            .await
+            .expect("the apply ended");
+        assert!(
+            failed.log.contains(&format!("({})", proxy.endpoint())),
+            "{}",
+            failed.log
+        );
+        let took = started.elapsed();
+        eprintln!("hung ModifyListener: the apply failed after {took:?}");
+        assert!(took < Duration::from_secs(60), "the apply took {took:?}");
+        assert!(proxy.calls_of("ModifyListener") >= 1, "the write was held");
+        let weights = fx.weights(&fx.listener_arn).await;
+        assert_eq!(
+            (
+                weights.get("green"),
+                weights.get("blue").copied().unwrap_or(0)
+            ),
+            (Some(&100), 0),
+            "all traffic stays on green: {weights:?}"
+        );
     }
 }
 

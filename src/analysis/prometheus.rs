@@ -50,9 +50,18 @@ impl Prometheus {
                 e.without_url()
             )
         };
-        let response = request.send().await.map_err(unreachable)?;
+        let mut response = request.send().await.map_err(unreachable)?;
         let status = response.status();
-        let body = response.bytes().await.map_err(unreachable)?;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
+            if body.len() + chunk.len() > MAX_ANSWER {
+                return Err(format!(
+                    "Prometheus at {address} answered with more than {} KiB, far more than one number: aggregate the query, e.g. with sum(...) or max(...)",
+                    MAX_ANSWER / 1024
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
         parse(&body, &self.headers).map_err(|e| {
             if status.is_success() {
                 e
@@ -62,6 +71,11 @@ impl Prometheus {
         })
     }
 }
+
+/// The most of an answer that is read. One number comes in a few hundred bytes; a query
+/// that returns thousands of series, or a server that is not Prometheus, is cut off here
+/// rather than held in memory.
+const MAX_ANSWER: usize = 1 << 20;
 
 /// The answer's one number, from `{"status":"success","data":{"resultType":..,"result":..}}`.
 /// Anything else is shown by an excerpt, with the values of the request's `headers` masked.
@@ -145,6 +159,46 @@ mod tests {
         assert_eq!(
             answer(r#"{"resultType":"vector","result":[{"metric":{},"value":[1,"NaN"]}]}"#),
             Ok(Sample::NoData)
+        );
+    }
+
+    /// A server that answers any request with a `200` whose JSON body never ends.
+    async fn endless_answer() -> Url {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[";
+            let _ = stream.write_all(head.as_bytes()).await;
+            let series = r#"{"metric":{"pod":"a"},"value":[1,"1"]},"#.repeat(1000);
+            while stream.write_all(series.as_bytes()).await.is_ok() {}
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn an_answer_past_the_cap_is_refused_without_reading_it_all() {
+        let prometheus = Prometheus {
+            address: endless_answer().await,
+            client: Client::new(),
+            headers: Vec::new(),
+        };
+        let started = std::time::Instant::now();
+        let error = prometheus
+            .query("up", Duration::from_secs(20))
+            .await
+            .unwrap_err();
+        assert!(
+            error.contains("more than 1024 KiB") && error.contains("sum(...)"),
+            "{error}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
         );
     }
 

@@ -20,6 +20,7 @@ use elbv2::types::{
 };
 
 use super::Elbv2;
+use crate::aws::Pages;
 use crate::router::{pace, RouterError};
 
 /// The header of the warm-up rule's condition; the provider recognises its own rules by it.
@@ -56,16 +57,7 @@ impl Elbv2 {
         if actions.iter().any(|a| forwards_to(a, target_group)) {
             return Ok(None);
         }
-        tracing::debug!(operation = "DescribeRules", arn = listener, "ELBv2 call");
-        pace::elbv2().ready("DescribeRules").await;
-        let rules = self
-            .client
-            .describe_rules()
-            .listener_arn(listener)
-            .send()
-            .await
-            .map_err(|e| self.error("DescribeRules", "listener", listener, e))?;
-        let rules = rules.rules();
+        let rules = self.rules(listener).await?;
         let uses =
             |r: &&elbv2::types::Rule| r.actions().iter().any(|a| forwards_to(a, target_group));
         if let Some(rule) = rules.iter().find(uses) {
@@ -129,6 +121,31 @@ impl Elbv2 {
             .first()
             .and_then(|r| r.rule_arn())
             .map(str::to_string))
+    }
+
+    /// Every rule of the listener, page by page: the warm-up rule needs a free priority
+    /// and must find a rule of its own left by a killed apply, wherever it is listed.
+    async fn rules(&self, listener: &str) -> Result<Vec<elbv2::types::Rule>, RouterError> {
+        let mut rules = Vec::new();
+        let mut pages = Pages::new("ELBv2 DescribeRules");
+        let mut marker = None;
+        loop {
+            tracing::debug!(operation = "DescribeRules", arn = listener, "ELBv2 call");
+            pace::elbv2().ready("DescribeRules").await;
+            let out = self
+                .client
+                .describe_rules()
+                .listener_arn(listener)
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| self.error("DescribeRules", "listener", listener, e))?;
+            rules.extend_from_slice(out.rules());
+            marker = pages.next(out.next_marker()).map_err(RouterError::Failed)?;
+            if marker.is_none() {
+                return Ok(rules);
+            }
+        }
     }
 
     pub async fn end_warm_up(&self, rule: &str) -> Result<(), RouterError> {

@@ -2,6 +2,7 @@
 //! whose default action forwards to exactly two target groups.
 
 use super::{forward_weights, pace, Elbv2, RouterError};
+use crate::aws::Pages;
 
 /// A listener forwarding to two target groups, in the forward's order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,7 +16,8 @@ pub struct TwoWayListener {
 
 impl Elbv2 {
     /// The two-way listeners of one load balancer, or of every load balancer the
-    /// credentials can see in the region. Each page is one paced call.
+    /// credentials can see in the region. Each page is one paced call; markers are followed
+    /// as [`Pages`] allows.
     pub async fn two_way_listeners(
         &self,
         load_balancer: Option<&str>,
@@ -26,6 +28,7 @@ impl Elbv2 {
         };
         let mut found = Vec::new();
         for load_balancer in load_balancers {
+            let mut pages = Pages::new("ELBv2 DescribeListeners");
             let mut marker = None;
             loop {
                 tracing::debug!(operation = "DescribeListeners", arn = %load_balancer, "ELBv2 call");
@@ -55,7 +58,7 @@ impl Elbv2 {
                         }
                     }
                 }
-                marker = out.next_marker().map(str::to_string);
+                marker = pages.next(out.next_marker()).map_err(RouterError::Failed)?;
                 if marker.is_none() {
                     break;
                 }
@@ -66,6 +69,7 @@ impl Elbv2 {
 
     async fn load_balancer_arns(&self) -> Result<Vec<String>, RouterError> {
         let mut arns = Vec::new();
+        let mut pages = Pages::new("ELBv2 DescribeLoadBalancers");
         let mut marker = None;
         loop {
             tracing::debug!(operation = "DescribeLoadBalancers", "ELBv2 call");
@@ -84,7 +88,7 @@ impl Elbv2 {
                     .iter()
                     .filter_map(|lb| lb.load_balancer_arn().map(str::to_string)),
             );
-            marker = out.next_marker().map(str::to_string);
+            marker = pages.next(out.next_marker()).map_err(RouterError::Failed)?;
             if marker.is_none() {
                 return Ok(arns);
             }

@@ -85,13 +85,20 @@ pub struct Elbv2 {
 
 impl Elbv2 {
     /// Wraps a client, e.g. [`crate::aws::Aws::elbv2`]'s, keeping its whole configuration
-    /// (region, credentials, endpoint override, retries) and adding only the interceptor that
-    /// records which endpoint requests go to.
+    /// (region, credentials, endpoint override, retries) and adding the interceptor that
+    /// records which endpoint requests go to. A client without an operation timeout gets
+    /// [`crate::aws::timeouts`], so that no call of the router can hang for ever.
     pub fn new(client: elbv2::Client) -> Elbv2 {
         let endpoint = Arc::new(OnceLock::new());
-        let config = client
+        let bounded = client
             .config()
-            .to_builder()
+            .timeout_config()
+            .is_some_and(|t| t.operation_timeout().is_some());
+        let mut config = client.config().to_builder();
+        if !bounded {
+            config = config.timeout_config(crate::aws::timeouts());
+        }
+        let config = config
             .interceptor(EndpointRecorder(Arc::clone(&endpoint)))
             .build();
         Elbv2 {

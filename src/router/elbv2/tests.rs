@@ -53,6 +53,57 @@ fn unreachable_router() -> (Elbv2, String) {
     (Elbv2::new(client(&endpoint, 1)), endpoint)
 }
 
+#[test]
+fn a_client_without_timeouts_gets_the_providers() {
+    let (router, _) = unreachable_router();
+    let timeouts = router.client.config().timeout_config().cloned().unwrap();
+    assert_eq!(
+        timeouts.operation_timeout(),
+        Some(crate::aws::OPERATION_TIMEOUT)
+    );
+    assert_eq!(
+        timeouts.operation_attempt_timeout(),
+        Some(crate::aws::ATTEMPT_TIMEOUT)
+    );
+}
+
+/// An endpoint that accepts connections (the kernel's backlog does) and never answers:
+/// the call ends at the client's operation timeout, as "cannot reach", naming the endpoint.
+#[tokio::test]
+async fn an_endpoint_that_never_answers_fails_the_call_at_its_timeout() {
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", hung.local_addr().unwrap());
+    let timeouts = elbv2::config::timeout::TimeoutConfig::builder()
+        .operation_attempt_timeout(std::time::Duration::from_millis(300))
+        .operation_timeout(std::time::Duration::from_secs(1))
+        .build();
+    let client = client(&endpoint, 5);
+    let client = elbv2::Client::from_conf(
+        client
+            .config()
+            .to_builder()
+            .timeout_config(timeouts)
+            .build(),
+    );
+    let router = Elbv2::new(client);
+    let started = std::time::Instant::now();
+    let error = failed(
+        router
+            .weights("arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/b/c")
+            .await,
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        error.starts_with(&format!("cannot reach the ELBv2 API ({endpoint}): "))
+            && error.contains("timeout"),
+        "{error}"
+    );
+}
+
 fn weights(pairs: &[(&str, u32)]) -> Weights {
     Weights(pairs.iter().map(|(a, w)| (a.to_string(), *w)).collect())
 }
