@@ -10,9 +10,20 @@
 //! shift, and at 100% when `auto_rollback` is on), or, when no colour served before (a
 //! first release), the router's routing is put back exactly as it was. A weight write
 //! that fails is read back: it may have gone through.
+//!
+//! This file is the engine; beside it: `prepare` (the standby colour before its gate, and
+//! putting it back), `gate` (member health and HTTP checks before traffic moves),
+//! `checks` (the checks' URLs), `watch` (checks and analysis during steps and the bake),
+//! `report` (why a gate stayed shut, in words), `rollback` (the rollback action) and
+//! `observe` (what the router says now).
 
+mod checks;
+mod gate;
 mod observe;
+mod prepare;
+mod report;
 mod rollback;
+mod watch;
 
 use std::time::Duration;
 
@@ -21,6 +32,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use observe::{observe, Observed};
 pub use rollback::RolledBack;
+
+use prepare::Prepared;
+use watch::Halt;
 
 use crate::analysis::Analysis;
 use crate::probe::{
@@ -125,22 +139,6 @@ pub enum Outcome {
     Stuck(String),
 }
 
-/// Why checks that run while traffic moves or bakes stopped early.
-enum Halt {
-    /// The checks failed: the release is bad.
-    ChecksFailed(String),
-    /// Ctrl-C or the timeout: nothing is known against the release, but the apply ends.
-    Stopped(String),
-}
-
-impl Halt {
-    fn into_message(self) -> String {
-        match self {
-            Halt::ChecksFailed(m) | Halt::Stopped(m) => m,
-        }
-    }
-}
-
 pub struct Rollout<'a> {
     pub router: &'a dyn TrafficRouter,
     /// A second route pointed at the standby colour before the gate (an ALB test
@@ -153,29 +151,6 @@ pub struct Rollout<'a> {
     pub deadline: Instant,
     /// Canary analysis of the release, run beside the checks at each step and the bake.
     pub analysis: Option<&'a Analysis<'a>>,
-}
-
-/// What preparing a colour changed, to undo when the release fails before traffic moved.
-#[derive(Debug, Default)]
-struct Prepared {
-    /// The fleet's targets taken out of the colour, and those put in (`targets` only).
-    removed: Vec<Target>,
-    added: Vec<Target>,
-    /// The colour's record before, when the fleet is `targets`.
-    record_before: Option<Record>,
-    /// The router's handle for keeping the colour health-checked until it takes traffic.
-    warm_up: Option<String>,
-    /// The colour's record names the release.
-    recorded: bool,
-}
-
-impl Prepared {
-    /// Whether the colour's `targets` fleet or its record were changed, and so are put
-    /// back when the release fails before traffic moved.
-    fn changed_fleet(&self) -> bool {
-        self.record_before.is_some()
-            && (self.recorded || !self.added.is_empty() || !self.removed.is_empty())
-    }
 }
 
 impl Rollout<'_> {
@@ -373,411 +348,6 @@ impl Rollout<'_> {
         }
     }
 
-    /// Puts the release's fleet in the colour (removing stale members first), records the
-    /// release there, has the router health-check it, and points the test route at it.
-    /// Records what it changed in `prepared`.
-    async fn prepare(&self, release: &Release, prepared: &mut Prepared) -> Result<(), String> {
-        let color = release.color;
-        let router = self.router;
-        if let Some(wanted) = &release.targets {
-            let [blue, green] = router.records().await.map_err(|e| e.to_string())?;
-            prepared.record_before = Some(match color {
-                Color::Blue => blue,
-                Color::Green => green,
-            });
-            let members = router.members(color).await.map_err(|e| e.to_string())?;
-            let current: Vec<Target> = members.iter().map(|t| t.target.clone()).collect();
-            // A draining member is on its way out (the fleet of a release that just failed
-            // here): wanted again, it is added again.
-            let staying: Vec<Target> = members
-                .into_iter()
-                .filter(|t| t.state != MemberState::Draining)
-                .map(|t| t.target)
-                .collect();
-            let stale: Vec<Target> = current
-                .iter()
-                .filter(|t| !contains(wanted, t))
-                .cloned()
-                .collect();
-            let new: Vec<Target> = wanted
-                .iter()
-                .filter(|t| !contains(&staying, t))
-                .cloned()
-                .collect();
-            router
-                .remove_members(color, &stale)
-                .await
-                .map_err(|e| e.to_string())?;
-            prepared.removed = stale;
-            router
-                .add_members(color, &new)
-                .await
-                .map_err(|e| e.to_string())?;
-            prepared.added = new;
-        }
-        // The release and the generation it will go live as, in one write before the gate,
-        // so that after the gate only the split is written and read back.
-        let record = Record {
-            release: Some(release.release.clone()),
-            generation: Some(release.generation),
-            rolled_back_at: None,
-        };
-        router
-            .set_record(color, &record)
-            .await
-            .map_err(|e| e.to_string())?;
-        prepared.recorded = release.record_release;
-        prepared.warm_up = router.warm_up(color).await.map_err(|e| {
-            format!(
-                "Having {} health-check {} failed: {e}",
-                router.checker(),
-                router.describe(color)
-            )
-        })?;
-        if let Some(test_route) = self.test_route {
-            shift(test_route, Split::all_on(color))
-                .await
-                .map_err(|e| format!("Pointing the test listener at {color} failed: {e}"))?;
-        }
-        Ok(())
-    }
-
-    /// Puts back the fleet and the record the colour had before [`Self::prepare`].
-    async fn restore(&self, release: &Release, prepared: &Prepared) -> Result<(), String> {
-        let color = release.color;
-        let failed = |e: crate::router::RouterError| e.to_string();
-        self.router
-            .remove_members(color, &prepared.added)
-            .await
-            .map_err(failed)?;
-        self.router
-            .add_members(color, &prepared.removed)
-            .await
-            .map_err(failed)?;
-        let before = prepared.record_before.clone().unwrap_or_default();
-        self.router.set_record(color, &before).await.map_err(failed)
-    }
-
-    /// Waits for the router to report the colour healthy, then for the HTTP checks to
-    /// pass; returns the checks, which keep running during the shift and bake.
-    /// `quick`: one passing round of HTTP checks is enough.
-    async fn gate(&self, release: &Release, quick: bool) -> Result<Vec<Check>, String> {
-        let threshold = if quick {
-            1
-        } else {
-            self.health.healthy_threshold
-        };
-        self.gate_color(
-            release.color,
-            release.targets.as_deref().unwrap_or_default(),
-            threshold,
-        )
-        .await
-    }
-
-    /// Gates a colour that already serves (or served) traffic, before traffic is put
-    /// back on it.
-    pub async fn check_color(&self, color: Color) -> Result<(), String> {
-        self.gate_color(color, &[], self.health.healthy_threshold)
-            .await
-            .map(|_| ())
-    }
-
-    /// The router's member health, and the HTTP checks. When the checks are known before
-    /// the router's answer (a URL, or the fleet given as `targets`), both run at once and
-    /// the gate opens when both have passed; otherwise the checks go to the members the
-    /// router calls healthy, once it does. The first failure closes it.
-    async fn gate_color(
-        &self,
-        color: Color,
-        required: &[Target],
-        healthy_threshold: u32,
-    ) -> Result<Vec<Check>, String> {
-        let up_front = match &self.health.endpoint {
-            Some(Endpoint::Targets { port, .. }) => {
-                !required.is_empty() && required.iter().all(|t| port.or(t.port).is_some())
-            }
-            _ => true,
-        };
-        if !up_front {
-            let healthy = self.wait_for_member_health(color, required).await?;
-            if self.stop.is_cancelled() {
-                return Err(interrupted_gate(color));
-            }
-            let targets: Vec<Target> = healthy.into_iter().map(|t| t.target).collect();
-            let checks = self.checks(color, &targets)?;
-            return self.http_gate(color, checks, healthy_threshold).await;
-        }
-        let checks = self.checks(color, required)?;
-        let members = self.wait_for_member_health(color, required);
-        let http = self.http_gate(color, checks, healthy_threshold);
-        tokio::pin!(members, http);
-        let mut members_passed = false;
-        let mut checks = None;
-        loop {
-            tokio::select! {
-                // Ctrl-C ends both at once: the HTTP side's report says more.
-                biased;
-                passed = &mut http, if checks.is_none() => checks = Some(passed?),
-                passed = &mut members, if !members_passed => members_passed = passed.map(|_| true)?,
-            }
-            if members_passed {
-                if let Some(checks) = checks {
-                    return Ok(checks);
-                }
-            }
-        }
-    }
-
-    async fn http_gate(
-        &self,
-        color: Color,
-        checks: Vec<Check>,
-        healthy_threshold: u32,
-    ) -> Result<Vec<Check>, String> {
-        if checks.is_empty() {
-            return Ok(checks);
-        }
-        let policy = Policy {
-            healthy_threshold,
-            unhealthy_threshold: self.health.unhealthy_threshold,
-            interval: self.health.interval,
-            initial_delay: Duration::ZERO,
-            deadline: self.remaining(),
-        };
-        match probe::run_gate(self.http, &checks, &policy, self.stop).await {
-            GateResult::Passed(_) => Ok(checks),
-            GateResult::Failed { why, report } => {
-                let headline = if why == FailReason::Interrupted {
-                    interrupted_gate(color)
-                } else {
-                    format!(
-                        "The {color} colour did not pass its health checks; traffic was not moved."
-                    )
-                };
-                Err(format!(
-                    "{headline}\n\n{}",
-                    probe::failure_detail(&checks, &policy, &why, &report)
-                ))
-            }
-        }
-    }
-
-    /// The router's own health checks: at least `min_healthy_targets` healthy, and every given
-    /// target.
-    async fn wait_for_member_health(
-        &self,
-        color: Color,
-        required: &[Target],
-    ) -> Result<Vec<MemberHealth>, String> {
-        // Polls in a row in which the router called a member that is needed unhealthy:
-        // `unhealthy_threshold` of them fail the gate early, as failed HTTP checks do.
-        let mut unhealthy_polls = 0;
-        loop {
-            let health = self
-                .router
-                .members(color)
-                .await
-                .map_err(|e| e.to_string())?;
-            let healthy: Vec<MemberHealth> =
-                health.iter().filter(|t| t.is_healthy()).cloned().collect();
-            let all_required = required
-                .iter()
-                .all(|r| healthy.iter().any(|h| h.target.matches(r)));
-            if healthy.len() as u32 >= self.health.min_healthy_targets && all_required {
-                return Ok(healthy);
-            }
-            let needed = |t: &&MemberHealth| {
-                required.is_empty() || required.iter().any(|r| t.target.matches(r))
-            };
-            if health
-                .iter()
-                .filter(needed)
-                .any(|t| t.state == MemberState::Unhealthy)
-            {
-                unhealthy_polls += 1;
-            } else {
-                unhealthy_polls = 0;
-            }
-            let given_up = self.health.unhealthy_threshold > 0
-                && unhealthy_polls >= self.health.unhealthy_threshold;
-            if given_up
-                || crate::duration::later(Instant::now(), self.health.interval) > self.deadline
-            {
-                return Err(self.member_health_failure(color, &health, &healthy, required));
-            }
-            tokio::select! {
-                _ = self.stop.cancelled() => return Err(interrupted_gate(color)),
-                _ = tokio::time::sleep(self.health.interval) => {}
-            }
-        }
-    }
-
-    /// Why the router's view kept the gate shut, member by member, in words.
-    fn member_health_failure(
-        &self,
-        color: Color,
-        health: &[MemberHealth],
-        healthy: &[MemberHealth],
-        required: &[Target],
-    ) -> String {
-        let mut lines: Vec<String> = health
-            .iter()
-            .filter(|t| !t.is_healthy())
-            .map(|t| {
-                format!(
-                    "{}: {}",
-                    t.target,
-                    t.detail.as_deref().unwrap_or("not healthy")
-                )
-            })
-            .collect();
-        lines.extend(
-            required
-                .iter()
-                .filter(|r| !health.iter().any(|h| h.target.matches(r)))
-                .map(|r| format!("{r}: not reported by {} (not registered, or the registration is not visible yet)", self.router.checker())),
-        );
-        let needed = if required.is_empty() {
-            format!("at least {} healthy", self.health.min_healthy_targets)
-        } else {
-            format!(
-                "at least {} healthy, and all of `targets`,",
-                self.health.min_healthy_targets
-            )
-        };
-        format!(
-            "{} reports {} of {} targets healthy in {}; {needed} are needed before traffic can move ({}, so the provider refuses). Traffic was not moved.{}",
-            capitalised(self.router.checker()),
-            healthy.len(),
-            health.len(),
-            self.router.describe(color),
-            self.router.none_healthy_means(),
-            if lines.is_empty() {
-                String::new()
-            } else {
-                format!("\n{}", lines.join("\n"))
-            }
-        )
-    }
-
-    /// The HTTP checks of a colour: its URL, or each of these IP targets.
-    fn checks(&self, color: Color, targets: &[Target]) -> Result<Vec<Check>, String> {
-        let check = |url: String| -> Result<Check, String> {
-            Ok(Check {
-                url: reqwest::Url::parse(&url)
-                    .map_err(|e| format!("health check URL {url:?}: {e}"))?,
-                method: self.health.method,
-                headers: self.health.headers.clone(),
-                expected_status: self.health.expected_status.clone(),
-                body_regex: self.health.body_regex.clone(),
-                request_timeout: self.health.request_timeout,
-                tls: TlsOptions {
-                    insecure_skip_verify: self.health.insecure_skip_verify,
-                    ca_cert_pem: None,
-                },
-            })
-        };
-        match &self.health.endpoint {
-            None => Ok(Vec::new()),
-            Some(Endpoint::Url(template)) => {
-                Ok(vec![check(template.replace("{color}", color.name()))?])
-            }
-            Some(Endpoint::Targets {
-                path,
-                protocol,
-                port,
-            }) => {
-                let urls: Vec<String> = targets
-                    .iter()
-                    .filter_map(|t| {
-                        let ip: std::net::IpAddr = t.id.parse().ok()?;
-                        let port = port.or(t.port)?;
-                        let host = match ip {
-                            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-                            v4 => v4.to_string(),
-                        };
-                        Some(format!(
-                            "{}://{host}:{port}{path}",
-                            protocol.to_ascii_lowercase()
-                        ))
-                    })
-                    .collect();
-                if urls.is_empty() {
-                    return Err(format!(
-                        "health_check.path probes IP targets directly, but {} has no healthy IP target with a port; use health_check.url instead. Traffic was not moved.",
-                        self.router.describe(color)
-                    ));
-                }
-                urls.into_iter().map(check).collect()
-            }
-        }
-    }
-
-    /// Keeps the checks and the analysis running for `period`: a failure of either ends
-    /// it with [`Halt::ChecksFailed`]; Ctrl-C, or the apply's deadline coming first (the
-    /// release is not done until the period is over), with [`Halt::Stopped`].
-    async fn watch(&self, checks: &[Check], period: Duration, when: &str) -> Result<(), Halt> {
-        if period.is_zero() {
-            return Ok(());
-        }
-        let remaining = self.remaining();
-        let cut_short = remaining < period;
-        let period = period.min(remaining);
-        let interrupted = || Halt::Stopped(format!("Interrupted {when}."));
-        let analysis = async {
-            match self.analysis {
-                Some(analysis) => analysis
-                    .watch(period, when)
-                    .await
-                    .map_err(Halt::ChecksFailed),
-                None => Ok(()),
-            }
-        };
-        let outcome = tokio::select! {
-            _ = self.stop.cancelled() => Err(interrupted()),
-            outcome = async { tokio::try_join!(self.watch_checks(checks, period, when), analysis) } => outcome.map(|_| ()),
-        };
-        match outcome {
-            Ok(()) if cut_short => Err(Halt::Stopped(format!("The timeout ran out {when}."))),
-            other => other,
-        }
-    }
-
-    /// The HTTP checks for `period`: `unhealthy_threshold` consecutive failing rounds (at
-    /// least one) fail it.
-    async fn watch_checks(
-        &self,
-        checks: &[Check],
-        period: Duration,
-        when: &str,
-    ) -> Result<(), Halt> {
-        if checks.is_empty() {
-            tokio::time::sleep(period).await;
-            return Ok(());
-        }
-        let policy = Policy::watch(
-            period,
-            self.health.unhealthy_threshold,
-            self.health.interval,
-        );
-        match probe::run_gate(self.http, checks, &policy, self.stop).await {
-            GateResult::Failed {
-                why: FailReason::Deadline,
-                ..
-            }
-            | GateResult::Passed(_) => Ok(()),
-            GateResult::Failed {
-                why: FailReason::Interrupted,
-                ..
-            } => Err(Halt::Stopped(format!("Interrupted {when}."))),
-            GateResult::Failed { why, report } => Err(Halt::ChecksFailed(format!(
-                "Health checks failed {when}.\n\n{}",
-                probe::failure_detail(checks, &policy, &why, &report)
-            ))),
-        }
-    }
-
     /// After a failure: when any traffic moved, all of it back on the previous colour, or,
     /// when that colour served nothing `before` (a first release), the routing put back
     /// exactly as it was: never a forward to a colour with no member.
@@ -867,10 +437,6 @@ impl Rollout<'_> {
 
 fn contains(list: &[Target], target: &Target) -> bool {
     list.iter().any(|t| t.matches(target))
-}
-
-fn interrupted_gate(color: Color) -> String {
-    format!("Interrupted while checking the {color} colour; traffic was not moved.")
 }
 
 #[cfg(test)]
