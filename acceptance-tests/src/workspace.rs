@@ -375,12 +375,53 @@ impl Workspace {
 }
 
 impl Drop for Workspace {
+    /// Fails the test when a provider it started outlives it: the provider must exit
+    /// within 10 s of its Terraform's end, whatever the end was.
     fn drop(&mut self) {
+        let left = providers_left_in(&self.dir, Duration::from_secs(10));
+        for pid in &left {
+            // SAFETY: kill(2) of a process found running in this test's own workspace.
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
+        }
         if self.keep || std::thread::panicking() {
             eprintln!("workspace kept for inspection: {}", self.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+        if !left.is_empty() && !std::thread::panicking() {
+            panic!(
+                "provider processes {left:?} still ran in {} 10 s after the test's last Terraform command",
+                self.dir.display()
+            );
+        }
+    }
+}
+
+/// The provider processes whose working directory is `dir` (Terraform starts its providers
+/// there), once none is left or `within` has passed.
+fn providers_left_in(dir: &Path, within: Duration) -> Vec<i32> {
+    let find = || -> Vec<i32> {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let proc = PathBuf::from(format!("/proc/{pid}"));
+                std::fs::read_link(proc.join("cwd")).is_ok_and(|cwd| cwd == dir)
+                    && std::fs::read(proc.join("cmdline")).is_ok_and(|cmd| {
+                        String::from_utf8_lossy(&cmd).contains("terraform-provider-immutable")
+                    })
+            })
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let left = find();
+        if left.is_empty() || std::time::Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
