@@ -294,7 +294,9 @@ pub async fn apply(
         generation: next.generation.max(1),
         quick_rollback: before_status.within_rollback_window(&args),
     };
-    if !preflight(site, diags).await {
+    if !preflight(site, diags).await
+        || !still_as_planned(site, before.as_ref(), to, next.generation, diags).await
+    {
         return prior.clone();
     }
     let summary = format!("Release {:?} was not deployed to {to}", args.release);
@@ -362,6 +364,70 @@ pub async fn apply(
             state
         }
     }
+}
+
+/// Reads the router again just before the first write: when it no longer routes as the
+/// plan saw it (another apply, the rollback action or a hand edit moved traffic or cut
+/// over since), the apply stops with an error on the router's attribute and writes nothing.
+/// `before` is the refreshed prior state (none on create); `generation` the planned one.
+async fn still_as_planned(
+    site: &Site<'_>,
+    before: Option<&Status>,
+    to: Color,
+    generation: i64,
+    diags: &mut Diagnostics,
+) -> bool {
+    let now = match observe(site.router).await {
+        Ok(now) => now,
+        Err(e) => {
+            site.cannot_read(diags, &e);
+            return false;
+        }
+    };
+    let moved = match before {
+        Some(before) => !now.split.same_shares(&before.weights),
+        None => now.split.of(to) > 0,
+    };
+    // Generations only grow: a newer one is another cut-over since the plan (an older one
+    // is a record lost, e.g. to an HAProxy reload, which the release writes again).
+    if !moved && now.generation < generation {
+        return true;
+    }
+    let colour = |c: Color| {
+        format!(
+            "{c} {}% ({}, generation {})",
+            now.split.in_percent().of(c),
+            now.release(c).unwrap_or("no release"),
+            now.records[c.index()]
+                .generation
+                .map_or("none".to_string(), |g| g.to_string())
+        )
+    };
+    let planned_from = match before {
+        Some(before) => {
+            let at = before.weights.in_percent();
+            format!(
+                "blue {}% / green {}% at generation {}",
+                at.blue,
+                at.green,
+                generation - 1
+            )
+        }
+        None => format!("{} at 0% at generation {}", to, generation - 1),
+    };
+    diags.attribute_error(
+        AttributePath::attr(site.router_attr),
+        format!("The {} changed since this plan was made", site.noun),
+        format!(
+            "It routes {} / {} now (live generation {}); the plan was made from {planned_from}.              Another apply, the immutable_rollback action or a change by hand wrote it since.
+             Nothing was changed; traffic was not moved. Run terraform apply again: its plan              starts from what serves now. If another pipeline is releasing to this {}, let it              finish first.",
+            colour(Color::Blue),
+            colour(Color::Green),
+            now.generation,
+            site.noun
+        ),
+    );
+    false
 }
 
 /// Whether the plan left the cut-over to apply (the release or the fleet was unknown).
@@ -529,10 +595,13 @@ pub async fn read(site: &Site<'_>, state: &Value, diags: &mut Diagnostics) -> Va
                     Ok(records) => match status.after_rollback(&records, split) {
                         Some(rolled_back) => status = rolled_back,
                         // Drift: the colours' releases as their records say.
+                        // Drift: the colours' releases, and the live generation, as
+                        // their records say.
                         None => {
                             for color in Color::BOTH {
                                 status.set_release(color, records[color.index()].release.clone());
                             }
+                            status.generation = Observed::new(split, records).generation;
                         }
                     },
                     // Failing the refresh beats taking a rollback for drift, which the
