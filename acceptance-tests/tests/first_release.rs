@@ -160,6 +160,63 @@ async fn a_first_release_failing_in_its_bake_puts_the_fixed_response_back() {
     }
 }
 
+/// A listener adopted as it is, by import: forwarding to one group (read back as weight 1)
+/// or at 999/0. Its weights read as 100/0, so no plan changes `traffic_weights`, the apply
+/// of the adopted settings ends in no "inconsistent result", and the next plan is empty.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_imported_listener_at_weight_1_or_999_plans_no_change() {
+    for tf in clis(
+        "first_release_imported_weights",
+        Needs::Any,
+        On::NewestAndOldest,
+    ) {
+        for (name, weights) in [("one-group", None), ("w999", Some((999, 0)))] {
+            let fx = BlueGreenFixture::create_with(alb::shared(), name, Start::BlueOnly).await;
+            let v1 = TestApp::start("v1").await;
+            fx.register(&fx.blue_tg_arn, &[("127.0.0.1", v1.port() as i32)])
+                .await;
+            fx.add_tags(
+                &fx.blue_tg_arn,
+                &[("immutable:release", "v1"), ("immutable:generation", "1")],
+            )
+            .await;
+            if let Some((blue, green)) = weights {
+                fx.set_weights(&fx.listener_arn, blue, green).await;
+            }
+            let ws = Workspace::new(&tf, name);
+            ws.write_config(&config(&fx, "v1", &v1));
+            let id = format!("{},{},{}", fx.listener_arn, fx.blue_tg_arn, fx.green_tg_arn);
+            let import = ws
+                .terraform(
+                    &["import", "-no-color", "-input=false", DEPLOYMENT, &id],
+                    &[],
+                )
+                .await;
+            assert!(import.success, "{}", import.text());
+            // The settings the import cannot read (targets, health_check, timeouts) are
+            // applied without moving traffic; then nothing is left to change.
+            ws.step(Step {
+                config: config(&fx, "v1", &v1),
+                ..Step::default()
+            })
+            .await;
+            ws.step(Step {
+                config: config(&fx, "v1", &v1),
+                plan_only: true,
+                ..Step::default()
+            })
+            .await;
+            let state = ws.state().await;
+            let values = acceptance_tests::checks::resource_values(&state, DEPLOYMENT).unwrap();
+            assert_eq!(
+                values["traffic_weights"],
+                json!({"blue": 100, "green": 0}),
+                "{name}"
+            );
+        }
+    }
+}
+
 /// Target groups the listener cannot forward to are refused before anything is written,
 /// with an error on the attribute that names them, and the load balancer never sees a
 /// request it would refuse (the harness fails any command that drew a refusal).
