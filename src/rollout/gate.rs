@@ -120,11 +120,17 @@ impl Rollout<'_> {
         // `unhealthy_threshold` of them fail the gate early, as failed HTTP checks do.
         let mut unhealthy_polls = 0;
         loop {
-            let health = self
-                .router
-                .members(color)
-                .await
-                .map_err(|e| e.to_string())?;
+            // Each call is bounded on its own (the SDK's timeouts, the Runtime API's), but
+            // not by Ctrl-C or by what is left of `timeouts`.
+            let health = tokio::select! {
+                health = self.router.members(color) => health.map_err(|e| e.to_string())?,
+                _ = self.stop.cancelled() => return Err(interrupted_gate(color)),
+                _ = tokio::time::sleep_until(self.deadline) => return Err(format!(
+                    "The timeout ran out while {} was asked for the health of {}. Traffic was not moved.",
+                    self.router.checker(),
+                    self.router.describe(color)
+                )),
+            };
             let healthy: Vec<MemberHealth> =
                 health.iter().filter(|t| t.is_healthy()).cloned().collect();
             let all_required = required

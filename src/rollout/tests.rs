@@ -30,6 +30,8 @@ struct Fake {
     members: [Vec<Target>; 2],
     records: [Record; 2],
     fault: WriteFault,
+    /// Health reads never answer (a router that accepts and never replies).
+    members_hang: bool,
 }
 
 struct FakeRouter(Mutex<Fake>);
@@ -51,6 +53,7 @@ impl FakeRouter {
             members: [targets(blue), targets(green)],
             records: Default::default(),
             fault: WriteFault::None,
+            members_hang: false,
         }))
     }
 
@@ -116,6 +119,9 @@ impl TrafficRouter for FakeRouter {
         Ok(())
     }
     async fn members(&self, color: Color) -> Result<Vec<MemberHealth>, RouterError> {
+        if self.state().members_hang {
+            std::future::pending::<()>().await;
+        }
         Ok(self.state().members[color.index()]
             .iter()
             .map(|target| MemberHealth {
@@ -346,4 +352,31 @@ async fn a_failed_bake_with_auto_rollback_off_keeps_the_previous_fleet() {
         1,
         "the previous fleet, the only healthy one, stays: {blue:?}"
     );
+}
+
+#[tokio::test]
+async fn a_health_read_that_never_answers_ends_on_ctrl_c_with_traffic_unmoved() {
+    let router = FakeRouter::new(Split::all_on(Color::Blue), None, &["10.0.0.1"], &[]);
+    router.state().members_hang = true;
+    let stop = CancellationToken::new();
+    let cancel = stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        cancel.cancel();
+    });
+    let release = release(Color::Green, Strategy::AllAtOnce, Duration::ZERO);
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(5),
+        run(&router, &health(None), &release, &stop),
+    )
+    .await
+    .expect("Ctrl-C ends the wait");
+    let Outcome::NotMoved { error, .. } = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert!(
+        error.contains("Interrupted while checking the green colour"),
+        "{error}"
+    );
+    assert_eq!(router.state().split, Split::all_on(Color::Blue));
 }
