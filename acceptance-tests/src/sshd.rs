@@ -123,6 +123,15 @@ impl Sshd {
         read(&self.dir.join("client_key"))
     }
 
+    /// A line of the private key's body: what a leak of the key would show.
+    pub fn private_key_line(&self) -> String {
+        self.private_key()
+            .lines()
+            .nth(1)
+            .expect("a key body line")
+            .to_string()
+    }
+
     /// Adds a public key line to `authorized_keys` (sshd reads it at each authentication).
     pub fn authorize(&self, public_key_line: &str) {
         let path = self.dir.join("authorized_keys");

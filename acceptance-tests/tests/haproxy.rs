@@ -615,12 +615,7 @@ async fn over_ssh_a_release_cuts_over_and_the_key_stays_secret() {
         assert!(proxy.weights_by_colour().1 > 0);
 
         // The key: only in the state's sensitive attribute, nowhere in plans, logs or errors.
-        let key_line = sshd
-            .private_key()
-            .lines()
-            .nth(1)
-            .expect("a key body line")
-            .to_string();
+        let key_line = sshd.private_key_line();
         let trace = ws
             .terraform(
                 &["plan", "-no-color", "-input=false"],

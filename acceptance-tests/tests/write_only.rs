@@ -134,12 +134,7 @@ async fn over_ssh_a_release_logs_in_with_private_key_wo_and_keeps_it_nowhere() {
             .await;
         assert_eq!(proxy.weights_by_colour().0, 0, "v2 took all the traffic");
         assert!(proxy.weights_by_colour().1 > 0, "v2 serves from green");
-        let key_line = sshd
-            .private_key()
-            .lines()
-            .nth(1)
-            .expect("a key body line")
-            .to_string();
+        let key_line = sshd.private_key_line();
         let shown = ws.terraform(&["show", "-json"], &[]).await;
         let state = std::fs::read_to_string(ws.dir().join("terraform.tfstate")).unwrap();
         for (what, text) in [

@@ -157,6 +157,16 @@ impl TrafficRouter for FakeRouter {
     }
 }
 
+/// Blue serves all the traffic, and each colour holds one target.
+fn blue_live() -> FakeRouter {
+    FakeRouter::new(
+        Split::all_on(Color::Blue),
+        None,
+        &["10.0.0.1"],
+        &["10.0.0.2"],
+    )
+}
+
 fn health(endpoint: Option<Endpoint>) -> Health {
     Health {
         endpoint,
@@ -210,12 +220,7 @@ async fn run(
 
 #[tokio::test]
 async fn a_write_that_failed_after_it_took_effect_is_read_back_as_done() {
-    let router = FakeRouter::new(
-        Split::all_on(Color::Blue),
-        None,
-        &["10.0.0.1"],
-        &["10.0.0.2"],
-    );
+    let router = blue_live();
     router.state().fault = WriteFault::AfterWrite;
     let release = release(Color::Green, Strategy::AllAtOnce, Duration::ZERO);
     let outcome = run(&router, &health(None), &release, &CancellationToken::new()).await;
@@ -227,12 +232,7 @@ async fn a_write_that_failed_after_it_took_effect_is_read_back_as_done() {
 
 #[tokio::test]
 async fn a_write_that_took_in_part_is_read_back_and_moved_back() {
-    let router = FakeRouter::new(
-        Split::all_on(Color::Blue),
-        None,
-        &["10.0.0.1"],
-        &["10.0.0.2"],
-    );
+    let router = blue_live();
     router.state().fault = WriteFault::Partial(Split::percent(Color::Green, 50));
     let canary = Strategy::Canary {
         percent: 10,
@@ -256,12 +256,7 @@ async fn a_write_that_took_in_part_is_read_back_and_moved_back() {
 
 #[tokio::test]
 async fn a_write_that_failed_and_took_nothing_says_traffic_was_not_moved() {
-    let router = FakeRouter::new(
-        Split::all_on(Color::Blue),
-        None,
-        &["10.0.0.1"],
-        &["10.0.0.2"],
-    );
+    let router = blue_live();
     router.state().fault = WriteFault::Partial(Split::all_on(Color::Blue));
     let outcome = run(
         &router,

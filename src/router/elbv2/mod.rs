@@ -260,13 +260,18 @@ impl Elbv2 {
         // Read afresh, not as at preflight: another writer's change to the rest of the
         // action (an authentication step added since) is kept, not undone.
         let current = self.default_actions(listener).await?;
-        let actions = default_actions_with(current, weights);
-        tracing::debug!(
-            operation = "ModifyListener",
-            arn = listener,
-            weights = ?weights.0,
-            "ELBv2 call"
-        );
+        tracing::debug!(weights = ?weights.0, "new weights");
+        self.modify_listener(listener, default_actions_with(current, weights))
+            .await
+    }
+
+    /// ModifyListener with these default actions, remembered once written.
+    async fn modify_listener(
+        &self,
+        listener: &str,
+        actions: Vec<Action>,
+    ) -> Result<(), RouterError> {
+        tracing::debug!(operation = "ModifyListener", arn = listener, "ELBv2 call");
         pace::elbv2().ready("ModifyListener").await;
         self.client
             .modify_listener()
@@ -293,22 +298,9 @@ impl Elbv2 {
         listener: &str,
         actions: &[Action],
     ) -> Result<(), RouterError> {
-        let actions: Vec<Action> = actions.iter().cloned().map(resendable).collect();
-        tracing::debug!(
-            operation = "ModifyListener",
-            arn = listener,
-            "ELBv2 call (restoring the default actions)"
-        );
-        pace::elbv2().ready("ModifyListener").await;
-        self.client
-            .modify_listener()
-            .listener_arn(listener)
-            .set_default_actions(Some(actions.clone()))
-            .send()
+        tracing::debug!("restoring the default actions as they were");
+        self.modify_listener(listener, actions.iter().cloned().map(resendable).collect())
             .await
-            .map_err(|e| self.error("ModifyListener", "listener", listener, e))?;
-        self.remember(listener, &actions);
-        Ok(())
     }
 
     pub async fn target_health(
