@@ -686,6 +686,13 @@ mod tests {
     /// A resource whose apply echoes the plan, for exercising the server alone.
     struct Echo;
 
+    /// The slow echoes that saw their apply stopped, by name.
+    static STOPPED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+    fn stopped(name: &str) -> bool {
+        STOPPED.lock().unwrap().iter().any(|n| n == name)
+    }
+
     #[tonic::async_trait]
     impl Resource for Echo {
         fn type_name(&self) -> &'static str {
@@ -698,7 +705,16 @@ mod tests {
                     .attribute(Attribute::string("id").computed()),
             )
         }
-        async fn create(&self, _: &Ctx, planned: &Value, _: &mut Diagnostics) -> Value {
+        /// A name starting with "slow" waits until the apply is stopped, as a rollout does.
+        async fn create(&self, ctx: &Ctx, planned: &Value, _: &mut Diagnostics) -> Value {
+            if let Some(name) = planned
+                .get("name")
+                .and_then(Value::as_str)
+                .filter(|n| n.starts_with("slow"))
+            {
+                ctx.stop.cancelled().await;
+                STOPPED.lock().unwrap().push(name.to_string());
+            }
             let mut state = planned.clone();
             *state.get_mut("id").unwrap() = "x".into();
             state
@@ -940,6 +956,53 @@ mod tests {
             .await;
         assert!(diags.0.is_empty());
         assert_eq!(state, dv(&object("a", "x".into())));
+    }
+
+    /// Terraform gone: the RPC's future is dropped, and the apply, in a task of its own,
+    /// is stopped as on Ctrl-C and runs to its end.
+    #[tokio::test]
+    async fn an_apply_whose_rpc_is_dropped_is_stopped_and_finishes() {
+        let s = server();
+        let planned = object("slow-dropped", Value::Null);
+        let rpc = s.apply_resource_change(
+            "test_echo",
+            dv(&Value::Null),
+            dv(&planned),
+            None,
+            Vec::new(),
+        );
+        assert!(tokio::time::timeout(Duration::from_millis(50), rpc)
+            .await
+            .is_err());
+        assert!(s.drain(Duration::from_secs(2)).await, "the apply finished");
+        assert!(stopped("slow-dropped"));
+    }
+
+    /// SIGTERM, SIGHUP, Shutdown, or the parent gone: what is in flight is stopped and
+    /// waited for, and its result still reaches the caller.
+    #[tokio::test]
+    async fn drain_stops_what_is_in_flight_and_waits_for_it() {
+        let s = server();
+        let planned = object("slow-drained", Value::Null);
+        let rpc = {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move {
+                s.apply_resource_change(
+                    "test_echo",
+                    dv(&Value::Null),
+                    dv(&planned),
+                    None,
+                    Vec::new(),
+                )
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!stopped("slow-drained"));
+        assert!(s.drain(Duration::from_secs(2)).await);
+        assert!(stopped("slow-drained"));
+        let (state, _, diags) = rpc.await.unwrap();
+        assert!(state.is_some() && !diags.has_errors());
     }
 
     #[tokio::test]
