@@ -119,6 +119,9 @@ pub struct Release {
     /// A rollback to the colour that served within `rollback_window`: when the colour
     /// still holds the release and its fleet, one HTTP check and no steps.
     pub quick_rollback: bool,
+    /// Both colours' records (blue first) as the apply just read them, when it did: read
+    /// once, not again to prepare.
+    pub records: Option<[Record; 2]>,
 }
 
 /// How a cut-over ended.

@@ -39,7 +39,10 @@ impl Rollout<'_> {
         let color = release.color;
         let router = self.router;
         if let Some(wanted) = &release.targets {
-            let [blue, green] = router.records().await.map_err(|e| e.to_string())?;
+            let [blue, green] = match &release.records {
+                Some(records) => records.clone(),
+                None => router.records().await.map_err(|e| e.to_string())?,
+            };
             prepared.record_before = Some(match color {
                 Color::Blue => blue,
                 Color::Green => green,

@@ -195,6 +195,7 @@ fn release(color: Color, strategy: Strategy, bake_time: Duration) -> Release {
         retain_previous: true,
         generation: 2,
         quick_rollback: false,
+        records: None,
     }
 }
 

@@ -282,7 +282,7 @@ pub async fn apply(
         return converge(site, &rollout, &args, prior, planned, diags).await;
     }
     let before_status = before.clone().unwrap_or_default();
-    let release = Release {
+    let mut release = Release {
         color: to,
         release: args.release.clone(),
         targets: args.targets.clone(),
@@ -293,11 +293,14 @@ pub async fn apply(
         retain_previous: args.retain_previous,
         generation: next.generation.max(1),
         quick_rollback: before_status.within_rollback_window(&args),
+        records: None,
     };
-    if !preflight(site, diags).await
-        || !still_as_planned(site, before.as_ref(), to, next.generation, diags).await
-    {
+    if !preflight(site, diags).await {
         return prior.clone();
+    }
+    match still_as_planned(site, before.as_ref(), to, next.generation, diags).await {
+        Some(records) => release.records = Some(records),
+        None => return prior.clone(),
     }
     let summary = format!("Release {:?} was not deployed to {to}", args.release);
     // What the state says after a failure: nothing that serves traffic changed, but the
@@ -370,18 +373,24 @@ pub async fn apply(
 /// plan saw it (another apply, the rollback action or a hand edit moved traffic or cut
 /// over since), the apply stops with an error on the router's attribute and writes nothing.
 /// `before` is the refreshed prior state (none on create); `generation` the planned one.
+/// The routing is the preflight's fresh read (ELBv2) and the records are read here: the
+/// records are returned for the release, which then need not read them again.
 async fn still_as_planned(
     site: &Site<'_>,
     before: Option<&Status>,
     to: Color,
     generation: i64,
     diags: &mut Diagnostics,
-) -> bool {
-    let now = match observe(site.router).await {
+) -> Option<[Record; 2]> {
+    let read = async {
+        let split = site.router.routing().await?.split;
+        Ok(Observed::new(split, site.router.records().await?))
+    };
+    let now = match read.await {
         Ok(now) => now,
         Err(e) => {
             site.cannot_read(diags, &e);
-            return false;
+            return None;
         }
     };
     let moved = match before {
@@ -391,7 +400,7 @@ async fn still_as_planned(
     // Generations only grow: a newer one is another cut-over since the plan (an older one
     // is a record lost, e.g. to an HAProxy reload, which the release writes again).
     if !moved && now.generation < generation {
-        return true;
+        return Some(now.records);
     }
     let colour = |c: Color| {
         format!(
@@ -427,7 +436,7 @@ async fn still_as_planned(
             site.noun
         ),
     );
-    false
+    None
 }
 
 /// Whether the plan left the cut-over to apply (the release or the fleet was unknown).
