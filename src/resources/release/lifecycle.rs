@@ -92,23 +92,14 @@ fn unknown_release(planned: &mut Value, to: Color) {
 pub async fn plan_create(site: &Site<'_>, planned: &mut Value, diags: &mut Diagnostics) {
     match observe(site.router).await {
         Ok(observed) => {
-            let from = observed.live.unwrap_or(Color::Green);
-            let now = Status {
-                generation: observed.generation,
-                ..Status::default()
-            };
             let release = planned
                 .get("release")
                 .and_then(Value::as_str)
                 .map(str::to_string);
-            let next = now.flipped(
-                from,
-                observed.release(from).map(str::to_string),
-                release.as_deref().unwrap_or_default(),
-            );
+            let next = first_cut_over(&observed, release.as_deref().unwrap_or_default());
             site.write(planned, &next, true);
-            if release.is_none() {
-                unknown_release(planned, from.other());
+            if let (None, Some(to)) = (release, next.active) {
+                unknown_release(planned, to);
             }
         }
         Err(e) => diags.attribute_error(
@@ -117,6 +108,17 @@ pub async fn plan_create(site: &Site<'_>, planned: &mut Value, diags: &mut Diagn
             format!("Planning needs to know which colour is live: {e}."),
         ),
     }
+}
+
+/// The status a create leads to: the release goes to the colour not serving traffic now
+/// (blue when neither is), as the router reports it.
+fn first_cut_over(observed: &Observed, release: &str) -> Status {
+    let from = observed.live.unwrap_or(Color::Green);
+    let now = Status {
+        generation: observed.generation,
+        ..Status::default()
+    };
+    now.flipped(from, observed.release(from).map(str::to_string), release)
 }
 
 /// Plans an update from the prior state alone: a new release (or a new fleet) flips the
@@ -227,16 +229,28 @@ pub async fn apply(
     };
     let before = (!prior.is_null()).then(|| Status::decode(prior));
     let mut next = Status::decode(planned);
-    if let Some(b) = before.as_ref().filter(|_| planned_at_apply(planned)) {
-        // The plan could not tell whether a release lands: it does when the release or the
-        // fleet changed, onto the colour that is standby now.
-        let changed = b.active_release.as_deref() != Some(args.release.as_str())
-            || model::sorted_targets(planned) != model::sorted_targets(prior);
-        next = if changed {
-            let from = b.weights.alone().or(b.active).unwrap_or(Color::Blue);
-            b.flipped(from, b.release(from).map(str::to_string), &args.release)
-        } else {
-            b.clone()
+    if planned_at_apply(planned) {
+        // The plan could not tell whether or where a release lands: on a create, as
+        // planning would have; on an update, when the release or the fleet changed, onto
+        // the colour that is standby now.
+        next = match &before {
+            None => match observe(site.router).await {
+                Ok(observed) => first_cut_over(&observed, &args.release),
+                Err(e) => {
+                    site.cannot_read(diags, &e);
+                    return prior.clone();
+                }
+            },
+            Some(b) => {
+                let changed = b.active_release.as_deref() != Some(args.release.as_str())
+                    || model::sorted_targets(planned) != model::sorted_targets(prior);
+                if changed {
+                    let from = b.weights.alone().or(b.active).unwrap_or(Color::Blue);
+                    b.flipped(from, b.release(from).map(str::to_string), &args.release)
+                } else {
+                    b.clone()
+                }
+            }
         };
     }
     let to = next.active.unwrap_or(Color::Blue);
@@ -428,8 +442,11 @@ async fn still_as_planned(
         AttributePath::attr(site.router_attr),
         format!("The {} changed since this plan was made", site.noun),
         format!(
-            "It routes {} / {} now (live generation {}); the plan was made from {planned_from}.              Another apply, the immutable_rollback action or a change by hand wrote it since.
-             Nothing was changed; traffic was not moved. Run terraform apply again: its plan              starts from what serves now. If another pipeline is releasing to this {}, let it              finish first.",
+            "It routes {} / {} now (live generation {}); the plan was made from {planned_from}. \
+             Another apply, the immutable_rollback action or a change by hand wrote it since.\n\
+             Nothing was changed; traffic was not moved. Run terraform apply again: its plan \
+             starts from what serves now. If another pipeline is releasing to this {}, let it \
+             finish first.",
             colour(Color::Blue),
             colour(Color::Green),
             now.generation,
@@ -604,13 +621,16 @@ pub async fn read(site: &Site<'_>, state: &Value, diags: &mut Diagnostics) -> Va
                     Ok(records) => match status.after_rollback(&records, split) {
                         Some(rolled_back) => status = rolled_back,
                         // Drift: the colours' releases as their records say.
-                        // Drift: the colours' releases, and the live generation, as
-                        // their records say.
+                        // Drift: the colours' releases as their records say, and the
+                        // live generation when newer (generations only grow; a colour
+                        // flipped to by hand may record none).
                         None => {
                             for color in Color::BOTH {
                                 status.set_release(color, records[color.index()].release.clone());
                             }
-                            status.generation = Observed::new(split, records).generation;
+                            status.generation = status
+                                .generation
+                                .max(Observed::new(split, records).generation);
                         }
                     },
                     // Failing the refresh beats taking a rollback for drift, which the
