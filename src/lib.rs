@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod aws;
 pub mod duration;
 pub mod error_chain;
+pub mod lease;
 pub mod logging;
 pub mod plugin;
 pub mod probe;

@@ -2,9 +2,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use terraform_provider_immutable::plugin::{self, handshake};
-use terraform_provider_immutable::{logging, provider, tfplugin};
+use terraform_provider_immutable::{lease, logging, provider, tfplugin};
 
 fn main() -> ExitCode {
+    lease::note_start();
     let debug = std::env::args()
         .skip(1)
         .any(|a| a == "-debug" || a == "--debug");

@@ -79,3 +79,109 @@ async fn a_plan_made_before_another_pipeline_cut_over_is_refused_before_any_writ
         drop((v1, v2, v3));
     }
 }
+
+/// How many pairs of applies race: a few in CI, 20 for the figure in docs/reliability.md
+/// (`IMMUTABLE_LEASE_PAIRS=20`).
+fn pairs() -> usize {
+    std::env::var("IMMUTABLE_LEASE_PAIRS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3)
+}
+
+/// What one pair of racing applies did.
+#[derive(Default)]
+struct Race {
+    both_moved: usize,
+    refused_by_lease: usize,
+    refused_by_plan_check: usize,
+}
+
+impl Race {
+    /// Applies `a` and `b` together; returns the text of the one that succeeded, and
+    /// which did. Both workspaces then get the winner's state.
+    async fn run(&mut self, a: (&Workspace, String), b: (&Workspace, String)) -> (bool, bool) {
+        a.0.write_config(&a.1);
+        b.0.write_config(&b.1);
+        let args = ["apply", "-auto-approve", "-no-color", "-input=false"];
+        let (ra, rb) = tokio::join!(a.0.terraform(&args, &[]), b.0.terraform(&args, &[]));
+        if ra.success && rb.success {
+            self.both_moved += 1;
+        }
+        for loser in [&ra, &rb].into_iter().filter(|r| !r.success) {
+            let text = flat(&loser.text());
+            assert!(
+                text.contains("Nothing was changed; traffic was not moved"),
+                "{text}"
+            );
+            if text.contains("Another writer is releasing to this") {
+                assert!(text.contains("holds its lease until"), "{text}");
+                self.refused_by_lease += 1;
+            } else {
+                assert!(text.contains("changed since this plan was made"), "{text}");
+                self.refused_by_plan_check += 1;
+            }
+        }
+        let (winner, loser) = if ra.success { (a.0, b.0) } else { (b.0, a.0) };
+        std::fs::copy(
+            winner.dir().join("terraform.tfstate"),
+            loser.dir().join("terraform.tfstate"),
+        )
+        .unwrap();
+        (ra.success, rb.success)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_pipelines_started_together_on_one_listener_move_traffic_once() {
+    for tf in clis("writers_lease_pairs", Needs::Any, On::Newest) {
+        let (fx, ws, v1) = v1_live(&tf, "lease-pairs").await;
+        let other = Workspace::new(&tf, "lease-pairs-b");
+        std::fs::copy(
+            ws.dir().join("terraform.tfstate"),
+            other.dir().join("terraform.tfstate"),
+        )
+        .unwrap();
+        let (a, b) = (TestApp::start("a").await, TestApp::start("b").await);
+        let pairs = pairs();
+        let load = Traffic::start(&fx, Duration::from_secs(30 * pairs as u64), None).await;
+        let mut race = Race::default();
+        for i in 0..pairs {
+            let (a_won, _) = race
+                .run(
+                    (&ws, fleet_config(&fx, &format!("a{i}"), &a, "")),
+                    (&other, fleet_config(&fx, &format!("b{i}"), &b, "")),
+                )
+                .await;
+            let live = fx.weights(&fx.listener_arn).await;
+            assert!(
+                live == traffic::weights(100, 0) || live == traffic::weights(0, 100),
+                "all traffic on one colour after pair {i}: {live:?}"
+            );
+            let winner = if a_won { &ws } else { &other };
+            let state = winner.state().await;
+            let release = format!("{}{i}", if a_won { "a" } else { "b" });
+            assert!(
+                state
+                    .to_string()
+                    .contains(&format!("\"active_release\":\"{release}\"")),
+                "the winner's state names its release {release}"
+            );
+        }
+        let seen = load.finish(TAIL).await;
+        println!(
+            "lease-pairs: listener pairs={pairs} both_moved={} refused_by_lease={} refused_by_plan_check={} requests={} failed={}",
+            race.both_moved,
+            race.refused_by_lease,
+            race.refused_by_plan_check,
+            seen.report.total(),
+            seen.report.failed()
+        );
+        assert_eq!(
+            race.both_moved, 0,
+            "pairs in which both applies moved traffic"
+        );
+        seen.assert_none_failed();
+        drop((v1, a, b));
+    }
+}

@@ -5,12 +5,15 @@
 //! ([`crate::rollout`]) is written once against it.
 
 pub mod elbv2;
+#[cfg(test)]
+pub mod fake;
 pub mod haproxy;
 pub mod pace;
 
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// One of the two slots a release can land in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -330,6 +333,26 @@ pub trait TrafficRouter: Send + Sync {
 
     /// Replaces the colour's record: a field that is `None` is removed.
     async fn set_record(&self, color: Color, record: &Record) -> Result<(), RouterError>;
+
+    /// The lease on what the router routes, as [`crate::lease`] wrote it; `None` when none.
+    async fn lease(&self) -> Result<Option<String>, RouterError>;
+
+    /// Writes the lease, or removes it (`None`). The last write wins.
+    async fn set_lease(&self, lease: Option<&str>) -> Result<(), RouterError>;
+
+    /// The lease and both records, read together where the router can (one call), for the
+    /// fence before each write.
+    async fn lease_and_records(&self) -> Result<(Option<String>, [Record; 2]), RouterError> {
+        Ok((self.lease().await?, self.records().await?))
+    }
+
+    /// How long a lease taker waits between writing its lease and reading it back: longer
+    /// than a rival takes from reading the lease free to writing its own (each call is
+    /// bounded), plus however long the router takes to show every reader a write.
+    fn lease_settle(&self) -> Duration;
+
+    /// The command, in the router's own tools, that breaks a lease by hand.
+    fn break_lease_command(&self) -> String;
 
     /// Makes the router health-check `color` while it still takes no request, when it
     /// would not otherwise (ELBv2 checks only target groups that a listener action uses).

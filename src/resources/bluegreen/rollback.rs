@@ -7,9 +7,11 @@
 use std::sync::Arc;
 
 use crate::duration;
+use crate::lease::{self, fenced::Fenced};
 use crate::provider::Shared;
 use crate::resources::release::blocks;
 use crate::rollout::Rollout;
+use crate::router::TrafficRouter;
 use crate::tfplugin::diagnostics::{AttributePath, Diagnostics};
 use crate::tfplugin::resource::{Action, Ctx, Progress};
 use crate::tfplugin::schema::{Attribute, Block, Schema};
@@ -90,19 +92,30 @@ impl Action for Rollback {
             Ok(health) => health,
             Err(e) => return diags.error("Provider bug", e),
         };
-        let rollout = Rollout {
-            router: &listener,
-            test_route: None,
-            http: &self.shared.http,
-            stop: &ctx.stop,
-            health: &health,
-            deadline: duration::later(tokio::time::Instant::now(), timeout),
-            analysis: None,
+        let held = match lease::acquire(&listener).await {
+            Ok(held) => held,
+            Err(refused) => return diags.error("Rollback failed", format!("{refused}")),
         };
-        if let Err(e) = rollout
+        let rolled_back = lease::while_held(&listener, &held, async {
+            let records = listener
+                .records()
+                .await
+                .map_err(|e| format!("{e}. Traffic was not moved."))?;
+            let fenced = Fenced::new(&listener, &held, records);
+            Rollout {
+                router: &fenced,
+                test_route: None,
+                http: &self.shared.http,
+                stop: &ctx.stop,
+                health: &health,
+                deadline: duration::later(tokio::time::Instant::now(), timeout),
+                analysis: None,
+            }
             .roll_back_now(&|message| progress.say(message))
             .await
-        {
+        })
+        .await;
+        if let Err(e) = rolled_back {
             diags.error("Rollback failed", e);
         }
     }

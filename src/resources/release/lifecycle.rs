@@ -5,6 +5,7 @@
 use super::model::{self, set, Args, Status, COMPUTED};
 use crate::analysis::alarms::AlarmSource;
 use crate::analysis::Analysis;
+use crate::lease::{self, fenced::Fenced, Refused};
 use crate::probe::HttpClients;
 use crate::rollout::{observe, Observed, Outcome, Release, Rollout};
 use crate::router::{shift, Color, Record, RouterError, Split, TrafficRouter};
@@ -62,6 +63,19 @@ impl Site<'_> {
                 self.router_attr
             ),
         );
+    }
+
+    /// The lease could not be taken: another writer holds it, or it could not be read or
+    /// written.
+    fn refused(&self, diags: &mut Diagnostics, refused: &Refused) {
+        match refused {
+            Refused::Held(why) => diags.attribute_error(
+                AttributePath::attr(self.router_attr),
+                format!("Another writer is releasing to this {}", self.noun),
+                why.clone(),
+            ),
+            Refused::Failed(e) => self.cannot_read(diags, e),
+        }
     }
 
     fn cannot_read(&self, diags: &mut Diagnostics, e: &RouterError) {
@@ -312,10 +326,29 @@ pub async fn apply(
     if !preflight(site, diags).await {
         return prior.clone();
     }
-    match still_as_planned(site, before.as_ref(), to, next.generation, diags).await {
-        Some(records) => release.records = Some(records),
-        None => return prior.clone(),
-    }
+    let held = match lease::acquire(site.router).await {
+        Ok(held) => held,
+        Err(refused) => {
+            site.refused(diags, &refused);
+            return prior.clone();
+        }
+    };
+    let released = async {
+        let records = still_as_planned(site, before.as_ref(), to, next.generation, diags).await?;
+        release.records = Some(records.clone());
+        let fenced = Fenced::new(site.router, &held, records);
+        Some(
+            Rollout {
+                router: &fenced,
+                ..rollout
+            }
+            .run(&release)
+            .await,
+        )
+    };
+    let Some(outcome) = lease::while_held(site.router, &held, released).await else {
+        return prior.clone();
+    };
     let summary = format!("Release {:?} was not deployed to {to}", args.release);
     // What the state says after a failure: nothing that serves traffic changed, but the
     // standby colour may now hold the failed release.
@@ -332,7 +365,7 @@ pub async fn apply(
         state
     };
     let mut state = planned.clone();
-    match rollout.run(&release).await {
+    match outcome {
         Outcome::Done(split) => {
             next.weights = split;
             next.deployed_now();

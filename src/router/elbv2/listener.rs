@@ -3,6 +3,7 @@
 //! record is kept in tags on its target group.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use aws_sdk_elasticloadbalancingv2::types::Action;
 
@@ -17,6 +18,8 @@ pub const RELEASE_TAG: &str = "immutable:release";
 pub const GENERATION_TAG: &str = "immutable:generation";
 /// Tag on a colour's target group: when the rollback action moved traffic away from it.
 pub const ROLLED_BACK_TAG: &str = "immutable:rolled-back-at";
+/// Tag on the listener: the lease of the apply releasing to it (see [`crate::lease`]).
+pub const LEASE_TAG: &str = "immutable:lease";
 
 #[derive(Clone, Debug)]
 pub struct Listener {
@@ -147,6 +150,49 @@ impl TrafficRouter for Listener {
             .collect();
         self.api.add_tags(tg, &set).await?;
         self.api.remove_tags(tg, &gone).await
+    }
+
+    async fn lease(&self) -> Result<Option<String>, RouterError> {
+        let tags = self.api.tags(&[&self.listener]).await?;
+        Ok(tags.first().and_then(|t| t.get(LEASE_TAG).cloned()))
+    }
+
+    async fn set_lease(&self, lease: Option<&str>) -> Result<(), RouterError> {
+        match lease {
+            Some(lease) => {
+                let tags = BTreeMap::from([(LEASE_TAG.to_string(), lease.to_string())]);
+                self.api.add_tags(&self.listener, &tags).await
+            }
+            None => {
+                self.api
+                    .remove_tags(&self.listener, &[LEASE_TAG.to_string()])
+                    .await
+            }
+        }
+    }
+
+    /// One DescribeTags for the listener and both groups.
+    async fn lease_and_records(&self) -> Result<(Option<String>, [Record; 2]), RouterError> {
+        let tags = self
+            .api
+            .tags(&[&self.listener, &self.blue, &self.green])
+            .await?;
+        let record = |i: usize| tags.get(i).map(record_of).unwrap_or_default();
+        let lease = tags.first().and_then(|t| t.get(LEASE_TAG).cloned());
+        Ok((lease, [record(1), record(2)]))
+    }
+
+    /// ELBv2 reads are eventually consistent: a tag written is not seen by every reader at
+    /// once, so the wait is a few seconds rather than the calls' own time.
+    fn lease_settle(&self) -> Duration {
+        Duration::from_secs(3)
+    }
+
+    fn break_lease_command(&self) -> String {
+        format!(
+            "aws elbv2 remove-tags --resource-arns {} --tag-keys {LEASE_TAG}",
+            self.listener
+        )
     }
 
     async fn warm_up(&self, color: Color) -> Result<Option<String>, RouterError> {

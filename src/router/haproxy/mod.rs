@@ -107,9 +107,14 @@ impl HaproxyRouter {
         format!("{}/{name}", self.backend)
     }
 
-    /// A process variable's name for a colour's field: only `[A-Za-z0-9._]` is allowed,
-    /// so every other byte of the backend's name is written as `_xx`.
+    /// A process variable's name for a colour's field.
     fn variable(&self, color: Color, field: &str) -> String {
+        self.process_variable(&format!("{color}_{field}"))
+    }
+
+    /// `proc.immutable_<backend>_<suffix>`: only `[A-Za-z0-9._]` is allowed, so every other
+    /// byte of the backend's name is written as `_xx`.
+    fn process_variable(&self, suffix: &str) -> String {
         let backend: String = self
             .backend
             .bytes()
@@ -121,8 +126,59 @@ impl HaproxyRouter {
                 }
             })
             .collect();
-        format!("proc.immutable_{backend}_{color}_{field}")
+        format!("proc.immutable_{backend}_{suffix}")
     }
+
+    /// The values of process variables, in one exchange: `None` for a variable not set.
+    async fn variables(&self, names: &[String]) -> Result<Vec<Option<String>>, RouterError> {
+        let mut commands = vec!["experimental-mode on".to_string()];
+        commands.extend(names.iter().map(|n| format!("get var {n}")));
+        let line = commands.join("; ");
+        let reply = self.api.read(&line).await?;
+        // Each line is a variable or "Variable not found." (a variable never set);
+        // anything else is an error, not a variable without a value.
+        if let Some(other) = reply.lines().find(|l| {
+            !l.is_empty()
+                && *l != "Variable not found."
+                && !names.iter().any(|n| variable_value(l, n).is_some())
+        }) {
+            return Err(RouterError::Failed(runtime::refusal(&line, other)));
+        }
+        Ok(names
+            .iter()
+            .map(|n| variable_value(&reply, n).map(str::to_string))
+            .collect())
+    }
+
+    /// The names of the records' variables, blue first, release before generation.
+    fn record_variables(&self) -> Vec<String> {
+        Color::BOTH
+            .into_iter()
+            .flat_map(|c| ["release", "generation"].map(|f| self.variable(c, f)))
+            .collect()
+    }
+}
+
+/// The records from their variables' values, in [`HaproxyRouter::record_variables`]' order.
+fn records_of(values: &[Option<String>]) -> [Record; 2] {
+    let record = |i: usize| Record {
+        release: values[2 * i].as_deref().and_then(unhexed),
+        generation: values[2 * i + 1]
+            .as_deref()
+            .and_then(|v| v.parse().ok())
+            .filter(|g: &i64| *g >= 0),
+        rolled_back_at: None,
+    };
+    [record(0), record(1)]
+}
+
+/// Text kept in a variable as `h` + hex (`-` for none).
+fn unhexed(value: &str) -> Option<String> {
+    value.strip_prefix('h').and_then(unhex)
+}
+
+fn hexed(text: Option<&str>) -> String {
+    text.map_or("-".to_string(), |t| format!("h{}", hex(t)))
 }
 
 /// A server's health from HAProxy's status and last check.
@@ -199,11 +255,10 @@ fn address(target: &Target) -> String {
 /// none), so that any text is safe inside `str(...)`; the generation as an integer (-1 for
 /// none).
 fn record_values(record: &Record) -> (String, i64) {
-    let release = record
-        .release
-        .as_deref()
-        .map_or("-".to_string(), |r| format!("h{}", hex(r)));
-    (release, record.generation.unwrap_or(-1))
+    (
+        hexed(record.release.as_deref()),
+        record.generation.unwrap_or(-1),
+    )
 }
 
 fn hex(text: &str) -> String {
@@ -385,43 +440,12 @@ impl TrafficRouter for HaproxyRouter {
     }
 
     async fn records(&self) -> Result<[Record; 2], RouterError> {
-        let mut commands = vec!["experimental-mode on".to_string()];
-        for color in Color::BOTH {
-            for field in ["release", "generation"] {
-                commands.push(format!("get var {}", self.variable(color, field)));
-            }
-        }
-        let line = commands.join("; ");
-        let reply = self.api.read(&line).await?;
-        // Each line is a variable or "Variable not found." (a colour never recorded);
-        // anything else is an error, not a colour without a record.
-        let names: Vec<String> = Color::BOTH
-            .into_iter()
-            .flat_map(|c| ["release", "generation"].map(|f| self.variable(c, f)))
-            .collect();
-        if let Some(other) = reply.lines().find(|l| {
-            !l.is_empty()
-                && *l != "Variable not found."
-                && !names.iter().any(|n| variable_value(l, n).is_some())
-        }) {
-            return Err(RouterError::Failed(runtime::refusal(&line, other)));
-        }
-        let record = |color| Record {
-            release: variable_value(&reply, &self.variable(color, "release"))
-                .and_then(|v| v.strip_prefix('h'))
-                .and_then(unhex),
-            generation: variable_value(&reply, &self.variable(color, "generation"))
-                .and_then(|v| v.parse().ok())
-                .filter(|g: &i64| *g >= 0),
-            rolled_back_at: None,
-        };
-        Ok([record(Color::Blue), record(Color::Green)])
+        Ok(records_of(&self.variables(&self.record_variables()).await?))
     }
 
     async fn set_record(&self, color: Color, record: &Record) -> Result<(), RouterError> {
         let (release, generation) = record_values(record);
         let commands = vec![
-            "experimental-mode on".to_string(),
             format!("set var {} str({release})", self.variable(color, "release")),
             format!(
                 "set var {} int({generation})",
@@ -429,6 +453,45 @@ impl TrafficRouter for HaproxyRouter {
             ),
         ];
         self.change(&commands).await
+    }
+
+    async fn lease(&self) -> Result<Option<String>, RouterError> {
+        let name = self.process_variable("lease");
+        let values = self.variables(&[name]).await?;
+        Ok(values[0].as_deref().and_then(unhexed))
+    }
+
+    /// Not kept in the fragment: a reload ends every lease, as it ends the servers.
+    async fn set_lease(&self, lease: Option<&str>) -> Result<(), RouterError> {
+        self.api
+            .run(&[format!(
+                "set var {} str({})",
+                self.process_variable("lease"),
+                hexed(lease)
+            )])
+            .await
+    }
+
+    /// One exchange for the lease and both records.
+    async fn lease_and_records(&self) -> Result<(Option<String>, [Record; 2]), RouterError> {
+        let mut names = vec![self.process_variable("lease")];
+        names.extend(self.record_variables());
+        let values = self.variables(&names).await?;
+        let lease = values[0].as_deref().and_then(unhexed);
+        Ok((lease, records_of(&values[1..])))
+    }
+
+    /// Every Runtime API exchange is over before the next begins, and bounded: one second
+    /// is well beyond a rival's read and write on a socket.
+    fn lease_settle(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn break_lease_command(&self) -> String {
+        format!(
+            "echo 'experimental-mode on; set var {} str(-)' | socat stdio <the stats socket>",
+            self.process_variable("lease")
+        )
     }
 
     /// HAProxy checks servers at weight 0: nothing to do.

@@ -1,0 +1,298 @@
+//! One writer at a time per listener or backend: a lease kept beside the colours' records
+//! (a tag on the listener, a variable in HAProxy), taken before an apply's first write,
+//! renewed while it runs, given back when it ends, and left to expire when its holder dies.
+//!
+//! Neither ELBv2 tags nor HAProxy variables can compare-and-swap: the last write wins. So
+//! taking a lease is Fischer's protocol: read it free, write it, wait longer than any other
+//! taker can take between its read and its write ([`TrafficRouter::lease_settle`]), and
+//! read it back: of writers who raced, only the last one finds its own lease there. Each
+//! write of the release is then fenced ([`fenced::Fenced`]): it reads the lease and the
+//! records again and goes ahead only when both are still this apply's. What it does not
+//! guarantee: a holder whose clock is minutes off, or a writer that ignores leases, can
+//! still slip one write in between a fence and the write it guards.
+
+pub mod fenced;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::router::{RouterError, TrafficRouter};
+
+/// How long a lease lasts unless renewed: how long a dead holder blocks others.
+pub const TTL: Duration = Duration::from_secs(120);
+/// How often a held lease is renewed: several renewals fit into a [`TTL`].
+pub const RENEW: Duration = Duration::from_secs(30);
+
+/// When this process started, to tell one run of a pipeline from the next.
+static STARTED: LazyLock<SystemTime> = LazyLock::new(SystemTime::now);
+
+/// Notes when the process started; called once at start-up.
+pub fn note_start() {
+    LazyLock::force(&STARTED);
+}
+
+/// Who holds a lease and until when, as written beside the records:
+/// `id;expires;pid;started;host;owner` (times in Unix seconds; the owner, last, may hold
+/// anything).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// Unique to one hold: two holds by one process differ.
+    pub id: String,
+    pub expires: u64,
+    pub pid: u32,
+    pub started: u64,
+    pub host: String,
+    /// `IMMUTABLE_LEASE_OWNER`, when set: a CI job's URL, say.
+    pub owner: Option<String>,
+}
+
+/// The longest a lease is written: an ELBv2 tag value holds 256 characters.
+const MAX_LEN: usize = 256;
+
+fn unix(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+fn rfc3339(unix: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix)).to_string()
+}
+
+impl Lease {
+    /// A new lease for this process, expiring a [`TTL`] from now.
+    pub fn new() -> Lease {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().replace(';', "_"))
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unknown-host".into());
+        Lease {
+            id: format!("{:016x}", fastrand::u64(..)),
+            expires: unix(SystemTime::now() + TTL),
+            pid: std::process::id(),
+            started: unix(*STARTED),
+            host,
+            owner: std::env::var("IMMUTABLE_LEASE_OWNER")
+                .ok()
+                .filter(|o| !o.trim().is_empty()),
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut text = format!(
+            "{};{};{};{};{};{}",
+            self.id,
+            self.expires,
+            self.pid,
+            self.started,
+            self.host,
+            self.owner.as_deref().unwrap_or("")
+        );
+        if text.len() > MAX_LEN {
+            let mut end = MAX_LEN;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+        }
+        text
+    }
+
+    pub fn decode(text: &str) -> Option<Lease> {
+        let mut parts = text.splitn(6, ';');
+        let mut next = || parts.next();
+        Some(Lease {
+            id: next()?.to_string(),
+            expires: next()?.parse().ok()?,
+            pid: next()?.parse().ok()?,
+            started: next()?.parse().ok()?,
+            host: next()?.to_string(),
+            owner: next().filter(|o| !o.is_empty()).map(str::to_string),
+        })
+    }
+
+    pub fn expired(&self, now: SystemTime) -> bool {
+        unix(now) >= self.expires
+    }
+
+    fn renewed(&self) -> Lease {
+        Lease {
+            expires: unix(SystemTime::now() + TTL),
+            ..self.clone()
+        }
+    }
+}
+
+impl Default for Lease {
+    fn default() -> Self {
+        Lease::new()
+    }
+}
+
+impl fmt::Display for Lease {
+    /// "process 4242 on ci-runner-7 (started 2026-12-08T01:00:00Z, owner https://ci/job/5)"
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "process {} on {} (started {}",
+            self.pid,
+            self.host,
+            rfc3339(self.started)
+        )?;
+        if let Some(owner) = &self.owner {
+            write!(f, ", owner {owner}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// Why a lease was not taken.
+#[derive(Debug)]
+pub enum Refused {
+    /// Someone else holds it.
+    Held(String),
+    /// It could not be read or written.
+    Failed(RouterError),
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refused::Held(why) => f.write_str(why),
+            Refused::Failed(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// What a reader finds where the lease is kept.
+fn found(text: Option<String>) -> Option<Lease> {
+    text.as_deref().and_then(Lease::decode)
+}
+
+/// The refusal when `other` holds the lease on `router`.
+pub fn held_by(router: &dyn TrafficRouter, other: &Lease) -> String {
+    let left = other.expires.saturating_sub(unix(SystemTime::now()));
+    format!(
+        "{} is being released by another writer: {other} holds its lease until {} (in {}s). \
+         Nothing was changed; traffic was not moved. Run terraform apply again once it is \
+         done. If that writer is gone and cannot give the lease back, its lease ends by \
+         itself at that time, or break it now: {}",
+        capital(&router.name()),
+        rfc3339(other.expires),
+        left,
+        router.break_lease_command()
+    )
+}
+
+fn capital(text: &str) -> String {
+    crate::text::capitalised(text)
+}
+
+/// A lease this process holds: what it wrote last, and whether it was lost since.
+#[derive(Debug)]
+pub struct Held {
+    lease: Mutex<Lease>,
+}
+
+impl Held {
+    pub fn id(&self) -> String {
+        self.lease.lock().expect("lease").id.clone()
+    }
+
+    /// Whether `text`, read where the lease is kept, is this hold's lease.
+    pub fn is_mine(&self, text: Option<&str>) -> bool {
+        text.and_then(Lease::decode)
+            .is_some_and(|l| l.id == self.id())
+    }
+}
+
+/// Takes the lease on `router`, or says who holds it. A lease that expired is taken over.
+pub async fn acquire(router: &dyn TrafficRouter) -> Result<Held, Refused> {
+    let current = found(router.lease().await.map_err(Refused::Failed)?);
+    if let Some(other) = current.filter(|l| !l.expired(SystemTime::now())) {
+        return Err(Refused::Held(held_by(router, &other)));
+    }
+    let mine = Lease::new();
+    let started = tokio::time::Instant::now();
+    router
+        .set_lease(Some(&mine.encode()))
+        .await
+        .map_err(Refused::Failed)?;
+    // A write that took longer than the settle time may land after a rival's check: wait
+    // as long again, so that the rival's read-back (or its next fence) sees it.
+    let settle = router.lease_settle().max(started.elapsed());
+    tokio::time::sleep(settle).await;
+    let now = found(router.lease().await.map_err(Refused::Failed)?);
+    match now {
+        Some(l) if l.id == mine.id => Ok(Held {
+            lease: Mutex::new(mine),
+        }),
+        Some(other) => Err(Refused::Held(held_by(router, &other))),
+        None => Err(Refused::Held(format!(
+            "The lease on {} was removed while it was being taken: another writer is \
+             breaking leases on it. Nothing was changed; traffic was not moved.",
+            router.name()
+        ))),
+    }
+}
+
+/// Renews the lease while it is still this hold's; leaves it alone once another holds it
+/// (the fence then stops the release's next write).
+async fn renew(router: &dyn TrafficRouter, held: &Held) {
+    match router.lease().await {
+        Ok(text) if held.is_mine(text.as_deref()) => {
+            let renewed = held.lease.lock().expect("lease").renewed();
+            match router.set_lease(Some(&renewed.encode())).await {
+                Ok(()) => *held.lease.lock().expect("lease") = renewed,
+                Err(e) => tracing::warn!(error = %e, "the lease could not be renewed"),
+            }
+        }
+        Ok(_) => tracing::warn!("the lease was taken by another writer"),
+        Err(e) => tracing::warn!(error = %e, "the lease could not be read to renew it"),
+    }
+}
+
+async fn keep_renewed(router: &dyn TrafficRouter, held: &Held) -> std::convert::Infallible {
+    loop {
+        tokio::time::sleep(RENEW).await;
+        renew(router, held).await;
+    }
+}
+
+/// Gives the lease back, when it is still this hold's.
+async fn release(router: &dyn TrafficRouter, held: &Held) {
+    match router.lease().await {
+        Ok(text) if held.is_mine(text.as_deref()) => {
+            if let Err(e) = router.set_lease(None).await {
+                tracing::warn!(error = %e, "the lease could not be given back; it expires by itself");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "the lease could not be read to give it back"),
+    }
+}
+
+/// Runs `work` while `held`, the lease on `router`, is renewed every [`RENEW`]; gives
+/// the lease back when `work` ends.
+pub async fn while_held<T>(
+    router: &dyn TrafficRouter,
+    held: &Held,
+    work: impl Future<Output = T>,
+) -> T {
+    let out = {
+        tokio::pin!(work);
+        let renewing = keep_renewed(router, held);
+        tokio::pin!(renewing);
+        tokio::select! {
+            out = &mut work => out,
+            never = &mut renewing => match never {},
+        }
+    };
+    release(router, held).await;
+    out
+}
+
+#[cfg(test)]
+mod tests;
