@@ -1,12 +1,16 @@
 //! A second writer on one listener: the live listener decides, not the state. A plan made
 //! before another pipeline cut over is refused at apply before anything is written, and
 //! the next plan lands the release on the colour that is standby now. Under load, no
-//! request fails.
+//! request fails. Two pipelines started together take turns through the lease: one
+//! releases, the other fails before any write, on a listener and on an HAProxy backend.
 
 use std::time::Duration;
 
 use acceptance_tests::app::TestApp;
 use acceptance_tests::checks::StateCheck;
+use acceptance_tests::haproxy::{Haproxy, HaproxySettings};
+use acceptance_tests::hcl;
+use acceptance_tests::load::{Load, LoadSettings};
 use acceptance_tests::terraform::{clis, Needs, On};
 use acceptance_tests::traffic::{self, flat, fleet_config, v1_live, Traffic, TAIL};
 use acceptance_tests::workspace::{Step, Workspace};
@@ -182,6 +186,86 @@ async fn two_pipelines_started_together_on_one_listener_move_traffic_once() {
             "pairs in which both applies moved traffic"
         );
         seen.assert_none_failed();
+        drop((v1, a, b));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_pipelines_started_together_on_one_haproxy_backend_move_traffic_once() {
+    for tf in clis("writers_lease_pairs_haproxy", Needs::Any, On::Newest) {
+        let proxy = Haproxy::start(HaproxySettings::default());
+        let config = |release: &str, app: &TestApp| {
+            hcl::haproxy(
+                &proxy.runtime_api(),
+                proxy.backend(),
+                release,
+                &[app.port()],
+                "",
+            )
+        };
+        let v1 = TestApp::start("v1").await;
+        let ws = Workspace::new(&tf, "hx-lease-pairs");
+        ws.step(Step {
+            config: config("v1", &v1),
+            ..Step::default()
+        })
+        .await;
+        let other = Workspace::new(&tf, "hx-lease-pairs-b");
+        std::fs::copy(
+            ws.dir().join("terraform.tfstate"),
+            other.dir().join("terraform.tfstate"),
+        )
+        .unwrap();
+        let (a, b) = (TestApp::start("a").await, TestApp::start("b").await);
+        let pairs = pairs();
+        let load = Load::start(
+            &format!("{}/", proxy.frontend_url()),
+            LoadSettings {
+                workers: 4,
+                rate_per_second: 150.0,
+                max_duration: Duration::from_secs(30 * pairs as u64),
+                ..LoadSettings::default()
+            },
+        );
+        let mut race = Race::default();
+        for i in 0..pairs {
+            let (a_won, _) = race
+                .run(
+                    (&ws, config(&format!("a{i}"), &a)),
+                    (&other, config(&format!("b{i}"), &b)),
+                )
+                .await;
+            let (blue, green) = proxy.weights_by_colour();
+            assert!(
+                (blue == 0) != (green == 0),
+                "all traffic on one colour after pair {i}: blue {blue} / green {green}"
+            );
+            let winner = if a_won { &ws } else { &other };
+            let release = format!("{}{i}", if a_won { "a" } else { "b" });
+            assert!(
+                winner
+                    .state()
+                    .await
+                    .to_string()
+                    .contains(&format!("\"active_release\":\"{release}\"")),
+                "the winner's state names its release {release}"
+            );
+        }
+        tokio::time::sleep(TAIL).await;
+        let report = load.stop().await;
+        println!(
+            "lease-pairs: backend pairs={pairs} both_moved={} refused_by_lease={} refused_by_plan_check={} requests={} failed={}",
+            race.both_moved,
+            race.refused_by_lease,
+            race.refused_by_plan_check,
+            report.total(),
+            report.failed()
+        );
+        assert_eq!(
+            race.both_moved, 0,
+            "pairs in which both applies moved traffic"
+        );
+        assert_eq!(report.failed(), 0, "{report}");
         drop((v1, a, b));
     }
 }
