@@ -108,11 +108,19 @@ impl Race {
         a.0.write_config(&a.1);
         b.0.write_config(&b.1);
         let args = ["apply", "-auto-approve", "-no-color", "-input=false"];
-        let (ra, rb) = tokio::join!(a.0.terraform(&args, &[]), b.0.terraform(&args, &[]));
+        let owner = |label: &str| [("IMMUTABLE_LEASE_OWNER".to_string(), label.to_string())];
+        let (owner_a, owner_b) = (owner("pipeline-a"), owner("pipeline-b"));
+        let (ra, rb) = tokio::join!(
+            a.0.terraform(&args, &owner_a),
+            b.0.terraform(&args, &owner_b)
+        );
         if ra.success && rb.success {
             self.both_moved += 1;
         }
-        for loser in [&ra, &rb].into_iter().filter(|r| !r.success) {
+        for (loser, winner) in [(&ra, "pipeline-b"), (&rb, "pipeline-a")]
+            .into_iter()
+            .filter(|(r, _)| !r.success)
+        {
             let text = flat(&loser.text());
             assert!(
                 text.contains("Nothing was changed; traffic was not moved"),
@@ -120,6 +128,7 @@ impl Race {
             );
             if text.contains("Another writer is releasing to this") {
                 assert!(text.contains("holds its lease until"), "{text}");
+                assert!(text.contains(&format!("owner {winner})")), "{text}");
                 self.refused_by_lease += 1;
             } else {
                 assert!(text.contains("changed since this plan was made"), "{text}");
