@@ -371,6 +371,17 @@ impl BlueGreenFixture {
             .unwrap_or_else(|e| panic!("AddTags {arn}: {}", DisplayErrorContext(e)));
     }
 
+    /// Removes tags from the resource, as `aws elbv2 remove-tags` does.
+    pub async fn remove_tags(&self, arn: &str, keys: &[&str]) {
+        self.client
+            .remove_tags()
+            .resource_arns(arn)
+            .set_tag_keys(Some(keys.iter().map(|k| k.to_string()).collect()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("RemoveTags {arn}: {}", DisplayErrorContext(e)));
+    }
+
     /// Points the load balancer's health checks of the group at another path.
     pub async fn set_health_check_path(&self, tg_arn: &str, path: &str) {
         self.client

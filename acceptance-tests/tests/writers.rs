@@ -278,3 +278,88 @@ async fn two_pipelines_started_together_on_one_haproxy_backend_move_traffic_once
         drop((v1, a, b));
     }
 }
+
+const LEASE_TAG: &str = "immutable:lease";
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lease_left_by_a_dead_holder_refuses_until_broken_or_expired() {
+    for tf in clis("writers_lease_left", Needs::Any, On::Newest) {
+        let (fx, ws, v1) = v1_live(&tf, "lease-left").await;
+        assert!(
+            !fx.tags(&fx.listener_arn).await.contains_key(LEASE_TAG),
+            "a release gives its lease back"
+        );
+        let (v2, v3) = (TestApp::start("v2").await, TestApp::start("v3").await);
+        // A pipeline killed while it held the lease, an hour from expiring.
+        let left = format!(
+            "00dead00beef0000;{};4242;{};ci-runner-9;https://ci.example/job/77",
+            unix_now() + 3600,
+            unix_now() - 60
+        );
+        fx.add_tags(&fx.listener_arn, &[(LEASE_TAG, &left)]).await;
+        ws.write_config(&fleet_config(&fx, "v2", &v2, ""));
+        let refused = ws
+            .terraform(
+                &["apply", "-auto-approve", "-no-color", "-input=false"],
+                &[],
+            )
+            .await;
+        let text = flat(&refused.text());
+        assert!(!refused.success, "{text}");
+        for expected in [
+            "Another writer is releasing to this listener",
+            "process 4242 on ci-runner-9",
+            "owner https://ci.example/job/77",
+            "Nothing was changed; traffic was not moved",
+            &format!(
+                "aws elbv2 remove-tags --resource-arns {} --tag-keys {LEASE_TAG}",
+                fx.listener_arn
+            ),
+        ] {
+            assert!(text.contains(expected), "{expected:?} in {text}");
+        }
+        assert_eq!(fx.weights(&fx.listener_arn).await, traffic::weights(0, 100));
+        assert_eq!(fx.tags(&fx.listener_arn).await.get(LEASE_TAG), Some(&left));
+
+        // Broken as the error says: the release goes through.
+        fx.remove_tags(&fx.listener_arn, &[LEASE_TAG]).await;
+        ws.step(Step {
+            config: fleet_config(&fx, "v2", &v2, ""),
+            state_checks: vec![StateCheck::Equals(
+                DEPLOYMENT,
+                "active_release",
+                json!("v2"),
+            )],
+            ..Step::default()
+        })
+        .await;
+
+        // A lease past its expiry is taken over without breaking it.
+        let expired = format!(
+            "00dead00beef0001;{};4242;{};ci-runner-9;",
+            unix_now() - 1,
+            unix_now() - 600
+        );
+        fx.add_tags(&fx.listener_arn, &[(LEASE_TAG, &expired)])
+            .await;
+        ws.step(Step {
+            config: fleet_config(&fx, "v3", &v3, ""),
+            state_checks: vec![StateCheck::Equals(
+                DEPLOYMENT,
+                "active_release",
+                json!("v3"),
+            )],
+            ..Step::default()
+        })
+        .await;
+        assert!(!fx.tags(&fx.listener_arn).await.contains_key(LEASE_TAG));
+        drop((v1, v2, v3));
+    }
+}
