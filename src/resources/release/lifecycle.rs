@@ -562,29 +562,47 @@ async fn converge(
         return state;
     }
     tracing::info!(%color, "the router drifted; restoring the recorded colour");
-    let not_restored = format!("Traffic was not restored to {color}");
-    if let Err(e) = restore_fleet(site.router, color, args, &status).await {
-        diags.error(not_restored, e);
-        return prior.clone();
-    }
-    if let Err(e) = rollout.check_color(color).await {
-        diags.error(not_restored, e);
-        let mut state = prior.clone();
-        status.weights = current;
-        site.write(&mut state, &status, false);
-        return state;
-    }
-    match shift(site.router, wanted).await {
-        Ok(split) => {
-            status.weights = split;
+    let held = match lease::acquire(site.router).await {
+        Ok(held) => held,
+        Err(refused) => {
+            site.refused(diags, &refused);
+            return prior.clone();
+        }
+    };
+    let restored = async {
+        let not_restored = format!("Traffic was not restored to {color}");
+        let records = match site.router.records().await {
+            Ok(records) => records,
+            Err(e) => {
+                site.cannot_read(diags, &e);
+                return prior.clone();
+            }
+        };
+        let router = Fenced::new(site.router, &held, records);
+        if let Err(e) = restore_fleet(&router, color, args, &status).await {
+            diags.error(not_restored, e);
+            return prior.clone();
+        }
+        if let Err(e) = rollout.check_color(color).await {
+            diags.error(not_restored, e);
+            let mut state = prior.clone();
+            status.weights = current;
             site.write(&mut state, &status, false);
-            state
+            return state;
         }
-        Err(e) => {
-            diags.error(not_restored, e.to_string());
-            prior.clone()
+        match shift(&router, wanted).await {
+            Ok(split) => {
+                status.weights = split;
+                site.write(&mut state, &status, false);
+                state
+            }
+            Err(e) => {
+                diags.error(not_restored, e.to_string());
+                prior.clone()
+            }
         }
-    }
+    };
+    lease::while_held(site.router, &held, restored).await
 }
 
 /// Clears the rollback action's mark on the colour it moved traffic away from, once the
