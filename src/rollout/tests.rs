@@ -2,7 +2,6 @@
 //! by accident: a write that fails after it took effect (in whole or in part), a first
 //! release that fails after traffic moved, a bake that fails with `auto_rollback` off.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
