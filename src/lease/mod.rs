@@ -210,31 +210,64 @@ impl Held {
 
 /// Takes the lease on `router`, or says who holds it. A lease that expired is taken over.
 pub async fn acquire(router: &dyn TrafficRouter) -> Result<Held, Refused> {
+    claim(router).await?.confirm(router).await
+}
+
+/// A lease written but not yet read back: the caller may read the router meanwhile (its
+/// preflight), so that the settle time is not all spent waiting.
+#[must_use = "a claim is confirmed or abandoned"]
+pub struct Claim {
+    mine: Lease,
+    /// When the lease may be read back.
+    settled: tokio::time::Instant,
+}
+
+/// Writes this process's lease where none is held (or the one held has expired).
+pub async fn claim(router: &dyn TrafficRouter) -> Result<Claim, Refused> {
+    let started = tokio::time::Instant::now();
     let current = found(router.lease().await.map_err(Refused::Failed)?);
     if let Some(other) = current.filter(|l| !l.expired(SystemTime::now())) {
         return Err(Refused::Held(held_by(router, &other)));
     }
     let mine = Lease::new();
-    let started = tokio::time::Instant::now();
     router
         .set_lease(Some(&mine.encode()))
         .await
         .map_err(Refused::Failed)?;
-    // A write that took longer than the settle time may land after a rival's check: wait
-    // as long again, so that the rival's read-back (or its next fence) sees it.
+    // A rival that read the lease free before this write lands writes its own within the
+    // settle time (a taker whose read and write took longer waits as long, so that its
+    // late write is seen by whoever checks after it).
     let settle = router.lease_settle().max(started.elapsed());
-    tokio::time::sleep(settle).await;
-    let now = found(router.lease().await.map_err(Refused::Failed)?);
-    match now {
-        Some(l) if l.id == mine.id => Ok(Held {
-            lease: Mutex::new(mine),
-        }),
-        Some(other) => Err(Refused::Held(held_by(router, &other))),
-        None => Err(Refused::Held(format!(
-            "The lease on {} was removed while it was being taken: another writer is \
-             breaking leases on it. Nothing was changed; traffic was not moved.",
-            router.name()
-        ))),
+    Ok(Claim {
+        mine,
+        settled: tokio::time::Instant::now() + settle,
+    })
+}
+
+impl Claim {
+    /// Reads the lease back once settled: of writers who raced, only the last finds its own.
+    pub async fn confirm(self, router: &dyn TrafficRouter) -> Result<Held, Refused> {
+        tokio::time::sleep_until(self.settled).await;
+        let now = found(router.lease().await.map_err(Refused::Failed)?);
+        match now {
+            Some(l) if l.id == self.mine.id => Ok(Held {
+                lease: Mutex::new(self.mine),
+            }),
+            Some(other) => Err(Refused::Held(held_by(router, &other))),
+            None => Err(Refused::Held(format!(
+                "The lease on {} was removed while it was being taken: another writer is \
+                 breaking leases on it. Nothing was changed; traffic was not moved.",
+                router.name()
+            ))),
+        }
+    }
+
+    /// Gives the lease back unconfirmed (the caller found it cannot go on).
+    pub async fn abandon(self, router: &dyn TrafficRouter) {
+        let held = Held {
+            lease: Mutex::new(self.mine),
+        };
+        release(router, &held).await;
     }
 }
 

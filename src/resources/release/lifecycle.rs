@@ -323,10 +323,20 @@ pub async fn apply(
         quick_rollback: before_status.within_rollback_window(&args),
         records: None,
     };
+    // The lease is claimed first and read back after the preflight, which reads the
+    // router while the claim settles.
+    let claim = match lease::claim(site.router).await {
+        Ok(claim) => claim,
+        Err(refused) => {
+            site.refused(diags, &refused);
+            return prior.clone();
+        }
+    };
     if !preflight(site, diags).await {
+        claim.abandon(site.router).await;
         return prior.clone();
     }
-    let held = match lease::acquire(site.router).await {
+    let held = match claim.confirm(site.router).await {
         Ok(held) => held,
         Err(refused) => {
             site.refused(diags, &refused);

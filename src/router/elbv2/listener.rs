@@ -183,9 +183,9 @@ impl TrafficRouter for Listener {
     }
 
     /// ELBv2 reads are eventually consistent: a tag written is not seen by every reader at
-    /// once, so the wait is a few seconds rather than the calls' own time.
+    /// once, so the wait is seconds rather than the calls' own time.
     fn lease_settle(&self) -> Duration {
-        Duration::from_secs(3)
+        Duration::from_secs(2)
     }
 
     fn break_lease_command(&self) -> String {
