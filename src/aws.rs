@@ -10,6 +10,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
 use tokio::sync::OnceCell;
 
+use crate::lease::s3::S3Leases;
 use crate::redact::Sensitive;
 
 /// What the provider block says about AWS; everything left out comes from the standard
@@ -21,6 +22,10 @@ pub struct AwsSettings {
     pub max_retries: Option<u32>,
     pub elbv2_endpoint: Option<String>,
     pub cloudwatch_endpoint: Option<String>,
+    pub s3_endpoint: Option<String>,
+    /// `lease { s3_bucket, s3_key_prefix }`: leases kept in S3 rather than beside the records.
+    pub lease_bucket: Option<String>,
+    pub lease_prefix: Option<String>,
     pub assume_role: Option<AssumeRole>,
 }
 
@@ -49,6 +54,7 @@ pub struct Aws {
     sdk: OnceCell<SdkConfig>,
     elbv2: OnceCell<aws_sdk_elasticloadbalancingv2::Client>,
     cloudwatch: OnceCell<aws_sdk_cloudwatch::Client>,
+    s3_leases: OnceCell<Option<S3Leases>>,
 }
 
 impl Aws {
@@ -94,6 +100,34 @@ impl Aws {
             .await
     }
 }
+
+impl Aws {
+    /// Where leases are kept when the provider block names an S3 bucket for them, honouring
+    /// `endpoints.s3` (path-style, as S3-compatible endpoints expect); `None` otherwise.
+    pub async fn s3_leases(&self) -> Option<&S3Leases> {
+        self.s3_leases
+            .get_or_init(|| async {
+                let settings = self.settings();
+                let bucket = settings.lease_bucket?;
+                let mut config = aws_sdk_s3::config::Builder::from(self.sdk_config().await);
+                if let Some(url) = settings.s3_endpoint {
+                    config = config.endpoint_url(url).force_path_style(true);
+                }
+                Some(S3Leases {
+                    client: aws_sdk_s3::Client::from_conf(config.build()),
+                    bucket,
+                    prefix: settings
+                        .lease_prefix
+                        .unwrap_or_else(|| DEFAULT_LEASE_PREFIX.to_string()),
+                })
+            })
+            .await
+            .as_ref()
+    }
+}
+
+/// Where lease objects go in the bucket unless `lease.s3_key_prefix` says otherwise.
+pub const DEFAULT_LEASE_PREFIX: &str = "immutable-leases/";
 
 async fn load_sdk_config(settings: AwsSettings) -> SdkConfig {
     // In every request's User-Agent, so that CloudTrail (and the test emulator) can tell

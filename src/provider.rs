@@ -85,6 +85,27 @@ fn schema() -> Schema {
                         .optional()
                         .description("URL of the CloudWatch API, where `analysis.cloudwatch_alarms` are read, e.g. `http://127.0.0.1:5055`.")
                         .validate(validators::http_url),
+                )
+                .attribute(
+                    Attribute::string("s3")
+                        .optional()
+                        .description("URL of the S3 API, where `lease.s3_bucket` is, e.g. `http://127.0.0.1:5000` (addressed path-style).")
+                        .validate(validators::http_url),
+                ),
+        )
+        .block(
+            "lease",
+            Nesting::Single,
+            Block::new("Where each release's lease on its listener or backend is kept. By default it is kept beside the colours' records (a tag on the listener, a variable in HAProxy), where the last write wins and a wait settles races. With `s3_bucket` it is an object in S3, written with conditional requests: a true compare-and-swap, as Terraform's S3 backend uses for its lock file.")
+                .attribute(
+                    Attribute::string("s3_bucket")
+                        .required()
+                        .description("The bucket that keeps the leases, e.g. the one that keeps your Terraform state. The provider needs `s3:GetObject`, `s3:PutObject` and `s3:DeleteObject` on the lease objects."),
+                )
+                .attribute(
+                    Attribute::string("s3_key_prefix")
+                        .optional()
+                        .description(&format!("Where the lease objects go in the bucket: one per listener or backend, named after it. Defaults to `{}`.", crate::aws::DEFAULT_LEASE_PREFIX)),
                 ),
         )
         .block(
@@ -130,6 +151,9 @@ fn aws_settings(config: &Value) -> AwsSettings {
             .map(|n| n as u32),
         elbv2_endpoint: nested("endpoints", "elbv2"),
         cloudwatch_endpoint: nested("endpoints", "cloudwatch"),
+        s3_endpoint: nested("endpoints", "s3"),
+        lease_bucket: nested("lease", "s3_bucket"),
+        lease_prefix: nested("lease", "s3_key_prefix"),
         assume_role,
     }
 }

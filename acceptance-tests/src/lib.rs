@@ -14,6 +14,7 @@ pub mod load;
 pub mod moto;
 pub mod prometheus;
 pub mod proxy;
+pub mod s3;
 pub mod sshd;
 pub mod terraform;
 pub mod traffic;

@@ -11,6 +11,7 @@ use acceptance_tests::checks::StateCheck;
 use acceptance_tests::haproxy::{Haproxy, HaproxySettings};
 use acceptance_tests::hcl;
 use acceptance_tests::load::{Load, LoadSettings};
+use acceptance_tests::s3::Bucket;
 use acceptance_tests::terraform::{clis, Needs, On};
 use acceptance_tests::traffic::{self, flat, fleet_config, v1_live, Traffic, TAIL};
 use acceptance_tests::workspace::{Step, Workspace};
@@ -361,5 +362,86 @@ async fn a_lease_left_by_a_dead_holder_refuses_until_broken_or_expired() {
         .await;
         assert!(!fx.tags(&fx.listener_arn).await.contains_key(LEASE_TAG));
         drop((v1, v2, v3));
+    }
+}
+
+/// `fleet_config` with the provider keeping leases in `bucket` (moto's S3).
+fn in_s3(config: String, bucket: &Bucket) -> String {
+    config
+        .replacen(
+            "max_retries = 1",
+            &format!(
+                "max_retries = 1\n  lease {{\n    s3_bucket = \"{}\"\n  }}",
+                bucket.name
+            ),
+            1,
+        )
+        .replacen(
+            "  endpoints {\n",
+            &format!(
+                "  endpoints {{\n    s3 = \"{}\"\n",
+                acceptance_tests::moto::shared().endpoint()
+            ),
+            1,
+        )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_leases_in_s3_two_pipelines_started_together_move_traffic_once() {
+    for tf in clis("writers_lease_pairs_s3", Needs::Any, On::Newest) {
+        let (fx, ws, v1) = v1_live(&tf, "lease-s3").await;
+        let bucket = Bucket::create("lease-s3").await;
+        let other = Workspace::new(&tf, "lease-s3-b");
+        std::fs::copy(
+            ws.dir().join("terraform.tfstate"),
+            other.dir().join("terraform.tfstate"),
+        )
+        .unwrap();
+        let (a, b) = (TestApp::start("a").await, TestApp::start("b").await);
+        let pairs = pairs();
+        let load = Traffic::start(&fx, Duration::from_secs(30 * pairs as u64), None).await;
+        let mut race = Race::default();
+        for i in 0..pairs {
+            race.run(
+                (
+                    &ws,
+                    in_s3(fleet_config(&fx, &format!("a{i}"), &a, ""), &bucket),
+                ),
+                (
+                    &other,
+                    in_s3(fleet_config(&fx, &format!("b{i}"), &b, ""), &bucket),
+                ),
+            )
+            .await;
+            let live = fx.weights(&fx.listener_arn).await;
+            assert!(
+                live == traffic::weights(100, 0) || live == traffic::weights(0, 100),
+                "all traffic on one colour after pair {i}: {live:?}"
+            );
+        }
+        let seen = load.finish(TAIL).await;
+        println!(
+            "lease-pairs: s3 pairs={pairs} both_moved={} refused_by_lease={} refused_by_plan_check={} requests={} failed={}",
+            race.both_moved,
+            race.refused_by_lease,
+            race.refused_by_plan_check,
+            seen.report.total(),
+            seen.report.failed()
+        );
+        assert_eq!(
+            race.both_moved, 0,
+            "pairs in which both applies moved traffic"
+        );
+        seen.assert_none_failed();
+        assert_eq!(
+            bucket.keys().await,
+            Vec::<String>::new(),
+            "every lease given back"
+        );
+        assert!(
+            !fx.tags(&fx.listener_arn).await.contains_key(LEASE_TAG),
+            "no lease beside the records when they are kept in S3"
+        );
+        drop((v1, a, b));
     }
 }

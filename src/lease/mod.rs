@@ -12,6 +12,7 @@
 //! still slip one write in between a fence and the write it guards.
 
 pub mod fenced;
+pub mod s3;
 
 use std::fmt;
 use std::future::Future;
@@ -230,10 +231,15 @@ pub async fn claim(router: &dyn TrafficRouter) -> Result<Claim, Refused> {
         return Err(Refused::Held(held_by(router, &other)));
     }
     let mine = Lease::new();
-    router
-        .set_lease(Some(&mine.encode()))
-        .await
-        .map_err(Refused::Failed)?;
+    if let Err(e) = router.set_lease(Some(&mine.encode())).await {
+        // A store that compares and swaps refuses the write when a rival wrote first.
+        return Err(match found(router.lease().await.ok().flatten()) {
+            Some(other) if !other.expired(SystemTime::now()) => {
+                Refused::Held(held_by(router, &other))
+            }
+            _ => Refused::Failed(e),
+        });
+    }
     // A rival that read the lease free before this write lands writes its own within the
     // settle time (a taker whose read and write took longer waits as long, so that its
     // late write is seen by whoever checks after it).

@@ -180,6 +180,7 @@ fn site(router: &HaproxyRouter) -> Site<'_> {
         checked: "backend",
         live_extras: &no_extras,
         alarms: None,
+        leases: None,
     }
 }
 
@@ -215,15 +216,11 @@ impl HaproxyDeployment {
             diags.error("Provider bug", "runtime_api or backend is unknown at apply");
             return prior.clone();
         };
-        lifecycle::apply(
-            &site(&router),
-            ctx,
-            &self.shared.http,
-            prior,
-            planned,
-            diags,
-        )
-        .await
+        let site = Site {
+            leases: self.shared.aws.s3_leases().await,
+            ..site(&router)
+        };
+        lifecycle::apply(&site, ctx, &self.shared.http, prior, planned, diags).await
     }
 }
 

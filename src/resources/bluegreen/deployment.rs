@@ -125,6 +125,7 @@ fn site<'a>(
         checked: "target groups",
         live_extras: extras,
         alarms: None,
+        leases: None,
     }
 }
 
@@ -189,6 +190,7 @@ impl BlueGreenDeployment {
         // Built from the SDK configuration the listener already loaded; no call until an
         // analysis reads `cloudwatch_alarms`.
         site.alarms = Some(self.shared.aws.cloudwatch().await);
+        site.leases = self.shared.aws.s3_leases().await;
         lifecycle::apply(&site, ctx, &self.shared.http, prior, planned, diags).await
     }
 }

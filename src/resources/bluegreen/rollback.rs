@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use crate::duration;
+use crate::lease::s3::Keeper;
 use crate::lease::{self, fenced::Fenced};
 use crate::provider::Shared;
 use crate::resources::release::blocks;
@@ -92,16 +93,18 @@ impl Action for Rollback {
             Ok(health) => health,
             Err(e) => return diags.error("Provider bug", e),
         };
-        let held = match lease::acquire(&listener).await {
+        let keeper = Keeper::of(self.shared.aws.s3_leases().await, &listener);
+        let keeper = keeper.router();
+        let held = match lease::acquire(keeper).await {
             Ok(held) => held,
             Err(refused) => return diags.error("Rollback failed", format!("{refused}")),
         };
-        let rolled_back = lease::while_held(&listener, &held, async {
+        let rolled_back = lease::while_held(keeper, &held, async {
             let records = listener
                 .records()
                 .await
                 .map_err(|e| format!("{e}. Traffic was not moved."))?;
-            let fenced = Fenced::new(&listener, &held, records);
+            let fenced = Fenced::new(keeper, &held, records);
             Rollout {
                 router: &fenced,
                 test_route: None,

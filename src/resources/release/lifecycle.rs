@@ -5,6 +5,7 @@
 use super::model::{self, set, Args, Status, COMPUTED};
 use crate::analysis::alarms::AlarmSource;
 use crate::analysis::Analysis;
+use crate::lease::s3::{Keeper, S3Leases};
 use crate::lease::{self, fenced::Fenced, Refused};
 use crate::probe::HttpClients;
 use crate::rollout::{observe, Observed, Outcome, Release, Rollout};
@@ -34,6 +35,8 @@ pub struct Site<'a> {
     pub live_extras: &'a (dyn Fn(Option<Color>) -> Vec<(&'static str, Value)> + Sync),
     /// Where `analysis.cloudwatch_alarms` are read, when the resource has them.
     pub alarms: Option<&'a dyn AlarmSource>,
+    /// Where leases are kept when the provider keeps them in S3; else beside the records.
+    pub leases: Option<&'a S3Leases>,
 }
 
 impl Site<'_> {
@@ -325,7 +328,9 @@ pub async fn apply(
     };
     // The lease is claimed first and read back after the preflight, which reads the
     // router while the claim settles.
-    let claim = match lease::claim(site.router).await {
+    let keeper = Keeper::of(site.leases, site.router);
+    let keeper = keeper.router();
+    let claim = match lease::claim(keeper).await {
         Ok(claim) => claim,
         Err(refused) => {
             site.refused(diags, &refused);
@@ -333,10 +338,10 @@ pub async fn apply(
         }
     };
     if !preflight(site, diags).await {
-        claim.abandon(site.router).await;
+        claim.abandon(keeper).await;
         return prior.clone();
     }
-    let held = match claim.confirm(site.router).await {
+    let held = match claim.confirm(keeper).await {
         Ok(held) => held,
         Err(refused) => {
             site.refused(diags, &refused);
@@ -356,7 +361,7 @@ pub async fn apply(
             .await,
         )
     };
-    let Some(outcome) = lease::while_held(site.router, &held, released).await else {
+    let Some(outcome) = lease::while_held(keeper, &held, released).await else {
         return prior.clone();
     };
     let summary = format!("Release {:?} was not deployed to {to}", args.release);
@@ -572,7 +577,9 @@ async fn converge(
         return state;
     }
     tracing::info!(%color, "the router drifted; restoring the recorded colour");
-    let held = match lease::acquire(site.router).await {
+    let keeper = Keeper::of(site.leases, site.router);
+    let keeper = keeper.router();
+    let held = match lease::acquire(keeper).await {
         Ok(held) => held,
         Err(refused) => {
             site.refused(diags, &refused);
@@ -588,7 +595,7 @@ async fn converge(
                 return prior.clone();
             }
         };
-        let router = Fenced::new(site.router, &held, records);
+        let router = Fenced::new(keeper, &held, records);
         if let Err(e) = restore_fleet(&router, color, args, &status).await {
             diags.error(not_restored, e);
             return prior.clone();
@@ -612,7 +619,7 @@ async fn converge(
             }
         }
     };
-    lease::while_held(site.router, &held, restored).await
+    lease::while_held(keeper, &held, restored).await
 }
 
 /// Clears the rollback action's mark on the colour it moved traffic away from, once the
