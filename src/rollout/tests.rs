@@ -21,6 +21,9 @@ enum WriteFault {
     AfterWrite,
     /// Half of it takes effect (HAProxy ran the rest of a line after one command failed).
     Partial(Split),
+    /// The write never answers and never takes effect: the call ends only when its
+    /// budget (Ctrl-C, the deadline) cuts it off, as a real router's calls do.
+    Hang,
 }
 
 struct Fake {
@@ -80,13 +83,19 @@ impl TrafficRouter for FakeRouter {
         Vec::new()
     }
     async fn weights(&self) -> Result<Split, RouterError> {
+        sent("the fake read", async {}).await?;
         Ok(self.state().split)
     }
     async fn set_weights(&self, split: Split) -> Result<(), RouterError> {
+        let fault = std::mem::replace(&mut self.state().fault, WriteFault::None);
+        if fault == WriteFault::Hang {
+            sent("the fake write", std::future::pending::<()>()).await?;
+        }
+        sent("the fake write", async {}).await?;
         let mut fake = self.state();
-        let fault = std::mem::replace(&mut fake.fault, WriteFault::None);
         fake.fixed_response = None;
         match fault {
+            WriteFault::Hang => unreachable!(),
             WriteFault::None => {
                 fake.split = split;
                 Ok(())
@@ -155,6 +164,14 @@ impl TrafficRouter for FakeRouter {
     async fn preflight(&self) -> Result<Vec<(Option<Color>, String)>, RouterError> {
         Ok(Vec::new())
     }
+}
+
+/// A call of the fake's, bounded as a real router's calls are: not sent after a Ctrl-C or
+/// the deadline, and cut off by them.
+async fn sent<T>(what: &str, call: impl std::future::Future<Output = T>) -> Result<T, RouterError> {
+    crate::budget::bounded(what, call)
+        .await
+        .map_err(|cut| RouterError::Failed(cut.to_string()))
 }
 
 /// Blue serves all the traffic, and each colour holds one target.
@@ -375,4 +392,81 @@ async fn a_health_read_that_never_answers_ends_on_ctrl_c_with_traffic_unmoved() 
         "{error}"
     );
     assert_eq!(router.state().split, Split::all_on(Color::Blue));
+}
+
+/// A canary at 10% on green, then the write of 100% hangs (see [`WriteFault::Hang`]).
+async fn canary_then_a_hung_write(stop: &CancellationToken, deadline: Duration) -> Outcome {
+    let router = blue_live();
+    let http = HttpClients::new();
+    let health = health(None);
+    let canary = Strategy::Canary {
+        percent: 10,
+        interval: Duration::from_millis(10),
+    };
+    let release = release(Color::Green, canary, Duration::ZERO);
+    let rollout = Rollout {
+        router: &router,
+        test_route: None,
+        http: &http,
+        stop,
+        health: &health,
+        deadline: Instant::now() + deadline,
+        analysis: None,
+    };
+    let hang_at_full = async {
+        while router.state().split != Split::percent(Color::Green, 10) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        router.state().fault = WriteFault::Hang;
+    };
+    let (outcome, ()) = tokio::join!(rollout.run(&release), hang_at_full);
+    assert_eq!(
+        router.state().split,
+        Split::all_on(Color::Blue),
+        "the back-out's write ran: {outcome:?}"
+    );
+    outcome
+}
+
+#[tokio::test]
+async fn a_write_cut_off_by_ctrl_c_is_read_back_and_the_back_out_still_writes() {
+    let stop = CancellationToken::new();
+    let cancel = stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cancel.cancel();
+    });
+    let start = std::time::Instant::now();
+    let outcome = canary_then_a_hung_write(&stop, Duration::from_secs(60)).await;
+    let took = start.elapsed();
+    assert!(took < Duration::from_millis(1300), "{took:?}");
+    let Outcome::RolledBack(error, split) = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert!(
+        error.contains(
+            "Shifting all traffic to green failed: interrupted while waiting for the fake write"
+        ),
+        "{error}"
+    );
+    assert!(error.contains("Read back: blue 90 / green 10"), "{error}");
+    assert!(error.contains("moved back to blue"), "{error}");
+    assert_eq!(split, Split::all_on(Color::Blue));
+}
+
+#[tokio::test]
+async fn a_write_that_never_answers_ends_at_the_deadline_and_the_back_out_still_writes() {
+    let start = std::time::Instant::now();
+    let outcome = canary_then_a_hung_write(&CancellationToken::new(), Duration::from_secs(1)).await;
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    let Outcome::RolledBack(error, _) = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert!(
+        error.contains(
+            "the time the resource's `timeouts` allows ran out while waiting for the fake write"
+        ),
+        "{error}"
+    );
 }
