@@ -470,3 +470,75 @@ async fn a_write_that_never_answers_ends_at_the_deadline_and_the_back_out_still_
         "{error}"
     );
 }
+
+/// A Prometheus that answers every query with no series.
+async fn empty_prometheus() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let body = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(reply.as_bytes()).await;
+        }
+    });
+    address
+}
+
+/// The deadline comes during the bake, at the moment of a measurement: the measurement
+/// cut off by it is the timeout, not a failed check, so traffic goes back even with
+/// `auto_rollback` off.
+#[tokio::test]
+async fn a_bake_cut_short_by_the_deadline_at_a_measurement_is_the_timeout() {
+    use crate::analysis::{MetricSettings, NoData, Settings};
+    let router = blue_live();
+    let http = HttpClients::new();
+    let settings = Settings {
+        prometheus: Some(crate::analysis::PrometheusSettings {
+            address: empty_prometheus().await,
+            headers: Vec::new(),
+            tls: TlsOptions::default(),
+        }),
+        metrics: vec![MetricSettings {
+            name: "errors".into(),
+            query: "errors".into(),
+            max: Some(0.0),
+            min: None,
+            interval: Duration::from_secs(5),
+            failure_limit: 0,
+            no_data: NoData::Pass,
+        }],
+        alarms: Vec::new(),
+        alarm_interval: Duration::from_secs(5),
+    };
+    let analysis = Analysis::new(&settings, &http, None, &[]).unwrap();
+    let health = health(None);
+    let release = Release {
+        auto_rollback: false,
+        ..release(Color::Green, Strategy::AllAtOnce, Duration::from_secs(10))
+    };
+    let outcome = Rollout {
+        router: &router,
+        test_route: None,
+        http: &http,
+        stop: &CancellationToken::new(),
+        health: &health,
+        deadline: Instant::now() + Duration::from_millis(800),
+        analysis: Some(&analysis),
+    }
+    .run(&release)
+    .await;
+    let Outcome::RolledBack(error, split) = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert!(
+        error.starts_with("The timeout ran out while baking on green."),
+        "{error}"
+    );
+    assert_eq!(split, Split::all_on(Color::Blue));
+}
