@@ -152,6 +152,7 @@ impl TrafficRouter for FakeRouter {
         Ok(self.state().records.clone())
     }
     async fn set_record(&self, color: Color, record: &Record) -> Result<(), RouterError> {
+        sent("the fake tag write", async {}).await?;
         self.state().records[color.index()] = record.clone();
         Ok(())
     }
@@ -541,4 +542,43 @@ async fn a_bake_cut_short_by_the_deadline_at_a_measurement_is_the_timeout() {
         "{error}"
     );
     assert_eq!(split, Split::all_on(Color::Blue));
+}
+
+#[tokio::test]
+async fn a_rollback_cut_off_by_ctrl_c_puts_its_records_back() {
+    let router = blue_live();
+    router.state().records[Color::Green.index()].release = Some("v1".into());
+    router.state().fault = WriteFault::Hang;
+    let stop = CancellationToken::new();
+    let cancel = stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cancel.cancel();
+    });
+    let http = HttpClients::new();
+    let health = health(None);
+    let rollout = Rollout {
+        router: &router,
+        test_route: None,
+        http: &http,
+        stop: &stop,
+        health: &health,
+        deadline: Instant::now() + Duration::from_secs(60),
+        analysis: None,
+    };
+    let start = std::time::Instant::now();
+    let error = rollout.roll_back_now(&|_| {}).await.unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_millis(1200),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        error,
+        "Moving traffic to green failed: interrupted while waiting for the fake write: \
+         Terraform asked the provider to stop. Traffic now: blue 100 / green 0."
+    );
+    let fake = router.state();
+    assert_eq!(fake.records[Color::Blue.index()].rolled_back_at, None);
+    assert_eq!(fake.records[Color::Green.index()].generation, None);
 }
