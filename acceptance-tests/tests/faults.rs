@@ -533,9 +533,10 @@ async fn elbv2_going_down_right_after_the_listener_write_leaves_traffic_on_the_g
     }
 }
 
-/// An ELBv2 endpoint that takes the cut-over's ModifyListener and never answers it: the
-/// call ends at the provider's operation timeout, so the apply fails in bounded time, naming
-/// the endpoint, with all traffic where it was.
+/// An ELBv2 endpoint that takes the cut-over's ModifyListener and never answers it, with
+/// `timeouts { create/update = "20s" }`: the call ends when the resource's timeout runs
+/// out, before its own 30 s operation timeout, so the apply fails within the timeout,
+/// saying which call it was waiting for, with all traffic where it was.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_elbv2_endpoint_that_never_answers_fails_the_apply_in_bounded_time() {
     for tf in clis("faults_hung_elbv2", Needs::Any, On::Newest) {
@@ -557,23 +558,18 @@ async fn an_elbv2_endpoint_that_never_answers_fails_the_apply_in_bounded_time() 
         });
         let started = Instant::now();
         // Before every call was bounded, this apply never ended.
-        let failed = tokio::time::timeout(Duration::from_secs(120), ws.step(Step {
+        tokio::time::timeout(Duration::from_secs(120), ws.step(Step {
                 config: config("v2", &v2),
                 expect_error: Some(
-                    r"(?s)cannot reach the ELBv2 API\s+\(http://127\.0\.0\.1:[0-9]+\):\s+operation\s+timeout.*Traffic was not moved",
+                    r"(?s)the\s+time\s+the\s+resource's\s+`timeouts`\s+allows\s+ran\s+out\s+while\s+waiting\s+for\s+ELBv2\s+ModifyListener\s+on\s+arn:.*Read\s+back:\s+blue\s+0\s+/\s+green\s+100\..*Traffic\s+was\s+not\s+moved",
                 ),
                 ..Step::default()
             }))
             .await
             .expect("the apply ended");
-        assert!(
-            failed.log.contains(&format!("({})", proxy.endpoint())),
-            "{}",
-            failed.log
-        );
         let took = started.elapsed();
         eprintln!("hung ModifyListener: the apply failed after {took:?}");
-        assert!(took < Duration::from_secs(60), "the apply took {took:?}");
+        assert!(took < Duration::from_secs(25), "the apply took {took:?}");
         assert!(proxy.calls_of("ModifyListener") >= 1, "the write was held");
         let weights = fx.weights(&fx.listener_arn).await;
         assert_eq!(
