@@ -583,6 +583,72 @@ async fn an_elbv2_endpoint_that_never_answers_fails_the_apply_in_bounded_time() 
     }
 }
 
+/// Ctrl-C while the cut-over's ModifyListener hangs (at 50% on the canary): the held call
+/// ends at once rather than at its 30 s operation timeout, the listener is read back, and
+/// the back-out's own write, sent after the Ctrl-C, moves all traffic back.
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_while_a_write_hangs_ends_the_apply_at_once_and_moves_traffic_back() {
+    for tf in clis("faults_hung_write_interrupted", Needs::Any, On::Newest) {
+        let fx = BlueGreenFixture::create(alb::shared(), "hung-int").await;
+        let proxy = FaultProxy::start(&fx.endpoint);
+        let (v1, v2) = (TestApp::start("v1").await, TestApp::start("v2").await);
+        let ws = Workspace::new(&tf, "hung-int");
+        ws.step(Step {
+            config: provider(&proxy.endpoint()) + &deployment("app", &fx, "v1", &v1, ""),
+            ..Step::default()
+        })
+        .await;
+        let canary = hcl::canary(50, "3s");
+        ws.write_config(
+            &(provider(&proxy.endpoint()) + &deployment("app", &fx, "v2", &v2, &canary)),
+        );
+        let child = ws.spawn(APPLY);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while fx.weights(&fx.listener_arn).await.get("blue") != Some(&50) {
+            assert!(Instant::now() < deadline, "blue never reached 50%");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let writes = proxy.calls_of("ModifyListener");
+        proxy.set(Fault::Hang {
+            action: "ModifyListener".into(),
+        });
+        while proxy.calls_of("ModifyListener") == writes {
+            assert!(Instant::now() < deadline, "the write of 100% never came");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let interrupted = Instant::now();
+        Workspace::interrupt(&child);
+        proxy.set(Fault::Pass);
+        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("terraform apply finished")
+            .unwrap();
+        let took = interrupted.elapsed();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        eprintln!("hung ModifyListener, Ctrl-C: the apply ended {took:?} after it");
+        assert!(!out.status.success(), "{text}");
+        assert!(
+            took < Duration::from_secs(5),
+            "the apply took {took:?} after Ctrl-C"
+        );
+        assert!(
+            flat.contains("interrupted while waiting for ELBv2 ModifyListener on arn:"),
+            "{text}"
+        );
+        assert!(flat.contains("Read back: blue 50 / green 50."), "{text}");
+        assert!(
+            flat.contains("All traffic was moved back to green"),
+            "{text}"
+        );
+        assert_eq!(fx.weights(&fx.listener_arn).await, traffic::weights(0, 100));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bursts_of_server_errors_are_retried() {
     for tf in clis("faults_5xx", Needs::Any, On::Newest) {
