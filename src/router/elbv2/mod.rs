@@ -17,8 +17,9 @@
 //! Every failure becomes a one-line [`RouterError`] meant for the user:
 //! `ELBv2 ModifyListener on <arn> failed: <Code>: <message>` when the service answered,
 //! `cannot reach the ELBv2 API (<endpoint>): <cause>` when no answer came (connection
-//! refused, DNS, TLS, timeouts), and `NotFound` when the listener or target group the call is
-//! about no longer exists. No request content is ever quoted, so credentials cannot leak.
+//! refused, DNS, TLS, timeouts), `NotFound` when the listener or target group the call is
+//! about no longer exists, and [`budget::Cut`]'s sentence when the operation's deadline or
+//! Ctrl-C cut the call off. No request content is ever quoted, so credentials cannot leak.
 
 use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
