@@ -35,6 +35,8 @@ struct Fake {
     fault: WriteFault,
     /// Health reads never answer (a router that accepts and never replies).
     members_hang: bool,
+    /// Fired once the next write has taken: Ctrl-C just after a write.
+    stop_after_write: Option<CancellationToken>,
 }
 
 struct FakeRouter(Mutex<Fake>);
@@ -57,6 +59,7 @@ impl FakeRouter {
             records: Default::default(),
             fault: WriteFault::None,
             members_hang: false,
+            stop_after_write: None,
         }))
     }
 
@@ -98,6 +101,9 @@ impl TrafficRouter for FakeRouter {
             WriteFault::Hang => unreachable!(),
             WriteFault::None => {
                 fake.split = split;
+                if let Some(stop) = fake.stop_after_write.take() {
+                    stop.cancel();
+                }
                 Ok(())
             }
             WriteFault::AfterWrite => {
@@ -581,4 +587,23 @@ async fn a_rollback_cut_off_by_ctrl_c_puts_its_records_back() {
     let fake = router.state();
     assert_eq!(fake.records[Color::Blue.index()].rolled_back_at, None);
     assert_eq!(fake.records[Color::Green.index()].generation, None);
+}
+
+/// Ctrl-C just after the write of 100% took: its verification still reads the listener, so
+/// the report says where the release was interrupted (the bake), not that the shift failed.
+#[tokio::test]
+async fn ctrl_c_just_after_a_write_still_verifies_it_and_moves_traffic_back() {
+    let router = blue_live();
+    let stop = CancellationToken::new();
+    router.state().stop_after_write = Some(stop.clone());
+    let release = release(Color::Green, Strategy::AllAtOnce, Duration::from_secs(10));
+    let outcome = run(&router, &health(None), &release, &stop).await;
+    let Outcome::RolledBack(error, split) = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(
+        error,
+        "Interrupted while baking on green.\nAll traffic was moved back to blue."
+    );
+    assert_eq!(split, Split::all_on(Color::Blue));
 }
