@@ -8,6 +8,7 @@
 
 pub mod analysis;
 pub mod aws;
+pub mod budget;
 pub mod duration;
 pub mod error_chain;
 pub mod lease;

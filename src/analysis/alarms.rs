@@ -25,7 +25,7 @@ pub trait AlarmSource: Send + Sync {
 #[tonic::async_trait]
 impl AlarmSource for aws_sdk_cloudwatch::Client {
     /// DescribeAlarms, 100 names a call (its limit) and every page of each: an alarm on a
-    /// later page is not missing.
+    /// later page is not missing. Each call ends at the operation's deadline or Ctrl-C too.
     async fn alarms(&self, names: &[String]) -> Result<Vec<Alarm>, String> {
         use aws_sdk_cloudwatch::types::AlarmType;
         let mut found = Vec::new();
@@ -33,15 +33,17 @@ impl AlarmSource for aws_sdk_cloudwatch::Client {
             let mut pages = crate::aws::Pages::new("CloudWatch DescribeAlarms");
             let mut token = None;
             loop {
-                let answer = self
+                let call = self
                     .describe_alarms()
                     .set_alarm_names(Some(chunk.to_vec()))
                     .alarm_types(AlarmType::MetricAlarm)
                     .alarm_types(AlarmType::CompositeAlarm)
                     .max_records(100)
                     .set_next_token(token)
-                    .send()
+                    .send();
+                let answer = crate::budget::bounded("CloudWatch DescribeAlarms", call)
                     .await
+                    .map_err(|cut| cut.to_string())?
                     .map_err(|e| {
                         format!(
                             "CloudWatch DescribeAlarms failed: {}",
@@ -121,6 +123,40 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains(TOKEN) && !err.contains("Signature="), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_call_that_never_answers_ends_at_the_operations_deadline() {
+        let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let config = aws_sdk_cloudwatch::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .endpoint_url(format!("http://{}", hung.local_addr().unwrap()))
+            .timeout_config(crate::aws::timeouts())
+            .build();
+        let client = aws_sdk_cloudwatch::Client::from_conf(config);
+        let started = tokio::time::Instant::now();
+        let budget = crate::budget::Budget::new(
+            started + std::time::Duration::from_millis(500),
+            tokio_util::sync::CancellationToken::new(),
+            "the resource's `timeouts`",
+        );
+        let names = ["errors".to_string()];
+        let error = crate::budget::within(budget, client.alarms(&names))
+            .await
+            .unwrap_err();
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(1500),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            error,
+            "the time the resource's `timeouts` allows ran out while waiting for CloudWatch DescribeAlarms"
+        );
     }
 
     /// A page of DescribeAlarms: asked for with this `NextToken` (none for the first), it

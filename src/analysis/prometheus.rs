@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use reqwest::{Client, Url};
 
+use crate::budget;
 use crate::redact::{self, redact_url};
 
 /// What one query returned.
@@ -24,12 +25,15 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
-    /// `GET /api/v1/query`. Several series, a range vector, a refused query or an
+    /// `GET /api/v1/query`, within `timeout`, the operation's deadline and Ctrl-C
+    /// ([`budget::bounded`]). Several series, a range vector, a refused query or an
     /// unreachable server are errors: none of them is a measurement. An error shows the
     /// address redacted and no header value, even where the server echoed one.
     pub async fn query(&self, promql: &str, timeout: Duration) -> Result<Sample, String> {
-        self.send(promql, timeout)
+        let what = format!("Prometheus at {}", redact_url(&self.address));
+        budget::bounded(what, self.send(promql, timeout))
             .await
+            .unwrap_or_else(|cut| Err(cut.to_string()))
             .map_err(|e| redact::mask_headers(&e, &self.headers))
     }
 
@@ -177,6 +181,38 @@ mod tests {
             while stream.write_all(series.as_bytes()).await.is_ok() {}
         });
         address
+    }
+
+    #[tokio::test]
+    async fn a_query_that_never_answers_ends_within_a_second_of_ctrl_c() {
+        let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = format!("http://prom:s3cret@{}/", hung.local_addr().unwrap());
+        let stop = tokio_util::sync::CancellationToken::new();
+        let cancel = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            cancel.cancel();
+        });
+        let started = tokio::time::Instant::now();
+        let budget = budget::Budget::new(
+            started + Duration::from_secs(3600),
+            stop,
+            "the resource's `timeouts`",
+        );
+        let prometheus = prometheus(&address, &[]);
+        let query = prometheus.query("up", Duration::from_secs(10));
+        let error = budget::within(budget, query).await.unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_millis(1200),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            error.starts_with(
+                "interrupted while waiting for Prometheus at http://REDACTED@127.0.0.1:"
+            ),
+            "{error}"
+        );
     }
 
     #[tokio::test]

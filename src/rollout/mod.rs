@@ -37,6 +37,7 @@ use prepare::Prepared;
 use watch::Halt;
 
 use crate::analysis::Analysis;
+use crate::budget::{self, Budget};
 use crate::probe::{
     self, Check, FailReason, GateResult, HttpClients, Method, Policy, StatusMatcher, TlsOptions,
 };
@@ -159,7 +160,12 @@ pub struct Rollout<'a> {
 impl Rollout<'_> {
     pub async fn run(&self, release: &Release) -> Outcome {
         let mut prepared = Prepared::default();
-        let outcome = self.release(release, &mut prepared).await;
+        let budget = Budget::new(
+            self.deadline,
+            self.stop.clone(),
+            "the resource's `timeouts`",
+        );
+        let outcome = budget::within(budget, self.release(release, &mut prepared)).await;
         if let Some(handle) = &prepared.warm_up {
             if let Err(e) = self.router.end_warm_up(handle).await {
                 tracing::warn!(error = %e, "ending the warm-up failed; it takes no request");
@@ -328,12 +334,14 @@ impl Rollout<'_> {
     /// otherwise the error says whether traffic may have moved from `last`, the split
     /// before the write (then it must be moved back), and what the router reports now.
     async fn move_traffic(&self, split: Split, last: Split) -> Result<Split, (bool, String)> {
+        // The reads after a write run even after a Ctrl-C or the deadline: they say what
+        // serves, which the report and the state need whatever cut the release short.
         let Err(e) = self.router.set_weights(split).await else {
-            return verify(self.router, split)
+            return budget::exempt(verify(self.router, split))
                 .await
                 .map_err(|e| (true, e.to_string()));
         };
-        match self.router.weights().await {
+        match budget::exempt(self.router.weights()).await {
             Ok(now) if now.same_shares(&split) => {
                 tracing::warn!(error = %e, "the weight write reported a failure, but it took effect");
                 Ok(now)
@@ -353,8 +361,19 @@ impl Rollout<'_> {
 
     /// After a failure: when any traffic moved, all of it back on the previous colour, or,
     /// when that colour served nothing `before` (a first release), the routing put back
-    /// exactly as it was: never a forward to a colour with no member.
+    /// exactly as it was: never a forward to a colour with no member. Its calls run after
+    /// the Ctrl-C or the deadline that may have caused it, with their fixed timeouts.
     async fn back_out(
+        &self,
+        color: Color,
+        before: &Routing,
+        moved: bool,
+        error: String,
+    ) -> Outcome {
+        budget::exempt(self.move_back(color, before, moved, error)).await
+    }
+
+    async fn move_back(
         &self,
         color: Color,
         before: &Routing,

@@ -6,6 +6,7 @@
 use std::time::SystemTime;
 
 use super::{observe, Rollout};
+use crate::budget::{self, Budget};
 use crate::resources::common::rfc3339;
 use crate::router::{shift, Color, Record, Split};
 
@@ -23,6 +24,11 @@ impl Rollout<'_> {
     /// and moves all traffic. `say` hears each step. On failure traffic is where it was,
     /// and the error says so.
     pub async fn roll_back_now(&self, say: &(dyn Fn(String) + Sync)) -> Result<RolledBack, String> {
+        let budget = Budget::new(self.deadline, self.stop.clone(), "the action's `timeout`");
+        budget::within(budget, self.roll_back(say)).await
+    }
+
+    async fn roll_back(&self, say: &(dyn Fn(String) + Sync)) -> Result<RolledBack, String> {
         let router = self.router;
         let not_moved = "Traffic was not moved.";
         let observed = observe(router)
@@ -94,7 +100,8 @@ impl Rollout<'_> {
                     generation,
                 })
             }
-            Err(e) => {
+            // After a Ctrl-C or the deadline too: the records go back, whatever cut the shift.
+            Err(e) => budget::exempt(async {
                 let now = router.weights().await.map_or_else(
                     |e| format!("the split could not be read back: {e}"),
                     |s| format!("blue {} / green {}", s.blue, s.green),
@@ -107,7 +114,8 @@ impl Rollout<'_> {
                 Err(format!(
                     "Moving traffic to {to} failed: {e}. Traffic now: {now}."
                 ))
-            }
+            })
+            .await,
         }
     }
 }

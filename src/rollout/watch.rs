@@ -48,8 +48,13 @@ impl Rollout<'_> {
             _ = self.stop.cancelled() => Err(interrupted()),
             outcome = async { tokio::try_join!(self.watch_checks(checks, period, when), analysis) } => outcome.map(|_| ()),
         };
+        let timed_out = || Halt::Stopped(format!("The timeout ran out {when}."));
         match outcome {
-            Ok(()) if cut_short => Err(Halt::Stopped(format!("The timeout ran out {when}."))),
+            Ok(()) if cut_short => Err(timed_out()),
+            // A measurement the deadline cut off (crate::budget) failed for want of time.
+            Err(Halt::ChecksFailed(_)) if cut_short && Instant::now() >= self.deadline => {
+                Err(timed_out())
+            }
             other => other,
         }
     }

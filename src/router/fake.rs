@@ -1,8 +1,11 @@
 //! A router kept in memory, for the paths a real router shows only by accident: a write
-//! that fails after it took effect (in whole or in part), a health read that never answers.
+//! that fails after it took effect (in whole or in part) or never answers, a health read
+//! that never answers.
 
 use std::sync::Mutex;
 use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use super::{
     Color, MemberHealth, MemberState, Record, RouterError, Routing, Split, Target, TrafficRouter,
@@ -17,6 +20,9 @@ pub enum WriteFault {
     AfterWrite,
     /// Half of it takes effect (HAProxy ran the rest of a line after one command failed).
     Partial(Split),
+    /// The write never answers and never takes effect: the call ends only when its
+    /// budget (Ctrl-C, the deadline) cuts it off, as a real router's calls do.
+    Hang,
 }
 
 pub struct Fake {
@@ -28,6 +34,8 @@ pub struct Fake {
     pub fault: WriteFault,
     /// Health reads never answer (a router that accepts and never replies).
     pub members_hang: bool,
+    /// Fired once the next write has taken: Ctrl-C just after a write.
+    pub stop_after_write: Option<CancellationToken>,
     pub lease: Option<String>,
 }
 
@@ -51,6 +59,7 @@ impl FakeRouter {
             records: Default::default(),
             fault: WriteFault::None,
             members_hang: false,
+            stop_after_write: None,
             lease: None,
         }))
     }
@@ -78,15 +87,24 @@ impl TrafficRouter for FakeRouter {
         Vec::new()
     }
     async fn weights(&self) -> Result<Split, RouterError> {
+        sent("the fake read", async {}).await?;
         Ok(self.state().split)
     }
     async fn set_weights(&self, split: Split) -> Result<(), RouterError> {
+        let fault = std::mem::replace(&mut self.state().fault, WriteFault::None);
+        if fault == WriteFault::Hang {
+            sent("the fake write", std::future::pending::<()>()).await?;
+        }
+        sent("the fake write", async {}).await?;
         let mut fake = self.state();
-        let fault = std::mem::replace(&mut fake.fault, WriteFault::None);
         fake.fixed_response = None;
         match fault {
+            WriteFault::Hang => unreachable!(),
             WriteFault::None => {
                 fake.split = split;
+                if let Some(stop) = fake.stop_after_write.take() {
+                    stop.cancel();
+                }
                 Ok(())
             }
             WriteFault::AfterWrite => {
@@ -141,6 +159,7 @@ impl TrafficRouter for FakeRouter {
         Ok(self.state().records.clone())
     }
     async fn set_record(&self, color: Color, record: &Record) -> Result<(), RouterError> {
+        sent("the fake tag write", async {}).await?;
         self.state().records[color.index()] = record.clone();
         Ok(())
     }
@@ -166,4 +185,12 @@ impl TrafficRouter for FakeRouter {
     async fn preflight(&self) -> Result<Vec<(Option<Color>, String)>, RouterError> {
         Ok(Vec::new())
     }
+}
+
+/// A call of the fake's, bounded as a real router's calls are: not sent after a Ctrl-C or
+/// the deadline, and cut off by them.
+async fn sent<T>(what: &str, call: impl std::future::Future<Output = T>) -> Result<T, RouterError> {
+    crate::budget::bounded(what, call)
+        .await
+        .map_err(|cut| RouterError::Failed(cut.to_string()))
 }

@@ -21,7 +21,7 @@ use elbv2::types::{
 
 use super::Elbv2;
 use crate::aws::Pages;
-use crate::router::{pace, RouterError};
+use crate::router::RouterError;
 
 /// The header of the warm-up rule's condition; the provider recognises its own rules by it.
 const WARM_UP_HEADER: &str = "X-Immutable-Warm-Up";
@@ -99,23 +99,20 @@ impl Elbv2 {
                     .build(),
             )
             .build();
-        tracing::debug!(
-            operation = "CreateRule",
-            arn = listener,
-            priority,
-            "ELBv2 call"
-        );
-        pace::elbv2().ready("CreateRule").await;
         let created = self
-            .client
-            .create_rule()
-            .listener_arn(listener)
-            .priority(priority)
-            .conditions(condition)
-            .actions(forward)
-            .send()
-            .await
-            .map_err(|e| self.error("CreateRule", "listener", listener, e))?;
+            .call(
+                "CreateRule",
+                "listener",
+                listener,
+                self.client
+                    .create_rule()
+                    .listener_arn(listener)
+                    .priority(priority)
+                    .conditions(condition)
+                    .actions(forward)
+                    .send(),
+            )
+            .await?;
         Ok(created
             .rules()
             .first()
@@ -130,16 +127,18 @@ impl Elbv2 {
         let mut pages = Pages::new("ELBv2 DescribeRules");
         let mut marker = None;
         loop {
-            tracing::debug!(operation = "DescribeRules", arn = listener, "ELBv2 call");
-            pace::elbv2().ready("DescribeRules").await;
             let out = self
-                .client
-                .describe_rules()
-                .listener_arn(listener)
-                .set_marker(marker)
-                .send()
-                .await
-                .map_err(|e| self.error("DescribeRules", "listener", listener, e))?;
+                .call(
+                    "DescribeRules",
+                    "listener",
+                    listener,
+                    self.client
+                        .describe_rules()
+                        .listener_arn(listener)
+                        .set_marker(marker)
+                        .send(),
+                )
+                .await?;
             rules.extend_from_slice(out.rules());
             marker = pages.next(out.next_marker()).map_err(RouterError::Failed)?;
             if marker.is_none() {
@@ -149,14 +148,13 @@ impl Elbv2 {
     }
 
     pub async fn end_warm_up(&self, rule: &str) -> Result<(), RouterError> {
-        tracing::debug!(operation = "DeleteRule", arn = rule, "ELBv2 call");
-        pace::elbv2().ready("DeleteRule").await;
-        match self.client.delete_rule().rule_arn(rule).send().await {
-            Ok(_) => Ok(()),
-            Err(e) => match self.error("DeleteRule", "listener rule", rule, e) {
-                RouterError::NotFound(_) => Ok(()),
-                other => Err(other),
-            },
+        let deleted = self.client.delete_rule().rule_arn(rule).send();
+        match self
+            .call("DeleteRule", "listener rule", rule, deleted)
+            .await
+        {
+            Ok(_) | Err(RouterError::NotFound(_)) => Ok(()),
+            Err(other) => Err(other),
         }
     }
 
@@ -165,15 +163,17 @@ impl Elbv2 {
         arns: &[&str],
     ) -> Result<Vec<elbv2::types::TargetGroup>, RouterError> {
         let first = arns.first().copied().unwrap_or_default();
-        tracing::debug!(operation = "DescribeTargetGroups", arns = ?arns, "ELBv2 call");
-        pace::elbv2().ready("DescribeTargetGroups").await;
         let out = self
-            .client
-            .describe_target_groups()
-            .set_target_group_arns(Some(arns.iter().map(|a| a.to_string()).collect()))
-            .send()
-            .await
-            .map_err(|e| self.error("DescribeTargetGroups", "target group", first, e))?;
+            .call(
+                "DescribeTargetGroups",
+                "target group",
+                first,
+                self.client
+                    .describe_target_groups()
+                    .set_target_group_arns(Some(arns.iter().map(|a| a.to_string()).collect()))
+                    .send(),
+            )
+            .await?;
         Ok(out.target_groups().to_vec())
     }
 
@@ -189,15 +189,17 @@ impl Elbv2 {
         // (`Elbv2::routing`).
         self.default_actions(listener).await?;
         let load_balancer = self.load_balancer_of(listener).await?;
-        tracing::debug!(operation = "DescribeLoadBalancers", arn = %load_balancer, "ELBv2 call");
-        pace::elbv2().ready("DescribeLoadBalancers").await;
         let lb = self
-            .client
-            .describe_load_balancers()
-            .load_balancer_arns(&load_balancer)
-            .send()
-            .await
-            .map_err(|e| self.error("DescribeLoadBalancers", "load balancer", &load_balancer, e))?;
+            .call(
+                "DescribeLoadBalancers",
+                "load balancer",
+                &load_balancer,
+                self.client
+                    .describe_load_balancers()
+                    .load_balancer_arns(&load_balancer)
+                    .send(),
+            )
+            .await?;
         let vpc = lb
             .load_balancers()
             .first()

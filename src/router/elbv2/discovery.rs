@@ -1,7 +1,7 @@
 //! Finding the listeners that may be blue/green deployments, for `terraform query`: those
 //! whose default action forwards to exactly two target groups.
 
-use super::{forward_weights, pace, Elbv2, RouterError};
+use super::{forward_weights, Elbv2, RouterError};
 use crate::aws::Pages;
 
 /// A listener forwarding to two target groups, in the forward's order.
@@ -31,18 +31,18 @@ impl Elbv2 {
             let mut pages = Pages::new("ELBv2 DescribeListeners");
             let mut marker = None;
             loop {
-                tracing::debug!(operation = "DescribeListeners", arn = %load_balancer, "ELBv2 call");
-                pace::elbv2().ready("DescribeListeners").await;
                 let out = self
-                    .client
-                    .describe_listeners()
-                    .load_balancer_arn(&load_balancer)
-                    .set_marker(marker)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        self.error("DescribeListeners", "load balancer", &load_balancer, e)
-                    })?;
+                    .call(
+                        "DescribeListeners",
+                        "load balancer",
+                        &load_balancer,
+                        self.client
+                            .describe_listeners()
+                            .load_balancer_arn(&load_balancer)
+                            .set_marker(marker)
+                            .send(),
+                    )
+                    .await?;
                 for listener in out.listeners() {
                     let weights = forward_weights(listener.default_actions());
                     if let ([(a, wa), (b, wb)], Some(arn)) =
@@ -72,17 +72,17 @@ impl Elbv2 {
         let mut pages = Pages::new("ELBv2 DescribeLoadBalancers");
         let mut marker = None;
         loop {
-            tracing::debug!(operation = "DescribeLoadBalancers", "ELBv2 call");
-            pace::elbv2().ready("DescribeLoadBalancers").await;
             let out = self
-                .client
-                .describe_load_balancers()
-                .set_marker(marker)
-                .send()
-                .await
-                .map_err(|e| {
-                    self.error("DescribeLoadBalancers", "load balancers", "the region", e)
-                })?;
+                .call(
+                    "DescribeLoadBalancers",
+                    "load balancers",
+                    "the region",
+                    self.client
+                        .describe_load_balancers()
+                        .set_marker(marker)
+                        .send(),
+                )
+                .await?;
             arns.extend(
                 out.load_balancers()
                     .iter()

@@ -17,12 +17,14 @@
 //! Every failure becomes a one-line [`RouterError`] meant for the user:
 //! `ELBv2 ModifyListener on <arn> failed: <Code>: <message>` when the service answered,
 //! `cannot reach the ELBv2 API (<endpoint>): <cause>` when no answer came (connection
-//! refused, DNS, TLS, timeouts), and `NotFound` when the listener or target group the call is
-//! about no longer exists. No request content is ever quoted, so credentials cannot leak.
+//! refused, DNS, TLS, timeouts), `NotFound` when the listener or target group the call is
+//! about no longer exists, and [`budget::Cut`]'s sentence when the operation's deadline or
+//! Ctrl-C cut the call off. No request content is ever quoted, so credentials cannot leak.
 
 use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::error::Error as StdError;
+use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use aws_sdk_elasticloadbalancingv2 as elbv2;
@@ -42,6 +44,7 @@ pub use discovery::TwoWayListener;
 pub use listener::{record_of, Listener, GENERATION_TAG, RELEASE_TAG, ROLLED_BACK_TAG};
 
 use super::{pace, MemberHealth, MemberState, RouterError, Target};
+use crate::budget;
 use crate::error_chain::one_line;
 
 /// Weights ELBv2 accepts in a forward action's target group tuple.
@@ -111,19 +114,17 @@ impl Elbv2 {
 
     /// The listener's default actions, as DescribeListeners reports them.
     async fn default_actions(&self, listener: &str) -> Result<Vec<Action>, RouterError> {
-        tracing::debug!(
-            operation = "DescribeListeners",
-            arn = listener,
-            "ELBv2 call"
-        );
-        pace::elbv2().ready("DescribeListeners").await;
         let out = self
-            .client
-            .describe_listeners()
-            .listener_arns(listener)
-            .send()
-            .await
-            .map_err(|e| self.error("DescribeListeners", "listener", listener, e))?;
+            .call(
+                "DescribeListeners",
+                "listener",
+                listener,
+                self.client
+                    .describe_listeners()
+                    .listener_arns(listener)
+                    .send(),
+            )
+            .await?;
         match out.listeners().first() {
             Some(found) => {
                 let actions = found.default_actions().to_vec();
@@ -136,6 +137,30 @@ impl Elbv2 {
                 Ok(actions)
             }
             None => Err(RouterError::NotFound(format!("listener {listener}"))),
+        }
+    }
+
+    /// Every ELBv2 call goes out here: logged, paced, and ended at the operation's deadline
+    /// or at Ctrl-C ([`budget::bounded`]) as well as at its own timeouts. `noun` and `arn`
+    /// say what it is about, for [`Self::error`].
+    async fn call<T, E>(
+        &self,
+        operation: &'static str,
+        noun: &str,
+        arn: &str,
+        send: impl Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    ) -> Result<T, RouterError>
+    where
+        E: ProvideErrorMetadata + StdError + 'static,
+    {
+        tracing::debug!(operation, arn, "ELBv2 call");
+        let paced = async {
+            pace::elbv2().ready(operation).await;
+            send.await
+        };
+        match budget::bounded(format!("ELBv2 {operation} on {arn}"), paced).await {
+            Ok(answer) => answer.map_err(|e| self.error(operation, noun, arn, e)),
+            Err(cut) => Err(RouterError::Failed(cut.to_string())),
         }
     }
 
@@ -271,15 +296,17 @@ impl Elbv2 {
         listener: &str,
         actions: Vec<Action>,
     ) -> Result<(), RouterError> {
-        tracing::debug!(operation = "ModifyListener", arn = listener, "ELBv2 call");
-        pace::elbv2().ready("ModifyListener").await;
-        self.client
-            .modify_listener()
-            .listener_arn(listener)
-            .set_default_actions(Some(actions.clone()))
-            .send()
-            .await
-            .map_err(|e| self.error("ModifyListener", "listener", listener, e))?;
+        self.call(
+            "ModifyListener",
+            "listener",
+            listener,
+            self.client
+                .modify_listener()
+                .listener_arn(listener)
+                .set_default_actions(Some(actions.clone()))
+                .send(),
+        )
+        .await?;
         self.remember(listener, &actions);
         Ok(())
     }
@@ -307,19 +334,17 @@ impl Elbv2 {
         &self,
         target_group: &str,
     ) -> Result<Vec<MemberHealth>, RouterError> {
-        tracing::debug!(
-            operation = "DescribeTargetHealth",
-            arn = target_group,
-            "ELBv2 call"
-        );
-        pace::elbv2().ready("DescribeTargetHealth").await;
         let out = self
-            .client
-            .describe_target_health()
-            .target_group_arn(target_group)
-            .send()
-            .await
-            .map_err(|e| self.error("DescribeTargetHealth", "target group", target_group, e))?;
+            .call(
+                "DescribeTargetHealth",
+                "target group",
+                target_group,
+                self.client
+                    .describe_target_health()
+                    .target_group_arn(target_group)
+                    .send(),
+            )
+            .await?;
         Ok(out
             .target_health_descriptions()
             .iter()
@@ -354,20 +379,17 @@ impl Elbv2 {
         if targets.is_empty() {
             return Ok(());
         }
-        tracing::debug!(
-            operation = "RegisterTargets",
-            arn = target_group,
-            count = targets.len(),
-            "ELBv2 call"
-        );
-        pace::elbv2().ready("RegisterTargets").await;
-        self.client
-            .register_targets()
-            .target_group_arn(target_group)
-            .set_targets(Some(descriptions(targets)))
-            .send()
-            .await
-            .map_err(|e| self.error("RegisterTargets", "target group", target_group, e))?;
+        self.call(
+            "RegisterTargets",
+            "target group",
+            target_group,
+            self.client
+                .register_targets()
+                .target_group_arn(target_group)
+                .set_targets(Some(descriptions(targets)))
+                .send(),
+        )
+        .await?;
         Ok(())
     }
 
@@ -379,20 +401,17 @@ impl Elbv2 {
         if targets.is_empty() {
             return Ok(());
         }
-        tracing::debug!(
-            operation = "DeregisterTargets",
-            arn = target_group,
-            count = targets.len(),
-            "ELBv2 call"
-        );
-        pace::elbv2().ready("DeregisterTargets").await;
-        self.client
-            .deregister_targets()
-            .target_group_arn(target_group)
-            .set_targets(Some(descriptions(targets)))
-            .send()
-            .await
-            .map_err(|e| self.error("DeregisterTargets", "target group", target_group, e))?;
+        self.call(
+            "DeregisterTargets",
+            "target group",
+            target_group,
+            self.client
+                .deregister_targets()
+                .target_group_arn(target_group)
+                .set_targets(Some(descriptions(targets)))
+                .send(),
+        )
+        .await?;
         Ok(())
     }
 
@@ -401,15 +420,17 @@ impl Elbv2 {
         let Some(first) = arns.first() else {
             return Ok(Vec::new());
         };
-        tracing::debug!(operation = "DescribeTags", arns = ?arns, "ELBv2 call");
-        pace::elbv2().ready("DescribeTags").await;
         let out = self
-            .client
-            .describe_tags()
-            .set_resource_arns(Some(arns.iter().map(|a| a.to_string()).collect()))
-            .send()
-            .await
-            .map_err(|e| self.error("DescribeTags", noun_of(first), first, e))?;
+            .call(
+                "DescribeTags",
+                noun_of(first),
+                first,
+                self.client
+                    .describe_tags()
+                    .set_resource_arns(Some(arns.iter().map(|a| a.to_string()).collect()))
+                    .send(),
+            )
+            .await?;
         let of = |arn: &str| -> BTreeMap<String, String> {
             out.tag_descriptions()
                 .iter()
@@ -434,20 +455,16 @@ impl Elbv2 {
         if tags.is_empty() {
             return Ok(());
         }
-        let keys: Vec<&String> = tags.keys().collect();
-        tracing::debug!(operation = "AddTags", arn, keys = ?keys, "ELBv2 call");
-        pace::elbv2().ready("AddTags").await;
         let tags = tags
             .iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
             .collect();
-        self.client
+        let add = self
+            .client
             .add_tags()
             .resource_arns(arn)
-            .set_tags(Some(tags))
-            .send()
-            .await
-            .map_err(|e| self.error("AddTags", noun_of(arn), arn, e))?;
+            .set_tags(Some(tags));
+        self.call("AddTags", noun_of(arn), arn, add.send()).await?;
         Ok(())
     }
 
@@ -455,15 +472,17 @@ impl Elbv2 {
         if keys.is_empty() {
             return Ok(());
         }
-        tracing::debug!(operation = "RemoveTags", arn, keys = ?keys, "ELBv2 call");
-        pace::elbv2().ready("RemoveTags").await;
-        self.client
-            .remove_tags()
-            .resource_arns(arn)
-            .set_tag_keys(Some(keys.to_vec()))
-            .send()
-            .await
-            .map_err(|e| self.error("RemoveTags", noun_of(arn), arn, e))?;
+        self.call(
+            "RemoveTags",
+            noun_of(arn),
+            arn,
+            self.client
+                .remove_tags()
+                .resource_arns(arn)
+                .set_tag_keys(Some(keys.to_vec()))
+                .send(),
+        )
+        .await?;
         Ok(())
     }
 }

@@ -104,6 +104,60 @@ async fn an_endpoint_that_never_answers_fails_the_call_at_its_timeout() {
     );
 }
 
+/// A read of the listener from an endpoint that never answers, with the provider's own
+/// timeouts (30 s a call), in an operation whose deadline is `deadline` away and whose
+/// stop fires after `stop_after`: how long it took, and its error.
+async fn a_hung_read_within(
+    deadline: std::time::Duration,
+    stop_after: std::time::Duration,
+) -> (std::time::Duration, String) {
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let router = Elbv2::new(client(&format!("http://{}", hung.local_addr().unwrap()), 3));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let cancel = stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(stop_after).await;
+        cancel.cancel();
+    });
+    let started = tokio::time::Instant::now();
+    let budget = crate::budget::Budget::new(started + deadline, stop, "the resource's `timeouts`");
+    let read = router.weights("arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/b/c");
+    let error = failed(crate::budget::within(budget, read).await);
+    (started.elapsed(), error)
+}
+
+#[tokio::test]
+async fn a_call_that_never_answers_ends_within_a_second_of_ctrl_c() {
+    let (took, error) = a_hung_read_within(
+        std::time::Duration::from_secs(3600),
+        std::time::Duration::from_millis(200),
+    )
+    .await;
+    assert!(took < std::time::Duration::from_millis(1200), "{took:?}");
+    assert_eq!(
+        error,
+        "interrupted while waiting for ELBv2 DescribeListeners on \
+         arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/b/c: Terraform asked the provider to stop"
+    );
+}
+
+#[tokio::test]
+async fn a_call_that_never_answers_ends_at_the_operations_deadline() {
+    let (took, error) = a_hung_read_within(
+        std::time::Duration::from_millis(500),
+        std::time::Duration::from_secs(3600),
+    )
+    .await;
+    assert!(
+        took >= std::time::Duration::from_millis(500) && took < std::time::Duration::from_secs(2),
+        "{took:?}"
+    );
+    assert!(
+        error.starts_with("the time the resource's `timeouts` allows ran out while waiting for ELBv2 DescribeListeners on arn:"),
+        "{error}"
+    );
+}
+
 fn weights(pairs: &[(&str, u32)]) -> Weights {
     Weights(pairs.iter().map(|(a, w)| (a.to_string(), *w)).collect())
 }

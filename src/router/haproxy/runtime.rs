@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::ssh::{self, SshTarget};
+use crate::budget;
 use crate::router::RouterError;
 
 /// The bound of one exchange: HAProxy answers in milliseconds, so anything longer is a
@@ -65,8 +66,16 @@ impl Transport {
         }
     }
 
-    /// Sends one line and reads the reply to EOF.
+    /// Sends one line and reads the reply to EOF, within the exchange's own timeout, the
+    /// operation's deadline and Ctrl-C ([`budget::bounded`]), whichever ends first.
     async fn exchange(&self, line: &str) -> Result<String, RouterError> {
+        let what = format!("`{line}` on HAProxy's Runtime API at {}", self.describe());
+        budget::bounded(what, self.send(line))
+            .await
+            .unwrap_or_else(|cut| Err(RouterError::Failed(cut.to_string())))
+    }
+
+    async fn send(&self, line: &str) -> Result<String, RouterError> {
         let input = format!("{line}\n");
         let reply = match self {
             Transport::Local(path) => {
@@ -460,6 +469,54 @@ pub(super) mod tests {
             .to_string();
         assert!(
             e.contains("HAProxy refused `show stat web -1 -1`: \"xxx"),
+            "{e}"
+        );
+    }
+
+    /// `show info` to a socket that accepts and never answers (its backlog does), in an
+    /// operation whose deadline is `deadline` away and whose stop fires after `stop_after`:
+    /// how long it took, and its error.
+    async fn a_hung_exchange_within(
+        deadline: Duration,
+        stop_after: Duration,
+    ) -> (Duration, String) {
+        let path = std::env::temp_dir().join(format!("immutable-hung-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let _listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let cancel = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(stop_after).await;
+            cancel.cancel();
+        });
+        let started = tokio::time::Instant::now();
+        let budget = budget::Budget::new(started + deadline, stop, "the resource's `timeouts`");
+        let api = RuntimeApi::new(Transport::Local(path.clone()));
+        let error = budget::within(budget, api.read("show info"))
+            .await
+            .unwrap_err();
+        let _ = std::fs::remove_file(&path);
+        (started.elapsed(), error.to_string())
+    }
+
+    #[tokio::test]
+    async fn an_exchange_that_never_answers_ends_within_a_second_of_ctrl_c_or_at_the_deadline() {
+        let (took, e) =
+            a_hung_exchange_within(Duration::from_secs(3600), Duration::from_millis(200)).await;
+        assert!(took < Duration::from_millis(1200), "{took:?}");
+        assert!(
+            e.starts_with(
+                "interrupted while waiting for `show info` on HAProxy's Runtime API at unix:///"
+            ),
+            "{e}"
+        );
+        let (took, e) =
+            a_hung_exchange_within(Duration::from_millis(300), Duration::from_secs(3600)).await;
+        assert!(took < Duration::from_millis(1300), "{took:?}");
+        assert!(
+            e.starts_with(
+                "the time the resource's `timeouts` allows ran out while waiting for `show info`"
+            ),
             "{e}"
         );
     }
