@@ -59,8 +59,8 @@ impl Family {
 /// How long the refill rate takes to climb back from nothing to its ceiling (from [`CUT`]
 /// of it, half as long).
 pub const RECOVERY: Duration = Duration::from_secs(20);
-/// What a throttle leaves of the refill rate. CUBIC's (and the SDK adaptive mode's) 0.7
-/// drew twice the throttles with four pipelines and was no faster.
+/// What a throttle leaves of the refill rate. CUBIC's (and the SDK adaptive mode's) 0.7,
+/// climbing back in 3 s, drew twice the throttles with four pipelines and was no faster.
 const CUT: f64 = 0.5;
 /// Throttles closer together than this are one signal: the rate is halved once for them.
 pub const CUT_SPACING: Duration = Duration::from_secs(1);
