@@ -73,12 +73,13 @@ impl Aws {
             .await
     }
 
-    /// The ELBv2 client, honouring `endpoints.elbv2`.
+    /// The ELBv2 client, honouring `endpoints.elbv2`; its throttled attempts slow the pacer.
     pub async fn elbv2(&self) -> &aws_sdk_elasticloadbalancingv2::Client {
         self.elbv2
             .get_or_init(|| async {
                 let mut config =
-                    aws_sdk_elasticloadbalancingv2::config::Builder::from(self.sdk_config().await);
+                    aws_sdk_elasticloadbalancingv2::config::Builder::from(self.sdk_config().await)
+                        .interceptor(crate::router::pace::ThrottleFeedback);
                 if let Some(url) = self.settings().elbv2_endpoint {
                     config = config.endpoint_url(url);
                 }

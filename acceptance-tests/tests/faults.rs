@@ -295,51 +295,52 @@ async fn fifty_deployments_in_one_apply_survive_throttling() {
     }
 }
 
-/// The provider keeps inside AWS's default API buckets on its own: fifty deployments gating
-/// ten at a time draw no `Throttling` answer, and the apply takes little longer than the
-/// gates themselves.
-#[tokio::test(flavor = "multi_thread")]
-async fn fifty_deployments_pace_their_calls_inside_the_aws_buckets() {
-    const N: usize = 50;
-    const PARALLELISM: usize = 10;
-    // Each HTTP gate: 21 passing checks 1 s apart.
-    const GATE: Duration = Duration::from_secs(20);
-    let Some(tf) = clis("faults_pacing", Needs::Any, On::Newest)
-        .into_iter()
-        .next()
-    else {
-        return;
-    };
-    let app = TestApp::start("v1").await;
-    alb::shared().set_throttling(None);
+/// Each paced deployment's HTTP gate: 21 passing checks 1 s apart.
+const GATE: Duration = Duration::from_secs(20);
+
+/// A workspace of `n` deployments on fixtures of their own, each gating for [`GATE`], planned
+/// with `-parallelism`; the fixtures are made before throttling is switched on, since their
+/// own writes would take minutes at AWS's pace.
+async fn paced_pipeline(
+    tf: &acceptance_tests::terraform::Terraform,
+    name: &str,
+    n: usize,
+    parallelism: usize,
+    app: &TestApp,
+) -> (Workspace, Vec<BlueGreenFixture>) {
     let mut fixtures = Vec::new();
-    for i in 0..N {
-        fixtures.push(BlueGreenFixture::create(alb::shared(), &format!("pace{i}")).await);
+    for i in 0..n {
+        fixtures.push(BlueGreenFixture::create(alb::shared(), &format!("{name}{i}")).await);
     }
     let mut config = provider(&alb::shared().endpoint());
     for (i, fx) in fixtures.iter().enumerate() {
-        config += &deployment(&format!("d{i}"), fx, "v1", &app, "").replace(
+        config += &deployment(&format!("d{i}"), fx, "v1", app, "").replace(
             "healthy_threshold = 1\n    interval          = \"200ms\"",
             "healthy_threshold = 21\n    interval          = \"1s\"",
         );
     }
-    let ws = Workspace::new(&tf, "pace");
+    let ws = Workspace::new(tf, name);
     ws.write_config(&config);
-    let parallelism = format!("-parallelism={PARALLELISM}");
     let plan = ws
         .terraform(
             &[
                 "plan",
                 "-no-color",
                 "-input=false",
-                &parallelism,
+                &format!("-parallelism={parallelism}"),
                 "-out=tfplan",
             ],
             &[],
         )
         .await;
     assert!(plan.success, "{}", plan.text());
-    alb::shared().set_throttling(Some(Throttling::default()));
+    (ws, fixtures)
+}
+
+/// Applies a [`paced_pipeline`]'s plan: it succeeds, and no `Throttling` reaches the user.
+/// Returns how long the apply took.
+async fn apply_paced(ws: &Workspace, parallelism: usize) -> Duration {
+    let parallelism = format!("-parallelism={parallelism}");
     let started = Instant::now();
     let apply = ws
         .terraform(
@@ -348,7 +349,42 @@ async fn fifty_deployments_pace_their_calls_inside_the_aws_buckets() {
         )
         .await;
     let took = started.elapsed();
-    assert!(apply.success, "{}", apply.text());
+    let text = apply.text();
+    assert!(apply.success, "{text}");
+    assert!(
+        !text.contains("Throttling") && !text.contains("Rate exceeded"),
+        "AWS's throttling reached the user: {text}"
+    );
+    took
+}
+
+/// Every deployment went live. Read with throttling off: the test's own reads are not the
+/// provider's to pace.
+async fn assert_all_live(fixtures: &[BlueGreenFixture]) {
+    alb::shared().set_throttling(None);
+    for fx in fixtures {
+        assert_eq!(fx.weights(&fx.listener_arn).await.get("green"), Some(&100));
+    }
+}
+
+/// The provider keeps inside AWS's default API buckets on its own: fifty deployments gating
+/// ten at a time draw no `Throttling` answer, and the apply takes little longer than the
+/// gates themselves.
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_deployments_pace_their_calls_inside_the_aws_buckets() {
+    const N: usize = 50;
+    const PARALLELISM: usize = 10;
+    let Some(tf) = clis("faults_pacing", Needs::Any, On::Newest)
+        .into_iter()
+        .next()
+    else {
+        return;
+    };
+    let app = TestApp::start("v1").await;
+    alb::shared().set_throttling(None);
+    let (ws, fixtures) = paced_pipeline(&tf, "pace", N, PARALLELISM, &app).await;
+    alb::shared().set_throttling(Some(Throttling::default()));
+    let took = apply_paced(&ws, PARALLELISM).await;
     let throttled = alb::shared().throttled();
     let gates_alone = GATE * (N / PARALLELISM) as u32;
     eprintln!(
@@ -364,8 +400,55 @@ async fn fifty_deployments_pace_their_calls_inside_the_aws_buckets() {
         took.as_secs_f64() <= gates_alone.as_secs_f64() * 1.2,
         "the apply took {took:?}, more than 1.2 times the {gates_alone:?} its gates need"
     );
-    for fx in &fixtures {
-        assert_eq!(fx.weights(&fx.listener_arn).await.get("green"), Some(&100));
+    assert_all_live(&fixtures).await;
+}
+
+/// AWS's buckets are the account's, not the process's: four pipelines (four states, four
+/// provider processes) applying 25 deployments each at once against one account all
+/// succeed, no `Throttling` reaches a user, and the slowest takes at most 1.3 times what
+/// its gates alone need. Their calls may be throttled on the way (each process learns the
+/// account's pace from those answers); the SDK retries them.
+#[tokio::test(flavor = "multi_thread")]
+async fn four_pipelines_in_one_account_share_its_buckets() {
+    const PIPELINES: usize = 4;
+    const N: usize = 25;
+    const PARALLELISM: usize = 5;
+    let Some(tf) = clis("faults_pipelines", Needs::Any, On::Newest)
+        .into_iter()
+        .next()
+    else {
+        return;
+    };
+    let app = TestApp::start("v1").await;
+    alb::shared().set_throttling(None);
+    let mut pipelines = Vec::new();
+    for p in 0..PIPELINES {
+        pipelines.push(paced_pipeline(&tf, &format!("pipe{p}x"), N, PARALLELISM, &app).await);
+    }
+    alb::shared().set_throttling(Some(Throttling::default()));
+    let [(a, _), (b, _), (c, _), (d, _)] = &pipelines[..] else {
+        unreachable!("{PIPELINES} pipelines")
+    };
+    let (a, b, c, d) = tokio::join!(
+        apply_paced(a, PARALLELISM),
+        apply_paced(b, PARALLELISM),
+        apply_paced(c, PARALLELISM),
+        apply_paced(d, PARALLELISM)
+    );
+    let took = [a, b, c, d].into_iter().max().unwrap();
+    let throttled = alb::shared().throttled();
+    let gates_alone = GATE * (N / PARALLELISM) as u32;
+    eprintln!(
+        "pipelines: {PIPELINES} applies of {N} deployments, -parallelism={PARALLELISM}, started together: slowest {took:?} ({a:?}, {b:?}, {c:?}, {d:?}), gates alone {gates_alone:?} ({:.2}x), provider calls throttled (each retried): {}",
+        took.as_secs_f64() / gates_alone.as_secs_f64(),
+        throttled.from_provider
+    );
+    assert!(
+        took.as_secs_f64() <= gates_alone.as_secs_f64() * 1.3,
+        "the slowest apply took {took:?}, more than 1.3 times the {gates_alone:?} its gates need"
+    );
+    for (_, fixtures) in &pipelines {
+        assert_all_live(fixtures).await;
     }
 }
 
