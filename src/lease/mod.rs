@@ -13,9 +13,10 @@
 
 pub mod fenced;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::router::{RouterError, TrafficRouter};
@@ -193,12 +194,33 @@ fn capital(text: &str) -> String {
 /// A lease this process holds: what it wrote last, and whether it was lost since.
 #[derive(Debug)]
 pub struct Held {
-    lease: Mutex<Lease>,
+    lease: Arc<Mutex<Lease>>,
+    /// Held open for the run by an ephemeral resource, which gives it back: the release
+    /// that borrowed it does not.
+    borrowed: bool,
 }
 
+/// Leases this process holds open for the whole Terraform run (`ephemeral
+/// "immutable_lease"`), by router name. Terraform opens the ephemeral resource in the
+/// apply's own provider process, so a release there takes that lease as its own
+/// instead of being refused by it.
+static OPEN: LazyLock<Mutex<HashMap<String, Arc<Mutex<Lease>>>>> = LazyLock::new(Default::default);
+
 impl Held {
+    fn own(lease: Lease) -> Held {
+        Held {
+            lease: Arc::new(Mutex::new(lease)),
+            borrowed: false,
+        }
+    }
+
     pub fn id(&self) -> String {
-        self.lease.lock().expect("lease").id.clone()
+        self.lease().id
+    }
+
+    /// The lease as this process last wrote it.
+    pub fn lease(&self) -> Lease {
+        self.lease.lock().expect("lease").clone()
     }
 
     /// Whether `text`, read where the lease is kept, is this hold's lease.
@@ -208,9 +230,28 @@ impl Held {
     }
 }
 
-/// Takes the lease on `router`, or says who holds it. A lease that expired is taken over.
+/// The lease this process holds open on `router`, when `current` (read there) is still it.
+fn borrow_open(router: &dyn TrafficRouter, current: Option<&Lease>) -> Option<Held> {
+    let current = current.filter(|l| !l.expired(SystemTime::now()))?;
+    let open = OPEN
+        .lock()
+        .expect("open leases")
+        .get(&router.name())?
+        .clone();
+    let mine = open.lock().expect("lease").id == current.id;
+    mine.then_some(Held {
+        lease: open,
+        borrowed: true,
+    })
+}
+
+/// Takes the lease on `router`, or says who holds it. A lease that expired is taken over;
+/// one this process holds open for the run is borrowed, without a write.
 pub async fn acquire(router: &dyn TrafficRouter) -> Result<Held, Refused> {
     let current = found(router.lease().await.map_err(Refused::Failed)?);
+    if let Some(open) = borrow_open(router, current.as_ref()) {
+        return Ok(open);
+    }
     if let Some(other) = current.filter(|l| !l.expired(SystemTime::now())) {
         return Err(Refused::Held(held_by(router, &other)));
     }
@@ -226,9 +267,7 @@ pub async fn acquire(router: &dyn TrafficRouter) -> Result<Held, Refused> {
     tokio::time::sleep(settle).await;
     let now = found(router.lease().await.map_err(Refused::Failed)?);
     match now {
-        Some(l) if l.id == mine.id => Ok(Held {
-            lease: Mutex::new(mine),
-        }),
+        Some(l) if l.id == mine.id => Ok(Held::own(mine)),
         Some(other) => Err(Refused::Held(held_by(router, &other))),
         None => Err(Refused::Held(format!(
             "The lease on {} was removed while it was being taken: another writer is \
@@ -238,31 +277,78 @@ pub async fn acquire(router: &dyn TrafficRouter) -> Result<Held, Refused> {
     }
 }
 
+/// Why a held lease was not renewed.
+#[derive(Debug)]
+pub enum NotRenewed {
+    /// Another writer holds it now (it expired, or was broken).
+    Lost,
+    /// It could not be read or written; it is still held until it expires.
+    Failed(RouterError),
+}
+
 /// Renews the lease while it is still this hold's; leaves it alone once another holds it
 /// (the fence then stops the release's next write).
-async fn renew(router: &dyn TrafficRouter, held: &Held) {
-    match router.lease().await {
-        Ok(text) if held.is_mine(text.as_deref()) => {
-            let renewed = held.lease.lock().expect("lease").renewed();
-            match router.set_lease(Some(&renewed.encode())).await {
-                Ok(()) => *held.lease.lock().expect("lease") = renewed,
-                Err(e) => tracing::warn!(error = %e, "the lease could not be renewed"),
-            }
-        }
-        Ok(_) => tracing::warn!("the lease was taken by another writer"),
-        Err(e) => tracing::warn!(error = %e, "the lease could not be read to renew it"),
+pub async fn renew(router: &dyn TrafficRouter, held: &Held) -> Result<(), NotRenewed> {
+    let text = router.lease().await.map_err(NotRenewed::Failed)?;
+    if !held.is_mine(text.as_deref()) {
+        return Err(NotRenewed::Lost);
     }
+    let renewed = held.lease().renewed();
+    router
+        .set_lease(Some(&renewed.encode()))
+        .await
+        .map_err(NotRenewed::Failed)?;
+    *held.lease.lock().expect("lease") = renewed;
+    Ok(())
 }
 
 async fn keep_renewed(router: &dyn TrafficRouter, held: &Held) -> std::convert::Infallible {
     loop {
         tokio::time::sleep(RENEW).await;
-        renew(router, held).await;
+        match renew(router, held).await {
+            Ok(()) => {}
+            Err(NotRenewed::Lost) => tracing::warn!("the lease was taken by another writer"),
+            Err(NotRenewed::Failed(e)) => {
+                tracing::warn!(error = %e, "the lease could not be renewed")
+            }
+        }
     }
 }
 
-/// Gives the lease back, when it is still this hold's.
+/// Takes the lease on `router` for the whole Terraform run: releases of this process
+/// borrow it, and only [`close`] gives it back. Renewing it is the caller's ([`renew`]).
+pub async fn hold_open(router: &dyn TrafficRouter) -> Result<Held, Refused> {
+    let held = acquire(router).await?;
+    if !held.borrowed {
+        OPEN.lock()
+            .expect("open leases")
+            .insert(router.name(), held.lease.clone());
+    }
+    Ok(held)
+}
+
+/// Gives back a lease taken by [`hold_open`], unless it was borrowed from an earlier one.
+pub async fn close(router: &dyn TrafficRouter, held: Held) {
+    if held.borrowed {
+        return;
+    }
+    {
+        let mut open = OPEN.lock().expect("open leases");
+        if open
+            .get(&router.name())
+            .is_some_and(|l| Arc::ptr_eq(l, &held.lease))
+        {
+            open.remove(&router.name());
+        }
+    }
+    release(router, &held).await;
+}
+
+/// Gives the lease back, when it is still this hold's and not borrowed.
 async fn release(router: &dyn TrafficRouter, held: &Held) {
+    if held.borrowed {
+        return;
+    }
     match router.lease().await {
         Ok(text) if held.is_mine(text.as_deref()) => {
             if let Err(e) = router.set_lease(None).await {
@@ -275,7 +361,7 @@ async fn release(router: &dyn TrafficRouter, held: &Held) {
 }
 
 /// Runs `work` while `held`, the lease on `router`, is renewed every [`RENEW`]; gives
-/// the lease back when `work` ends.
+/// the lease back when `work` ends, unless it was borrowed from one held open.
 pub async fn while_held<T>(
     router: &dyn TrafficRouter,
     held: &Held,
