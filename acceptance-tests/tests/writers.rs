@@ -269,3 +269,99 @@ async fn two_pipelines_started_together_on_one_haproxy_backend_move_traffic_once
         drop((v1, a, b));
     }
 }
+
+/// A self-registering fleet's standby service is updated before the deployment: with
+/// `ephemeral "immutable_lease"` (Terraform 1.10+) the run holds the listener's lease from
+/// its start. While the standby update runs, a second pipeline's release is refused naming
+/// the holder; the run's own deployment then releases under the same lease, and the end
+/// of the run gives it back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lease_held_open_for_the_run_refuses_another_writer_and_lets_its_own_release_through() {
+    for tf in clis("writers_ephemeral_lease", Needs::Since(1, 10), On::Newest) {
+        let (fx, ws, v1) = v1_live(&tf, "ephemeral-lease").await;
+        let (v2, v3) = (TestApp::start("v2").await, TestApp::start("v3").await);
+        let other = Workspace::new(&tf, "ephemeral-lease-b");
+        std::fs::copy(
+            ws.dir().join("terraform.tfstate"),
+            other.dir().join("terraform.tfstate"),
+        )
+        .unwrap();
+        other.write_config(&fleet_config(&fx, "v3", &v3, ""));
+        let updating = ws.dir().join("standby-updating");
+        let config = fleet_config(
+            &fx,
+            "v2",
+            &v2,
+            "  depends_on = [terraform_data.standby_service]\n",
+        ) + &format!(
+            r#"
+ephemeral "immutable_lease" "web" {{
+  listener_arn           = "{}"
+  blue_target_group_arn  = "{}"
+  green_target_group_arn = "{}"
+}}
+
+# The standby service's update, which the fleet's members register from.
+resource "terraform_data" "standby_service" {{
+  input      = "v2"
+  depends_on = [ephemeral.immutable_lease.web]
+
+  provisioner "local-exec" {{
+    command = "touch {} && sleep 20"
+  }}
+}}
+"#,
+            fx.listener_arn,
+            fx.blue_tg_arn,
+            fx.green_tg_arn,
+            updating.display()
+        );
+        ws.write_config(&config);
+        let load = Traffic::start(&fx, Duration::from_secs(60), None).await;
+        let run = ws.spawn(&["apply", "-auto-approve", "-no-color", "-input=false"]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !updating.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the standby update never started"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let refused = other
+            .terraform(
+                &["apply", "-auto-approve", "-no-color", "-input=false"],
+                &[],
+            )
+            .await;
+        let text = flat(&refused.text());
+        assert!(!refused.success, "{text}");
+        assert!(
+            text.contains("Another writer is releasing to this listener")
+                && text.contains("holds its lease until")
+                && text.contains("Nothing was changed; traffic was not moved"),
+            "{text}"
+        );
+        assert_eq!(
+            fx.weights(&fx.listener_arn).await,
+            traffic::weights(0, 100),
+            "the refused pipeline moved nothing"
+        );
+        let out = run.wait_with_output().await.unwrap();
+        let applied = flat(&format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+        assert!(out.status.success(), "{applied}");
+        assert_eq!(fx.weights(&fx.listener_arn).await, traffic::weights(100, 0));
+        assert!(
+            !fx.tags(&fx.listener_arn)
+                .await
+                .contains_key("immutable:lease"),
+            "the end of the run gave the lease back"
+        );
+        let seen = load.finish(TAIL).await;
+        seen.assert_none_failed();
+        drop((v1, v2, v3));
+    }
+}

@@ -114,6 +114,11 @@ impl Lease {
         })
     }
 
+    /// When it ends unless renewed, in RFC 3339.
+    pub fn expires_at(&self) -> String {
+        rfc3339(self.expires)
+    }
+
     pub fn expired(&self, now: SystemTime) -> bool {
         unix(now) >= self.expires
     }
@@ -328,7 +333,7 @@ pub async fn hold_open(router: &dyn TrafficRouter) -> Result<Held, Refused> {
 }
 
 /// Gives back a lease taken by [`hold_open`], unless it was borrowed from an earlier one.
-pub async fn close(router: &dyn TrafficRouter, held: Held) {
+pub async fn close(router: &dyn TrafficRouter, held: &Held) {
     if held.borrowed {
         return;
     }
@@ -341,7 +346,7 @@ pub async fn close(router: &dyn TrafficRouter, held: Held) {
             open.remove(&router.name());
         }
     }
-    release(router, &held).await;
+    release(router, held).await;
 }
 
 /// Gives the lease back, when it is still this hold's and not borrowed.

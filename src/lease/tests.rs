@@ -147,7 +147,7 @@ async fn a_release_in_this_process_takes_the_lease_held_open_for_the_run_and_lea
         "the release's end does not give back the lease held open"
     );
     assert!(renew(&router, &open).await.is_ok());
-    close(&router, open).await;
+    close(&router, &open).await;
     assert_eq!(router.state().lease, None, "closing gives it back");
     let next = acquire(&router).await.expect("free again");
     while_held(&router, &next, async {}).await;
@@ -172,7 +172,7 @@ async fn a_lease_held_open_but_since_taken_by_another_writer_is_not_borrowed() {
         matches!(renew(&router, &open).await, Err(NotRenewed::Lost)),
         "renewing says it was lost"
     );
-    close(&router, open).await;
+    close(&router, &open).await;
     assert_eq!(
         router.state().lease,
         Some(other.encode()),
