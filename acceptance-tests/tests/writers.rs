@@ -273,8 +273,8 @@ async fn two_pipelines_started_together_on_one_haproxy_backend_move_traffic_once
 /// A self-registering fleet's standby service is updated before the deployment: with
 /// `ephemeral "immutable_lease"` (Terraform 1.10+) the run holds the listener's lease from
 /// its start. While the standby update runs, a second pipeline's release is refused naming
-/// the holder; the run's own deployment then releases under the same lease, and the end
-/// of the run gives it back.
+/// the holder and Terraform renews the lease; the run's own deployment then releases under
+/// the same lease, and the end of the run gives it back.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lease_held_open_for_the_run_refuses_another_writer_and_lets_its_own_release_through() {
     for tf in clis("writers_ephemeral_lease", Needs::Since(1, 10), On::Newest) {
@@ -307,7 +307,7 @@ resource "terraform_data" "standby_service" {{
   depends_on = [ephemeral.immutable_lease.web]
 
   provisioner "local-exec" {{
-    command = "touch {} && sleep 20"
+    command = "touch {} && sleep 40"
   }}
 }}
 "#,
@@ -317,7 +317,7 @@ resource "terraform_data" "standby_service" {{
             updating.display()
         );
         ws.write_config(&config);
-        let load = Traffic::start(&fx, Duration::from_secs(60), None).await;
+        let load = Traffic::start(&fx, Duration::from_secs(90), None).await;
         let run = ws.spawn(&["apply", "-auto-approve", "-no-color", "-input=false"]);
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while !updating.exists() {
@@ -346,6 +346,23 @@ resource "terraform_data" "standby_service" {{
             traffic::weights(0, 100),
             "the refused pipeline moved nothing"
         );
+        // Terraform renews the lease (every 30 s) while the run goes on.
+        let expires = || async {
+            let tags = fx.tags(&fx.listener_arn).await;
+            let lease = tags
+                .get("immutable:lease")
+                .expect("the run holds the lease");
+            lease.split(';').nth(1).unwrap().to_string()
+        };
+        let opened = expires().await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(45);
+        while expires().await == opened {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the lease was never renewed"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         let out = run.wait_with_output().await.unwrap();
         let applied = flat(&format!(
             "{}{}",
