@@ -286,6 +286,26 @@ async fn a_lease_held_open_for_the_run_refuses_another_writer_and_lets_its_own_r
             other.dir().join("terraform.tfstate"),
         )
         .unwrap();
+        // Bad ARNs are refused at validate, naming the attribute.
+        let lease_config = |listener: &str, green: &str| {
+            hcl::provider(&fx.endpoint, "")
+                + &format!(
+                    "ephemeral \"immutable_lease\" \"web\" {{\n  listener_arn = \"{listener}\"\n  blue_target_group_arn = \"{}\"\n  green_target_group_arn = \"{green}\"\n}}\n",
+                    fx.blue_tg_arn
+                )
+        };
+        other
+            .assert_refused_at_validate(&[
+                (
+                    lease_config(&fx.listener_arn, &fx.blue_tg_arn),
+                    "green_target_group_arn must name a different target group",
+                ),
+                (
+                    lease_config("web", &fx.green_tg_arn),
+                    r"listener_arn.*arn:aws:elasticloadbalancing:us-west-2:123456789012:listener/app/",
+                ),
+            ])
+            .await;
         other.write_config(&fleet_config(&fx, "v3", &v3, ""));
         let updating = ws.dir().join("standby-updating");
         let config = fleet_config(
