@@ -306,7 +306,6 @@ async fn a_lease_held_open_for_the_run_refuses_another_writer_and_lets_its_own_r
                 ),
             ])
             .await;
-        other.write_config(&fleet_config(&fx, "v3", &v3, ""));
         let updating = ws.dir().join("standby-updating");
         let config = fleet_config(
             &fx,
@@ -347,20 +346,32 @@ resource "terraform_data" "standby_service" {{
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let refused = other
-            .terraform(
-                &["apply", "-auto-approve", "-no-color", "-input=false"],
-                &[],
-            )
-            .await;
-        let text = flat(&refused.text());
-        assert!(!refused.success, "{text}");
-        assert!(
-            text.contains("Another writer is releasing to this listener")
-                && text.contains("holds its lease until")
-                && text.contains("Nothing was changed; traffic was not moved"),
-            "{text}"
-        );
+        // A second pipeline is refused naming the holder: by its deployment's lease, and
+        // (with the same configuration as the first) already when it opens its own.
+        let lease_block = &config[config.find("ephemeral \"immutable_lease\"").unwrap()..];
+        let lease_block = &lease_block[..lease_block.find("}\n").unwrap() + 2];
+        let second = fleet_config(&fx, "v3", &v3, "");
+        for (second, refused_by) in [
+            (second.clone(), DEPLOYMENT),
+            (second + lease_block, "ephemeral.immutable_lease.web"),
+        ] {
+            other.write_config(&second);
+            let refused = other
+                .terraform(
+                    &["apply", "-auto-approve", "-no-color", "-input=false"],
+                    &[],
+                )
+                .await;
+            let text = flat(&refused.text());
+            assert!(!refused.success, "{text}");
+            assert!(
+                text.contains("Another writer is releasing to this listener")
+                    && text.contains("holds its lease until")
+                    && text.contains("Nothing was changed; traffic was not moved")
+                    && text.contains(&format!("with {refused_by},")),
+                "{text}"
+            );
+        }
         assert_eq!(
             fx.weights(&fx.listener_arn).await,
             traffic::weights(0, 100),
