@@ -10,6 +10,9 @@
 //! records again and goes ahead only when both are still this apply's. What it does not
 //! guarantee: a holder whose clock is minutes off, or a writer that ignores leases, can
 //! still slip one write in between a fence and the write it guards.
+//!
+//! The lease can also be held for a whole Terraform run ([`hold_open`], by the ephemeral
+//! resource `immutable_lease`): the releases of that run's provider process borrow it.
 
 pub mod fenced;
 
