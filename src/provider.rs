@@ -5,14 +5,16 @@ use std::sync::Arc;
 use crate::aws::{AssumeRole, Aws, AwsSettings, DEFAULT_MAX_RETRIES};
 use crate::probe::HttpClients;
 use crate::resources::bluegreen::{
-    deployment::BlueGreenDeployment, discovery::Discovery, rollback::Rollback,
-    slots::BlueGreenSlots,
+    deployment::BlueGreenDeployment, discovery::Discovery, lease::LeaseEphemeral,
+    rollback::Rollback, slots::BlueGreenSlots,
 };
 use crate::resources::haproxy_deployment::HaproxyDeployment;
 use crate::resources::health_gate::HealthGate;
 use crate::router::elbv2::Elbv2;
 use crate::tfplugin::diagnostics::Diagnostics;
-use crate::tfplugin::resource::{Action, Ctx, DataSource, ListResource, Provider, Resource};
+use crate::tfplugin::resource::{
+    Action, Ctx, DataSource, EphemeralResource, ListResource, Provider, Resource,
+};
 use crate::tfplugin::schema::{Attribute, Block, Nesting, Schema};
 use crate::tfplugin::value::Value;
 use crate::validators;
@@ -210,6 +212,10 @@ impl Provider for ImmutableProvider {
         vec![Arc::new(Rollback {
             shared: self.shared.clone(),
         })]
+    }
+
+    fn ephemeral_resources(&self) -> Vec<Arc<dyn EphemeralResource>> {
+        vec![Arc::new(LeaseEphemeral::new(self.shared.clone()))]
     }
 }
 

@@ -445,3 +445,147 @@ async fn with_leases_in_s3_two_pipelines_started_together_move_traffic_once() {
         drop((v1, a, b));
     }
 }
+
+/// A self-registering fleet's standby service is updated before the deployment: with
+/// `ephemeral "immutable_lease"` (Terraform 1.10+) the run holds the listener's lease from
+/// its start. While the standby update runs, a second pipeline's release is refused naming
+/// the holder and Terraform renews the lease; the run's own deployment then releases under
+/// the same lease, and the end of the run gives it back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lease_held_open_for_the_run_refuses_another_writer_and_lets_its_own_release_through() {
+    for tf in clis("writers_ephemeral_lease", Needs::Since(1, 10), On::Newest) {
+        let (fx, ws, v1) = v1_live(&tf, "ephemeral-lease").await;
+        let (v2, v3) = (TestApp::start("v2").await, TestApp::start("v3").await);
+        let other = Workspace::new(&tf, "ephemeral-lease-b");
+        std::fs::copy(
+            ws.dir().join("terraform.tfstate"),
+            other.dir().join("terraform.tfstate"),
+        )
+        .unwrap();
+        // Bad ARNs are refused at validate, naming the attribute.
+        let lease_config = |listener: &str, green: &str| {
+            hcl::provider(&fx.endpoint, "")
+                + &format!(
+                    "ephemeral \"immutable_lease\" \"web\" {{\n  listener_arn = \"{listener}\"\n  blue_target_group_arn = \"{}\"\n  green_target_group_arn = \"{green}\"\n}}\n",
+                    fx.blue_tg_arn
+                )
+        };
+        other
+            .assert_refused_at_validate(&[
+                (
+                    lease_config(&fx.listener_arn, &fx.blue_tg_arn),
+                    "green_target_group_arn must name a different target group",
+                ),
+                (
+                    lease_config("web", &fx.green_tg_arn),
+                    r"listener_arn.*arn:aws:elasticloadbalancing:us-west-2:123456789012:listener/app/",
+                ),
+            ])
+            .await;
+        let updating = ws.dir().join("standby-updating");
+        let config = fleet_config(
+            &fx,
+            "v2",
+            &v2,
+            "  depends_on = [terraform_data.standby_service]\n",
+        ) + &format!(
+            r#"
+ephemeral "immutable_lease" "web" {{
+  listener_arn           = "{}"
+  blue_target_group_arn  = "{}"
+  green_target_group_arn = "{}"
+}}
+
+# The standby service's update, which the fleet's members register from.
+resource "terraform_data" "standby_service" {{
+  input      = "v2"
+  depends_on = [ephemeral.immutable_lease.web]
+
+  provisioner "local-exec" {{
+    command = "touch {} && sleep 40"
+  }}
+}}
+"#,
+            fx.listener_arn,
+            fx.blue_tg_arn,
+            fx.green_tg_arn,
+            updating.display()
+        );
+        ws.write_config(&config);
+        let load = Traffic::start(&fx, Duration::from_secs(90), None).await;
+        let run = ws.spawn(&["apply", "-auto-approve", "-no-color", "-input=false"]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !updating.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the standby update never started"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // A second pipeline is refused naming the holder: by its deployment's lease, and
+        // (with the same configuration as the first) already when it opens its own.
+        let lease_block = &config[config.find("ephemeral \"immutable_lease\"").unwrap()..];
+        let lease_block = &lease_block[..lease_block.find("}\n").unwrap() + 2];
+        let second = fleet_config(&fx, "v3", &v3, "");
+        for (second, refused_by) in [
+            (second.clone(), DEPLOYMENT),
+            (second + lease_block, "ephemeral.immutable_lease.web"),
+        ] {
+            other.write_config(&second);
+            let refused = other
+                .terraform(
+                    &["apply", "-auto-approve", "-no-color", "-input=false"],
+                    &[],
+                )
+                .await;
+            let text = flat(&refused.text());
+            assert!(!refused.success, "{text}");
+            assert!(
+                text.contains("Another writer is releasing to this listener")
+                    && text.contains("holds its lease until")
+                    && text.contains("Nothing was changed; traffic was not moved")
+                    && text.contains(&format!("with {refused_by},")),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            fx.weights(&fx.listener_arn).await,
+            traffic::weights(0, 100),
+            "the refused pipeline moved nothing"
+        );
+        // Terraform renews the lease (every 30 s) while the run goes on.
+        let expires = || async {
+            let tags = fx.tags(&fx.listener_arn).await;
+            let lease = tags
+                .get("immutable:lease")
+                .expect("the run holds the lease");
+            lease.split(';').nth(1).unwrap().to_string()
+        };
+        let opened = expires().await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(45);
+        while expires().await == opened {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the lease was never renewed"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let out = run.wait_with_output().await.unwrap();
+        let applied = flat(&format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+        assert!(out.status.success(), "{applied}");
+        assert_eq!(fx.weights(&fx.listener_arn).await, traffic::weights(100, 0));
+        assert!(
+            !fx.tags(&fx.listener_arn)
+                .await
+                .contains_key("immutable:lease"),
+            "the end of the run gave the lease back"
+        );
+        let seen = load.finish(TAIL).await;
+        seen.assert_none_failed();
+        drop((v1, v2, v3));
+    }
+}

@@ -10,13 +10,17 @@
 //! records again and goes ahead only when both are still this apply's. What it does not
 //! guarantee: a holder whose clock is minutes off, or a writer that ignores leases, can
 //! still slip one write in between a fence and the write it guards.
+//!
+//! The lease can also be held for a whole Terraform run ([`hold_open`], by the ephemeral
+//! resource `immutable_lease`): the releases of that run's provider process borrow it.
 
 pub mod fenced;
 pub mod s3;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::router::{RouterError, TrafficRouter};
@@ -114,6 +118,11 @@ impl Lease {
         })
     }
 
+    /// When it ends unless renewed, in RFC 3339.
+    pub fn expires_at(&self) -> String {
+        rfc3339(self.expires)
+    }
+
     pub fn expired(&self, now: SystemTime) -> bool {
         unix(now) >= self.expires
     }
@@ -194,12 +203,33 @@ fn capital(text: &str) -> String {
 /// A lease this process holds: what it wrote last, and whether it was lost since.
 #[derive(Debug)]
 pub struct Held {
-    lease: Mutex<Lease>,
+    lease: Arc<Mutex<Lease>>,
+    /// Held open for the run by an ephemeral resource, which gives it back: the release
+    /// that borrowed it does not.
+    borrowed: bool,
 }
 
+/// Leases this process holds open for the whole Terraform run (`ephemeral
+/// "immutable_lease"`), by router name. Terraform opens the ephemeral resource in the
+/// apply's own provider process, so a release there takes that lease as its own
+/// instead of being refused by it.
+static OPEN: LazyLock<Mutex<HashMap<String, Arc<Mutex<Lease>>>>> = LazyLock::new(Default::default);
+
 impl Held {
+    fn own(lease: Lease) -> Held {
+        Held {
+            lease: Arc::new(Mutex::new(lease)),
+            borrowed: false,
+        }
+    }
+
     pub fn id(&self) -> String {
-        self.lease.lock().expect("lease").id.clone()
+        self.lease().id
+    }
+
+    /// The lease as this process last wrote it.
+    pub fn lease(&self) -> Lease {
+        self.lease.lock().expect("lease").clone()
     }
 
     /// Whether `text`, read where the lease is kept, is this hold's lease.
@@ -209,7 +239,23 @@ impl Held {
     }
 }
 
-/// Takes the lease on `router`, or says who holds it. A lease that expired is taken over.
+/// The lease this process holds open on `router`, when `current` (read there) is still it.
+fn borrow_open(router: &dyn TrafficRouter, current: Option<&Lease>) -> Option<Held> {
+    let current = current.filter(|l| !l.expired(SystemTime::now()))?;
+    let open = OPEN
+        .lock()
+        .expect("open leases")
+        .get(&router.name())?
+        .clone();
+    let mine = open.lock().expect("lease").id == current.id;
+    mine.then_some(Held {
+        lease: open,
+        borrowed: true,
+    })
+}
+
+/// Takes the lease on `router`, or says who holds it. A lease that expired is taken over;
+/// one this process holds open for the run is borrowed, without a write.
 pub async fn acquire(router: &dyn TrafficRouter) -> Result<Held, Refused> {
     claim(router).await?.confirm(router).await
 }
@@ -217,16 +263,23 @@ pub async fn acquire(router: &dyn TrafficRouter) -> Result<Held, Refused> {
 /// A lease written but not yet read back: the caller may read the router meanwhile (its
 /// preflight), so that the settle time is not all spent waiting.
 #[must_use = "a claim is confirmed or abandoned"]
-pub struct Claim {
-    mine: Lease,
-    /// When the lease may be read back.
-    settled: tokio::time::Instant,
+pub enum Claim {
+    /// The lease this process holds open for the run.
+    Borrowed(Held),
+    Written {
+        mine: Lease,
+        /// When the lease may be read back.
+        settled: tokio::time::Instant,
+    },
 }
 
 /// Writes this process's lease where none is held (or the one held has expired).
 pub async fn claim(router: &dyn TrafficRouter) -> Result<Claim, Refused> {
     let started = tokio::time::Instant::now();
     let current = found(router.lease().await.map_err(Refused::Failed)?);
+    if let Some(open) = borrow_open(router, current.as_ref()) {
+        return Ok(Claim::Borrowed(open));
+    }
     if let Some(other) = current.filter(|l| !l.expired(SystemTime::now())) {
         return Err(Refused::Held(held_by(router, &other)));
     }
@@ -244,7 +297,7 @@ pub async fn claim(router: &dyn TrafficRouter) -> Result<Claim, Refused> {
     // settle time (a taker whose read and write took longer waits as long, so that its
     // late write is seen by whoever checks after it).
     let settle = router.lease_settle().max(started.elapsed());
-    Ok(Claim {
+    Ok(Claim::Written {
         mine,
         settled: tokio::time::Instant::now() + settle,
     })
@@ -253,12 +306,14 @@ pub async fn claim(router: &dyn TrafficRouter) -> Result<Claim, Refused> {
 impl Claim {
     /// Reads the lease back once settled: of writers who raced, only the last finds its own.
     pub async fn confirm(self, router: &dyn TrafficRouter) -> Result<Held, Refused> {
-        tokio::time::sleep_until(self.settled).await;
+        let (mine, settled) = match self {
+            Claim::Borrowed(held) => return Ok(held),
+            Claim::Written { mine, settled } => (mine, settled),
+        };
+        tokio::time::sleep_until(settled).await;
         let now = found(router.lease().await.map_err(Refused::Failed)?);
         match now {
-            Some(l) if l.id == self.mine.id => Ok(Held {
-                lease: Mutex::new(self.mine),
-            }),
+            Some(l) if l.id == mine.id => Ok(Held::own(mine)),
             Some(other) => Err(Refused::Held(held_by(router, &other))),
             None => Err(Refused::Held(format!(
                 "The lease on {} was removed while it was being taken: another writer is \
@@ -268,40 +323,87 @@ impl Claim {
         }
     }
 
-    /// Gives the lease back unconfirmed (the caller found it cannot go on).
+    /// Gives the lease back unconfirmed (the caller found it cannot go on); a borrowed one
+    /// stays with the run that holds it open.
     pub async fn abandon(self, router: &dyn TrafficRouter) {
-        let held = Held {
-            lease: Mutex::new(self.mine),
-        };
-        release(router, &held).await;
+        if let Claim::Written { mine, .. } = self {
+            release(router, &Held::own(mine)).await;
+        }
     }
+}
+
+/// Why a held lease was not renewed.
+#[derive(Debug)]
+pub enum NotRenewed {
+    /// Another writer holds it now (it expired, or was broken).
+    Lost,
+    /// It could not be read or written; it is still held until it expires.
+    Failed(RouterError),
 }
 
 /// Renews the lease while it is still this hold's; leaves it alone once another holds it
 /// (the fence then stops the release's next write).
-async fn renew(router: &dyn TrafficRouter, held: &Held) {
-    match router.lease().await {
-        Ok(text) if held.is_mine(text.as_deref()) => {
-            let renewed = held.lease.lock().expect("lease").renewed();
-            match router.set_lease(Some(&renewed.encode())).await {
-                Ok(()) => *held.lease.lock().expect("lease") = renewed,
-                Err(e) => tracing::warn!(error = %e, "the lease could not be renewed"),
-            }
-        }
-        Ok(_) => tracing::warn!("the lease was taken by another writer"),
-        Err(e) => tracing::warn!(error = %e, "the lease could not be read to renew it"),
+pub async fn renew(router: &dyn TrafficRouter, held: &Held) -> Result<(), NotRenewed> {
+    let text = router.lease().await.map_err(NotRenewed::Failed)?;
+    if !held.is_mine(text.as_deref()) {
+        return Err(NotRenewed::Lost);
     }
+    let renewed = held.lease().renewed();
+    router
+        .set_lease(Some(&renewed.encode()))
+        .await
+        .map_err(NotRenewed::Failed)?;
+    *held.lease.lock().expect("lease") = renewed;
+    Ok(())
 }
 
 async fn keep_renewed(router: &dyn TrafficRouter, held: &Held) -> std::convert::Infallible {
     loop {
         tokio::time::sleep(RENEW).await;
-        renew(router, held).await;
+        match renew(router, held).await {
+            Ok(()) => {}
+            Err(NotRenewed::Lost) => tracing::warn!("the lease was taken by another writer"),
+            Err(NotRenewed::Failed(e)) => {
+                tracing::warn!(error = %e, "the lease could not be renewed")
+            }
+        }
     }
 }
 
-/// Gives the lease back, when it is still this hold's.
+/// Takes the lease on `router` for the whole Terraform run: releases of this process
+/// borrow it, and only [`close`] gives it back. Renewing it is the caller's ([`renew`]).
+pub async fn hold_open(router: &dyn TrafficRouter) -> Result<Held, Refused> {
+    let held = acquire(router).await?;
+    if !held.borrowed {
+        OPEN.lock()
+            .expect("open leases")
+            .insert(router.name(), held.lease.clone());
+    }
+    Ok(held)
+}
+
+/// Gives back a lease taken by [`hold_open`], unless it was borrowed from an earlier one.
+pub async fn close(router: &dyn TrafficRouter, held: &Held) {
+    if held.borrowed {
+        return;
+    }
+    {
+        let mut open = OPEN.lock().expect("open leases");
+        if open
+            .get(&router.name())
+            .is_some_and(|l| Arc::ptr_eq(l, &held.lease))
+        {
+            open.remove(&router.name());
+        }
+    }
+    release(router, held).await;
+}
+
+/// Gives the lease back, when it is still this hold's and not borrowed.
 async fn release(router: &dyn TrafficRouter, held: &Held) {
+    if held.borrowed {
+        return;
+    }
     match router.lease().await {
         Ok(text) if held.is_mine(text.as_deref()) => {
             if let Err(e) = router.set_lease(None).await {
@@ -314,7 +416,7 @@ async fn release(router: &dyn TrafficRouter, held: &Held) {
 }
 
 /// Runs `work` while `held`, the lease on `router`, is renewed every [`RENEW`]; gives
-/// the lease back when `work` ends.
+/// the lease back when `work` ends, unless it was borrowed from one held open.
 pub async fn while_held<T>(
     router: &dyn TrafficRouter,
     held: &Held,

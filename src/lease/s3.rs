@@ -8,7 +8,7 @@
 //! fail, so of two takers exactly one wins, whatever the timing, and no settle time is
 //! needed. The wrapper keeps the ETag of its last read for that.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
@@ -28,13 +28,43 @@ pub struct S3Leases {
 
 impl S3Leases {
     /// `router` with its lease kept in S3.
-    pub fn keep<'a>(&'a self, router: &'a dyn TrafficRouter) -> InS3<'a> {
+    pub fn keep<R: Lends>(&self, router: R) -> InS3<R> {
         InS3 {
-            key: format!("{}{}.lease", self.prefix, object_name(&router.name())),
-            store: self,
+            key: format!(
+                "{}{}.lease",
+                self.prefix,
+                object_name(&router.lend().name())
+            ),
+            store: self.clone(),
             inner: router,
             etag: Mutex::new(None),
         }
+    }
+}
+
+/// What lends the router whose lease is kept in S3: a borrow for one apply, an `Arc` for
+/// a lease held open for the run.
+pub trait Lends: Send + Sync {
+    fn lend(&self) -> &dyn TrafficRouter;
+}
+
+impl<'a> Lends for &'a (dyn TrafficRouter + 'a) {
+    fn lend(&self) -> &dyn TrafficRouter {
+        *self
+    }
+}
+
+impl Lends for Arc<dyn TrafficRouter> {
+    fn lend(&self) -> &dyn TrafficRouter {
+        &**self
+    }
+}
+
+/// `router`, with its lease in S3 when the provider keeps leases there.
+pub fn kept(leases: Option<&S3Leases>, router: Arc<dyn TrafficRouter>) -> Arc<dyn TrafficRouter> {
+    match leases {
+        Some(s3) => Arc::new(s3.keep(router)),
+        None => router,
     }
 }
 
@@ -42,7 +72,7 @@ impl S3Leases {
 /// there.
 pub enum Keeper<'a> {
     Itself(&'a dyn TrafficRouter),
-    S3(InS3<'a>),
+    S3(InS3<&'a dyn TrafficRouter>),
 }
 
 impl<'a> Keeper<'a> {
@@ -78,15 +108,15 @@ fn object_name(name: &str) -> String {
 }
 
 /// A router whose lease is an S3 object; everything else passes through.
-pub struct InS3<'a> {
-    inner: &'a dyn TrafficRouter,
-    store: &'a S3Leases,
+pub struct InS3<R> {
+    inner: R,
+    store: S3Leases,
     key: String,
     /// The lease object's ETag as last read or written (`None`: there was none).
     etag: Mutex<Option<String>>,
 }
 
-impl InS3<'_> {
+impl<R> InS3<R> {
     fn failed(&self, operation: &str, e: impl std::error::Error) -> RouterError {
         RouterError::Failed(format!(
             "{operation} of the lease s3://{}/{} failed: {}",
@@ -113,61 +143,61 @@ fn condition_failed(code: Option<&str>) -> bool {
 }
 
 #[tonic::async_trait]
-impl TrafficRouter for InS3<'_> {
+impl<R: Lends> TrafficRouter for InS3<R> {
     fn name(&self) -> String {
-        self.inner.name()
+        self.inner.lend().name()
     }
 
     fn checker(&self) -> &'static str {
-        self.inner.checker()
+        self.inner.lend().checker()
     }
 
     fn describe(&self, color: Color) -> String {
-        self.inner.describe(color)
+        self.inner.lend().describe(color)
     }
 
     fn none_healthy_means(&self) -> &'static str {
-        self.inner.none_healthy_means()
+        self.inner.lend().none_healthy_means()
     }
 
     fn placeholders(&self, color: Color) -> Vec<(&'static str, String)> {
-        self.inner.placeholders(color)
+        self.inner.lend().placeholders(color)
     }
 
     async fn weights(&self) -> Result<Split, RouterError> {
-        self.inner.weights().await
+        self.inner.lend().weights().await
     }
 
     async fn set_weights(&self, split: Split) -> Result<(), RouterError> {
-        self.inner.set_weights(split).await
+        self.inner.lend().set_weights(split).await
     }
 
     async fn routing(&self) -> Result<Routing, RouterError> {
-        self.inner.routing().await
+        self.inner.lend().routing().await
     }
 
     async fn restore(&self, routing: &Routing) -> Result<(), RouterError> {
-        self.inner.restore(routing).await
+        self.inner.lend().restore(routing).await
     }
 
     async fn members(&self, color: Color) -> Result<Vec<MemberHealth>, RouterError> {
-        self.inner.members(color).await
+        self.inner.lend().members(color).await
     }
 
     async fn add_members(&self, color: Color, targets: &[Target]) -> Result<(), RouterError> {
-        self.inner.add_members(color, targets).await
+        self.inner.lend().add_members(color, targets).await
     }
 
     async fn remove_members(&self, color: Color, targets: &[Target]) -> Result<(), RouterError> {
-        self.inner.remove_members(color, targets).await
+        self.inner.lend().remove_members(color, targets).await
     }
 
     async fn records(&self) -> Result<[Record; 2], RouterError> {
-        self.inner.records().await
+        self.inner.lend().records().await
     }
 
     async fn set_record(&self, color: Color, record: &Record) -> Result<(), RouterError> {
-        self.inner.set_record(color, record).await
+        self.inner.lend().set_record(color, record).await
     }
 
     async fn lease(&self) -> Result<Option<String>, RouterError> {
@@ -256,15 +286,15 @@ impl TrafficRouter for InS3<'_> {
     }
 
     async fn warm_up(&self, color: Color) -> Result<Option<String>, RouterError> {
-        self.inner.warm_up(color).await
+        self.inner.lend().warm_up(color).await
     }
 
     async fn end_warm_up(&self, handle: &str) -> Result<(), RouterError> {
-        self.inner.end_warm_up(handle).await
+        self.inner.lend().end_warm_up(handle).await
     }
 
     async fn preflight(&self) -> Result<Vec<(Option<Color>, String)>, RouterError> {
-        self.inner.preflight().await
+        self.inner.lend().preflight().await
     }
 }
 

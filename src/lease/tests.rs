@@ -124,3 +124,58 @@ async fn a_fenced_write_stops_once_another_writer_holds_the_lease_or_changed_a_r
         "no write past a fence"
     );
 }
+
+#[tokio::test]
+async fn a_release_in_this_process_takes_the_lease_held_open_for_the_run_and_leaves_it_open() {
+    let router = router();
+    let open = hold_open(&router)
+        .await
+        .expect("the ephemeral resource takes the lease");
+    let written = router.state().lease.clone();
+    let release = acquire(&router)
+        .await
+        .expect("a release in the same process is not refused by the lease held open");
+    assert!(
+        release.is_mine(written.as_deref()),
+        "it takes that lease as its own"
+    );
+    assert_eq!(router.state().lease, written, "without writing");
+    while_held(&router, &release, async {}).await;
+    assert_eq!(
+        router.state().lease,
+        written,
+        "the release's end does not give back the lease held open"
+    );
+    assert!(renew(&router, &open).await.is_ok());
+    close(&router, &open).await;
+    assert_eq!(router.state().lease, None, "closing gives it back");
+    let next = acquire(&router).await.expect("free again");
+    while_held(&router, &next, async {}).await;
+    assert_eq!(
+        router.state().lease,
+        None,
+        "a lease of its own is given back"
+    );
+}
+
+#[tokio::test]
+async fn a_lease_held_open_but_since_taken_by_another_writer_is_not_borrowed() {
+    let router = router();
+    let open = hold_open(&router).await.unwrap();
+    let other = Lease::new();
+    router.state().lease = Some(other.encode());
+    match acquire(&router).await {
+        Err(Refused::Held(why)) => assert!(why.contains(&other.to_string()), "{why}"),
+        taken => panic!("the other writer's lease was taken: {taken:?}"),
+    }
+    assert!(
+        matches!(renew(&router, &open).await, Err(NotRenewed::Lost)),
+        "renewing says it was lost"
+    );
+    close(&router, &open).await;
+    assert_eq!(
+        router.state().lease,
+        Some(other.encode()),
+        "closing leaves the other writer's lease alone"
+    );
+}

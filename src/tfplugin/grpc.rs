@@ -173,13 +173,14 @@ macro_rules! provider_service {
             #[tonic::async_trait]
             impl pb::provider_server::Provider for Service {
                 async fn get_metadata(&self, _: Request<pb::get_metadata::Request>) -> Result<Response<pb::get_metadata::Response>, Status> {
-                    use pb::get_metadata::{ActionMetadata, DataSourceMetadata, ListResourceMetadata, ResourceMetadata};
+                    use pb::get_metadata::{ActionMetadata, DataSourceMetadata, EphemeralMetadata, ListResourceMetadata, ResourceMetadata};
                     ok(pb::get_metadata::Response {
                         server_capabilities: capabilities(),
                         resources: self.0.resource_schemas().map(|(n, _)| ResourceMetadata { type_name: n.into() }).collect(),
                         data_sources: self.0.data_source_schemas().map(|(n, _)| DataSourceMetadata { type_name: n.into() }).collect(),
                         list_resources: self.0.list_resource_schemas().map(|(n, _)| ListResourceMetadata { type_name: n.into() }).collect(),
                         actions: self.0.action_schemas().map(|(n, _)| ActionMetadata { type_name: n.into() }).collect(),
+                        ephemeral_resources: self.0.ephemeral_schemas().map(|(n, _)| EphemeralMetadata { type_name: n.into() }).collect(),
                         ..Default::default()
                     })
                 }
@@ -191,6 +192,7 @@ macro_rules! provider_service {
                         data_source_schemas: self.0.data_source_schemas().map(|(n, s)| (n.into(), schema(s))).collect(),
                         list_resource_schemas: self.0.list_resource_schemas().map(|(n, s)| (n.into(), schema(s))).collect(),
                         action_schemas: self.0.action_schemas().map(|(n, s)| (n.into(), pb::ActionSchema { schema: Some(schema(s)) })).collect(),
+                        ephemeral_resource_schemas: self.0.ephemeral_schemas().map(|(n, s)| (n.into(), schema(s))).collect(),
                         server_capabilities: capabilities(),
                         ..Default::default()
                     })
@@ -323,20 +325,39 @@ macro_rules! provider_service {
                     ok(pb::generate_resource_config::Response { config: dv_out(config), diagnostics: diagnostics(diags) })
                 }
 
-                async fn validate_ephemeral_resource_config(&self, _: Request<pb::validate_ephemeral_resource_config::Request>) -> Result<Response<pb::validate_ephemeral_resource_config::Response>, Status> {
-                    ok(pb::validate_ephemeral_resource_config::Response { diagnostics: unsupported("ValidateEphemeralResourceConfig") })
+                async fn validate_ephemeral_resource_config(&self, r: Request<pb::validate_ephemeral_resource_config::Request>) -> Result<Response<pb::validate_ephemeral_resource_config::Response>, Status> {
+                    let r = r.into_inner();
+                    let _span = rpc_span("ValidateEphemeralResourceConfig", &r.type_name).entered();
+                    let diags = self.0.validate_ephemeral_config(&r.type_name, dv_in(r.config));
+                    ok(pb::validate_ephemeral_resource_config::Response { diagnostics: diagnostics(diags) })
                 }
 
-                async fn open_ephemeral_resource(&self, _: Request<pb::open_ephemeral_resource::Request>) -> Result<Response<pb::open_ephemeral_resource::Response>, Status> {
-                    ok(pb::open_ephemeral_resource::Response { diagnostics: unsupported("OpenEphemeralResource"), ..Default::default() })
+                async fn open_ephemeral_resource(&self, r: Request<pb::open_ephemeral_resource::Request>) -> Result<Response<pb::open_ephemeral_resource::Response>, Status> {
+                    let r = r.into_inner();
+                    let span = rpc_span("OpenEphemeralResource", &r.type_name);
+                    let open = self.0.open_ephemeral(&r.type_name, dv_in(r.config)).instrument(span).await;
+                    ok(pb::open_ephemeral_resource::Response {
+                        diagnostics: diagnostics(open.diags),
+                        renew_at: open.renew_at.map(Into::into),
+                        result: dv_out(open.result),
+                        private: Some(open.private),
+                        deferred: None,
+                    })
                 }
 
-                async fn renew_ephemeral_resource(&self, _: Request<pb::renew_ephemeral_resource::Request>) -> Result<Response<pb::renew_ephemeral_resource::Response>, Status> {
-                    ok(pb::renew_ephemeral_resource::Response { diagnostics: unsupported("RenewEphemeralResource"), ..Default::default() })
+                async fn renew_ephemeral_resource(&self, r: Request<pb::renew_ephemeral_resource::Request>) -> Result<Response<pb::renew_ephemeral_resource::Response>, Status> {
+                    let r = r.into_inner();
+                    let span = rpc_span("RenewEphemeralResource", &r.type_name);
+                    let private = r.private.unwrap_or_default();
+                    let (renew_at, diags) = self.0.renew_ephemeral(&r.type_name, &private).instrument(span).await;
+                    ok(pb::renew_ephemeral_resource::Response { diagnostics: diagnostics(diags), renew_at: renew_at.map(Into::into), private: Some(private) })
                 }
 
-                async fn close_ephemeral_resource(&self, _: Request<pb::close_ephemeral_resource::Request>) -> Result<Response<pb::close_ephemeral_resource::Response>, Status> {
-                    ok(pb::close_ephemeral_resource::Response { diagnostics: unsupported("CloseEphemeralResource") })
+                async fn close_ephemeral_resource(&self, r: Request<pb::close_ephemeral_resource::Request>) -> Result<Response<pb::close_ephemeral_resource::Response>, Status> {
+                    let r = r.into_inner();
+                    let span = rpc_span("CloseEphemeralResource", &r.type_name);
+                    let diags = self.0.close_ephemeral(&r.type_name, &r.private.unwrap_or_default()).instrument(span).await;
+                    ok(pb::close_ephemeral_resource::Response { diagnostics: diagnostics(diags) })
                 }
 
                 type ListResourceStream = futures_util::stream::Map<

@@ -2,6 +2,7 @@
 //! traits over decoded values, testable without gRPC.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +35,10 @@ pub trait Provider: Send + Sync {
     }
     /// Actions (Terraform 1.14+): operations invoked outside the create/update cycle.
     fn actions(&self) -> Vec<Arc<dyn Action>> {
+        Vec::new()
+    }
+    /// Ephemeral resources (Terraform 1.10+): held open for one Terraform run.
+    fn ephemeral_resources(&self) -> Vec<Arc<dyn EphemeralResource>> {
         Vec::new()
     }
 }
@@ -198,4 +203,31 @@ pub trait Action: Send + Sync {
     fn validate(&self, _config: &Value, _diags: &mut Diagnostics) {}
     /// Runs the action; its failure is an error diagnostic.
     async fn invoke(&self, ctx: &Ctx, config: &Value, progress: &Progress, diags: &mut Diagnostics);
+}
+
+/// What opening an ephemeral resource gives Terraform.
+pub struct Opened {
+    /// The configuration with its computed attributes set.
+    pub result: Value,
+    /// Sent back with each renew and with the close, which have no configuration: how the
+    /// resource finds what it opened. Terraform keeps it in memory only.
+    pub private: Vec<u8>,
+    /// When Terraform is to call renew; never when `None`.
+    pub renew_at: Option<SystemTime>,
+}
+
+/// An ephemeral resource (Terraform 1.10+): opened for one Terraform run, renewed while the
+/// run goes on, closed at its end, and never stored in a plan or state.
+#[tonic::async_trait]
+pub trait EphemeralResource: Send + Sync {
+    fn type_name(&self) -> &'static str;
+    fn schema(&self) -> Schema;
+    fn validate(&self, _config: &Value, _diags: &mut Diagnostics) {}
+    /// Opens it; `None`, with an error diagnostic, when it could not be.
+    async fn open(&self, ctx: &Ctx, config: &Value, diags: &mut Diagnostics) -> Option<Opened>;
+    /// Renews what `private` names; returns when to renew next.
+    async fn renew(&self, ctx: &Ctx, private: &[u8], diags: &mut Diagnostics)
+        -> Option<SystemTime>;
+    /// Closes what `private` names.
+    async fn close(&self, ctx: &Ctx, private: &[u8], diags: &mut Diagnostics);
 }

@@ -1,7 +1,7 @@
 //! Project tasks, run with `cargo run -p xtask -- TASK`.
 //!
 //! - `docs`: regenerates docs/ (registry layout: the provider, resources, data sources,
-//!   actions and list resources) from the provider's schemas, read in-process, and the
+//!   actions, list resources and ephemeral resources) from the provider's schemas, read in-process, and the
 //!   templates in templates/.
 //! - `docs --check`: fails, naming the stale files, when docs/ is not what `docs` would
 //!   write. CI runs it (`make lint`).
@@ -68,6 +68,7 @@ fn provider_docs() -> docs::ProviderDocs {
         data_sources: server.data_source_schemas().map(owned).collect(),
         actions: server.action_schemas().map(owned).collect(),
         list_resources: server.list_resource_schemas().map(owned).collect(),
+        ephemeral_resources: server.ephemeral_schemas().map(owned).collect(),
     }
 }
 
@@ -122,5 +123,9 @@ mod tests {
             .contains("page_title: \"immutable_bluegreen_deployment List Resource - immutable\""));
         assert!(list.contains("- `tags` (Map of String)"));
         assert!(list.contains("list \"immutable_bluegreen_deployment\" \"web\""));
+        let lease = &pages["docs/ephemeral-resources/lease.md"];
+        assert!(lease.contains("page_title: \"immutable_lease Ephemeral Resource - immutable\""));
+        assert!(lease.contains("- `holder` (String) Who holds it"));
+        assert!(lease.contains("ephemeral \"immutable_lease\" \"web\""));
     }
 }

@@ -1,9 +1,10 @@
-//! Blue/green colour slots behind an ALB listener: the deployment resource and the slots
-//! data source, both reading the listener and its two target groups through
-//! [`Listener`].
+//! Blue/green colour slots behind an ALB listener: the deployment resource, the slots
+//! data source, the rollback action and the lease held for a run, all reading the
+//! listener and its two target groups through [`Listener`].
 
 pub mod deployment;
 pub mod discovery;
+pub mod lease;
 pub mod rollback;
 pub mod slots;
 

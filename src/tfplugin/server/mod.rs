@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 mod actions;
+mod ephemeral;
 mod list;
 
 pub use list::{ListEvent, Listed};
@@ -17,7 +18,9 @@ pub use list::{ListEvent, Listed};
 use super::diagnostics::{AttributePath, Diagnostics};
 use super::identity::Identity;
 use super::plan::plan_from_schema;
-use super::resource::{Action, Ctx, DataSource, ListResource, Provider, Resource};
+use super::resource::{
+    Action, Ctx, DataSource, EphemeralResource, ListResource, Provider, Resource,
+};
 use super::schema::Schema;
 use super::value::{self, Type, Value};
 
@@ -59,6 +62,8 @@ pub struct Server {
     /// List resources (Terraform 1.14+), by the managed resource type they list.
     lists: BTreeMap<String, Entry<dyn ListResource>>,
     actions: BTreeMap<String, Entry<dyn Action>>,
+    /// Ephemeral resources (Terraform 1.10+).
+    ephemerals: BTreeMap<String, Entry<dyn EphemeralResource>>,
     stop: CancellationToken,
     /// Applies and actions in flight, each in a task of its own: an RPC dropped because
     /// Terraform died does not drop the work with it, which backs out instead, and
@@ -97,6 +102,11 @@ impl Server {
             .into_iter()
             .map(|a| (a.type_name().to_string(), Entry::new(a.clone(), a.schema())))
             .collect();
+        let ephemerals = provider
+            .ephemeral_resources()
+            .into_iter()
+            .map(|e| (e.type_name().to_string(), Entry::new(e.clone(), e.schema())))
+            .collect();
         let schema = provider.schema();
         Self {
             provider: Entry::new(provider, schema),
@@ -105,6 +115,7 @@ impl Server {
             data_sources,
             lists,
             actions,
+            ephemerals,
             stop: CancellationToken::new(),
             operations: TaskTracker::new(),
         }
@@ -680,7 +691,7 @@ fn prune_unknown_attributes(raw: &mut serde_json::Value, ty: &Type) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tfplugin::resource::{ActionEvent, Finds, Found, Progress};
+    use crate::tfplugin::resource::{ActionEvent, Finds, Found, Opened, Progress};
     use crate::tfplugin::schema::{Attribute, Block};
 
     /// A resource whose apply echoes the plan, for exercising the server alone.
@@ -788,6 +799,40 @@ mod tests {
         }
     }
 
+    /// Opens tickets: the private bytes name the ticket; closes are recorded.
+    struct Ticket;
+
+    static CLOSED: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+    #[tonic::async_trait]
+    impl EphemeralResource for Ticket {
+        fn type_name(&self) -> &'static str {
+            "test_ticket"
+        }
+        fn schema(&self) -> Schema {
+            Echo.schema()
+        }
+        async fn open(&self, _: &Ctx, config: &Value, _: &mut Diagnostics) -> Option<Opened> {
+            let name = config.get("name")?.as_str()?;
+            Some(Opened {
+                result: object(name, format!("ticket-{name}").into()),
+                private: name.as_bytes().to_vec(),
+                renew_at: Some(std::time::UNIX_EPOCH + Duration::from_secs(60)),
+            })
+        }
+        async fn renew(
+            &self,
+            _: &Ctx,
+            private: &[u8],
+            _: &mut Diagnostics,
+        ) -> Option<std::time::SystemTime> {
+            Some(std::time::UNIX_EPOCH + Duration::from_secs(60 * private.len() as u64))
+        }
+        async fn close(&self, _: &Ctx, private: &[u8], _: &mut Diagnostics) {
+            CLOSED.lock().unwrap().push(private.to_vec());
+        }
+    }
+
     struct TestProvider;
 
     #[tonic::async_trait]
@@ -810,6 +855,9 @@ mod tests {
         }
         fn actions(&self) -> Vec<Arc<dyn Action>> {
             vec![Arc::new(Countdown)]
+        }
+        fn ephemeral_resources(&self) -> Vec<Arc<dyn EphemeralResource>> {
+            vec![Arc::new(Ticket)]
         }
     }
 
@@ -906,6 +954,52 @@ mod tests {
         assert!(diags.0.is_empty());
         let ty = Echo.schema().block.value_type();
         assert_eq!(decoded(&config.unwrap(), &ty), object("web", Value::Null));
+    }
+
+    #[tokio::test]
+    async fn an_ephemeral_resource_opens_with_its_config_then_renews_and_closes_with_its_private_bytes(
+    ) {
+        let server = server();
+        assert_eq!(
+            server
+                .ephemeral_schemas()
+                .map(|(n, _)| n)
+                .collect::<Vec<_>>(),
+            ["test_ticket"]
+        );
+        let config = dv(&object("web", Value::Null));
+        assert!(server
+            .validate_ephemeral_config("test_ticket", config.clone())
+            .0
+            .is_empty());
+        let open = server.open_ephemeral("test_ticket", config).await;
+        assert!(open.diags.0.is_empty());
+        let ty = Echo.schema().block.value_type();
+        assert_eq!(
+            decoded(&open.result.unwrap(), &ty),
+            object("web", "ticket-web".into())
+        );
+        assert_eq!(
+            open.renew_at,
+            Some(std::time::UNIX_EPOCH + Duration::from_secs(60))
+        );
+        let (renew_at, diags) = server.renew_ephemeral("test_ticket", &open.private).await;
+        assert!(diags.0.is_empty());
+        assert_eq!(
+            renew_at,
+            Some(std::time::UNIX_EPOCH + Duration::from_secs(180))
+        );
+        assert!(server
+            .close_ephemeral("test_ticket", &open.private)
+            .await
+            .0
+            .is_empty());
+        assert_eq!(*CLOSED.lock().unwrap(), [b"web".to_vec()]);
+        let unknown = server.close_ephemeral("test_nothing", b"web").await;
+        assert!(
+            unknown.has_errors(),
+            "an unknown type is an error, not a panic"
+        );
     }
 
     #[tokio::test]
