@@ -1,28 +1,43 @@
 //! A router whose every write first checks that the lease and the colours' records are
 //! still this apply's: the fence that makes a last-writer-wins lease safe to write under.
 //! Reads, and the warm-up rule (which routes no request), pass straight through.
+//!
+//! A check is good for [`FRESH`]: writes in quick succession (register, then record) share
+//! one, as the first write shares the read that confirmed the lease. Within that time only
+//! a writer that breaks the lease by hand could come in between, and the next check sees
+//! it. Fifty deployments at once read ELBv2 at the account's rate, so each read saved is
+//! time saved for all.
 
 use std::sync::Mutex;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::{found, Held};
 use crate::router::{
     Color, MemberHealth, Record, RouterError, Routing, Split, Target, TrafficRouter,
 };
 
+/// How long a check of the lease and the records is taken as still true.
+pub const FRESH: Duration = Duration::from_secs(1);
+
 pub struct Fenced<'a> {
     inner: &'a dyn TrafficRouter,
     held: &'a Held,
     /// The records as this apply last read or wrote them.
     records: Mutex<[Record; 2]>,
+    /// When the lease and the records were last found to be this apply's.
+    checked: Mutex<Instant>,
 }
 
 impl<'a> Fenced<'a> {
+    /// `records` were read just now, with the lease or right after it was confirmed.
     pub fn new(inner: &'a dyn TrafficRouter, held: &'a Held, records: [Record; 2]) -> Self {
         Fenced {
             inner,
             held,
             records: Mutex::new(records),
+            checked: Mutex::new(Instant::now()),
         }
     }
 
@@ -30,6 +45,9 @@ impl<'a> Fenced<'a> {
     /// it, and a back-out must still be able to put traffic back) and the records are as
     /// this apply left them.
     async fn fence(&self) -> Result<(), RouterError> {
+        if self.checked.lock().expect("checked").elapsed() < FRESH {
+            return Ok(());
+        }
         let (lease, records) = self.inner.lease_and_records().await?;
         if lease.is_some() && !self.held.is_mine(lease.as_deref()) {
             let holder = found(lease).map_or("another writer".to_string(), |l| l.to_string());
@@ -49,6 +67,7 @@ impl<'a> Fenced<'a> {
                 described(&records[1]),
             )));
         }
+        *self.checked.lock().expect("checked") = Instant::now();
         Ok(())
     }
 }

@@ -23,7 +23,7 @@ use std::future::Future;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::router::{RouterError, TrafficRouter};
+use crate::router::{Record, RouterError, TrafficRouter};
 
 /// How long a lease lasts unless renewed: how long a dead holder blocks others.
 pub const TTL: Duration = Duration::from_secs(120);
@@ -207,6 +207,8 @@ pub struct Held {
     /// Held open for the run by an ephemeral resource, which gives it back: the release
     /// that borrowed it does not.
     borrowed: bool,
+    /// The colours' records, read with the lease when it was confirmed.
+    records: Option<[Record; 2]>,
 }
 
 /// Leases this process holds open for the whole Terraform run (`ephemeral
@@ -220,7 +222,14 @@ impl Held {
         Held {
             lease: Arc::new(Mutex::new(lease)),
             borrowed: false,
+            records: None,
         }
+    }
+
+    /// The colours' records as read with the lease when it was confirmed, so that the
+    /// check against the plan need not read them again.
+    pub fn records(&self) -> Option<[Record; 2]> {
+        self.records.clone()
     }
 
     pub fn id(&self) -> String {
@@ -251,6 +260,7 @@ fn borrow_open(router: &dyn TrafficRouter, current: Option<&Lease>) -> Option<He
     mine.then_some(Held {
         lease: open,
         borrowed: true,
+        records: None,
     })
 }
 
@@ -311,9 +321,12 @@ impl Claim {
             Claim::Written { mine, settled } => (mine, settled),
         };
         tokio::time::sleep_until(settled).await;
-        let now = found(router.lease().await.map_err(Refused::Failed)?);
-        match now {
-            Some(l) if l.id == mine.id => Ok(Held::own(mine)),
+        let (now, records) = router.lease_and_records().await.map_err(Refused::Failed)?;
+        match found(now) {
+            Some(l) if l.id == mine.id => Ok(Held {
+                records: Some(records),
+                ..Held::own(mine)
+            }),
             Some(other) => Err(Refused::Held(held_by(router, &other))),
             None => Err(Refused::Held(format!(
                 "The lease on {} was removed while it was being taken: another writer is \

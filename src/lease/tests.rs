@@ -1,6 +1,6 @@
 use std::time::{Duration, SystemTime};
 
-use super::fenced::Fenced;
+use super::fenced::{Fenced, FRESH};
 use super::*;
 use crate::router::fake::FakeRouter;
 use crate::router::{Color, Record, Split};
@@ -105,6 +105,7 @@ async fn a_fenced_write_stops_once_another_writer_holds_the_lease_or_changed_a_r
         .expect("the records are as it left them");
 
     router.state().records[1].generation = Some(3);
+    tokio::time::sleep(FRESH).await;
     let error = fenced
         .set_weights(Split::all_on(Color::Green))
         .await
@@ -113,6 +114,7 @@ async fn a_fenced_write_stops_once_another_writer_holds_the_lease_or_changed_a_r
     router.state().records[1].generation = Some(2);
 
     router.state().lease = Some(Lease::new().encode());
+    tokio::time::sleep(FRESH).await;
     let error = fenced
         .set_weights(Split::all_on(Color::Green))
         .await

@@ -349,7 +349,15 @@ pub async fn apply(
         }
     };
     let released = async {
-        let records = still_as_planned(site, before.as_ref(), to, next.generation, diags).await?;
+        let records = still_as_planned(
+            site,
+            before.as_ref(),
+            to,
+            next.generation,
+            held.records(),
+            diags,
+        )
+        .await?;
         release.records = Some(records.clone());
         let fenced = Fenced::new(site.router, &held, records);
         Some(
@@ -435,18 +443,24 @@ pub async fn apply(
 /// plan saw it (another apply, the rollback action or a hand edit moved traffic or cut
 /// over since), the apply stops with an error on the router's attribute and writes nothing.
 /// `before` is the refreshed prior state (none on create); `generation` the planned one.
-/// The routing is the preflight's fresh read (ELBv2) and the records are read here: the
-/// records are returned for the release, which then need not read them again.
+/// The routing is the preflight's fresh read (ELBv2) and the records those read with the
+/// lease when it was confirmed (else read here): they are returned for the release, which
+/// then need not read them again.
 async fn still_as_planned(
     site: &Site<'_>,
     before: Option<&Status>,
     to: Color,
     generation: i64,
+    records: Option<[Record; 2]>,
     diags: &mut Diagnostics,
 ) -> Option<[Record; 2]> {
     let read = async {
         let split = site.router.routing().await?.split;
-        Ok(Observed::new(split, site.router.records().await?))
+        let records = match records {
+            Some(records) => records,
+            None => site.router.records().await?,
+        };
+        Ok(Observed::new(split, records))
     };
     let now = match read.await {
         Ok(now) => now,
