@@ -368,8 +368,9 @@ async fn assert_all_live(fixtures: &[BlueGreenFixture]) {
 }
 
 /// The provider keeps inside AWS's default API buckets on its own: fifty deployments gating
-/// ten at a time draw no `Throttling` answer, and the apply takes little longer than the
-/// gates themselves.
+/// ten at a time draw no `Throttling` answer, and the apply takes at most 1.5 times the
+/// gates themselves (1.16 times before the lease; its two mutating calls per release and
+/// the fences' reads made it 1.32 to 1.44).
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_deployments_pace_their_calls_inside_the_aws_buckets() {
     const N: usize = 50;
@@ -397,17 +398,20 @@ async fn fifty_deployments_pace_their_calls_inside_the_aws_buckets() {
         "the provider was throttled: {throttled:?}"
     );
     assert!(
-        took.as_secs_f64() <= gates_alone.as_secs_f64() * 1.2,
-        "the apply took {took:?}, more than 1.2 times the {gates_alone:?} its gates need"
+        took.as_secs_f64() <= gates_alone.as_secs_f64() * 1.5,
+        "the apply took {took:?}, more than 1.5 times the {gates_alone:?} its gates need"
     );
     assert_all_live(&fixtures).await;
 }
 
 /// AWS's buckets are the account's, not the process's: four pipelines (four states, four
 /// provider processes) applying 25 deployments each at once against one account all
-/// succeed, no `Throttling` reaches a user, and the slowest takes at most 1.3 times what
-/// its gates alone need. Their calls may be throttled on the way (each process learns the
-/// account's pace from those answers); the SDK retries them.
+/// succeed, no `Throttling` reaches a user, and the slowest takes at most 2.3 times what
+/// its gates alone need: 100 releases of six mutating calls each (record, warm-up rule and
+/// its removal, the cut-over, the lease and its return) need 200 s of an account's bucket
+/// of other writes (3 a second), whatever the pacing (docs/benchmarks.md, section 8).
+/// Their calls may be throttled on the way (each process learns the account's pace from
+/// those answers); the SDK retries them.
 #[tokio::test(flavor = "multi_thread")]
 async fn four_pipelines_in_one_account_share_its_buckets() {
     const PIPELINES: usize = 4;
@@ -444,8 +448,8 @@ async fn four_pipelines_in_one_account_share_its_buckets() {
         throttled.from_provider
     );
     assert!(
-        took.as_secs_f64() <= gates_alone.as_secs_f64() * 1.3,
-        "the slowest apply took {took:?}, more than 1.3 times the {gates_alone:?} its gates need"
+        took.as_secs_f64() <= gates_alone.as_secs_f64() * 2.3,
+        "the slowest apply took {took:?}, more than 2.3 times the {gates_alone:?} its gates need"
     );
     for (_, fixtures) in &pipelines {
         assert_all_live(fixtures).await;
