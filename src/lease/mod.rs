@@ -67,18 +67,12 @@ fn rfc3339(unix: u64) -> String {
 impl Lease {
     /// A new lease for this process, expiring a [`TTL`] from now.
     pub fn new() -> Lease {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .map(|h| h.trim().replace(';', "_"))
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "unknown-host".into());
         Lease {
             id: format!("{:016x}", fastrand::u64(..)),
             expires: unix(SystemTime::now() + TTL),
             pid: std::process::id(),
             started: unix(*STARTED),
-            host,
+            host: this_host(),
             owner: std::env::var("IMMUTABLE_LEASE_OWNER")
                 .ok()
                 .filter(|o| !o.trim().is_empty()),
@@ -127,12 +121,37 @@ impl Lease {
         unix(now) >= self.expires
     }
 
+    /// Whether the lease binds others now: unexpired, and its holder not known dead. A
+    /// holder on this host whose process is gone (killed, crashed) holds nothing, so that
+    /// the next apply on the same CI runner need not wait out the lease.
+    pub fn binds(&self, now: SystemTime) -> bool {
+        let holder_gone = self.host == this_host() && process_gone(self.pid);
+        !self.expired(now) && !holder_gone
+    }
+
     fn renewed(&self) -> Lease {
         Lease {
             expires: unix(SystemTime::now() + TTL),
             ..self.clone()
         }
     }
+}
+
+/// Whether no process runs as `pid` on this host, as /proc tells (where there is none,
+/// every holder is taken to be alive; a pid reused since errs the same way).
+fn process_gone(pid: u32) -> bool {
+    std::path::Path::new("/proc/self").exists()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// This host's name, as leases name their holders'.
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().replace(';', "_"))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into())
 }
 
 impl Default for Lease {
@@ -290,16 +309,14 @@ pub async fn claim(router: &dyn TrafficRouter) -> Result<Claim, Refused> {
     if let Some(open) = borrow_open(router, current.as_ref()) {
         return Ok(Claim::Borrowed(open));
     }
-    if let Some(other) = current.filter(|l| !l.expired(SystemTime::now())) {
+    if let Some(other) = current.filter(|l| l.binds(SystemTime::now())) {
         return Err(Refused::Held(held_by(router, &other)));
     }
     let mine = Lease::new();
     if let Err(e) = router.set_lease(Some(&mine.encode())).await {
         // A store that compares and swaps refuses the write when a rival wrote first.
         return Err(match found(router.lease().await.ok().flatten()) {
-            Some(other) if !other.expired(SystemTime::now()) => {
-                Refused::Held(held_by(router, &other))
-            }
+            Some(other) if other.binds(SystemTime::now()) => Refused::Held(held_by(router, &other)),
             _ => Refused::Failed(e),
         });
     }

@@ -181,3 +181,26 @@ async fn a_lease_held_open_but_since_taken_by_another_writer_is_not_borrowed() {
         "closing leaves the other writer's lease alone"
     );
 }
+
+#[tokio::test]
+async fn a_lease_whose_holder_on_this_host_is_gone_is_taken_over() {
+    let router = router();
+    let dead = Lease {
+        pid: u32::MAX,
+        ..Lease::new()
+    };
+    assert!(!dead.binds(SystemTime::now()));
+    router.state().lease = Some(dead.encode());
+    acquire(&router)
+        .await
+        .expect("a dead holder's lease is taken");
+    let elsewhere = Lease {
+        pid: u32::MAX,
+        host: "another-host".into(),
+        ..Lease::new()
+    };
+    assert!(
+        elsewhere.binds(SystemTime::now()),
+        "a holder elsewhere cannot be seen"
+    );
+}

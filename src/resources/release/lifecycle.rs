@@ -5,6 +5,7 @@
 use super::model::{self, set, Args, Status, COMPUTED};
 use crate::analysis::alarms::AlarmSource;
 use crate::analysis::Analysis;
+use crate::budget::{self, Budget};
 use crate::lease::s3::{Keeper, S3Leases};
 use crate::lease::{self, fenced::Fenced, Refused};
 use crate::probe::HttpClients;
@@ -330,32 +331,47 @@ pub async fn apply(
     // router while the claim settles.
     let keeper = Keeper::of(site.leases, site.router);
     let keeper = keeper.router();
-    let claim = match lease::claim(keeper).await {
-        Ok(claim) => claim,
-        Err(refused) => {
-            site.refused(diags, &refused);
-            return prior.clone();
+    // Bounded like the release's own calls: by what is left of `timeouts`, and Ctrl-C.
+    let budget = Budget::new(
+        rollout.deadline,
+        ctx.stop.clone(),
+        "the resource's `timeouts`",
+    );
+    let taken = budget::within(budget.clone(), async {
+        let claim = match lease::claim(keeper).await {
+            Ok(claim) => claim,
+            Err(refused) => {
+                site.refused(diags, &refused);
+                return None;
+            }
+        };
+        if !preflight(site, diags).await {
+            budget::exempt(claim.abandon(keeper)).await;
+            return None;
         }
-    };
-    if !preflight(site, diags).await {
-        claim.abandon(keeper).await;
+        match claim.confirm(keeper).await {
+            Ok(held) => Some(held),
+            Err(refused) => {
+                site.refused(diags, &refused);
+                None
+            }
+        }
+    })
+    .await;
+    let Some(held) = taken else {
         return prior.clone();
-    }
-    let held = match claim.confirm(keeper).await {
-        Ok(held) => held,
-        Err(refused) => {
-            site.refused(diags, &refused);
-            return prior.clone();
-        }
     };
     let released = async {
-        let records = still_as_planned(
-            site,
-            before.as_ref(),
-            to,
-            next.generation,
-            held.records(),
-            diags,
+        let records = budget::within(
+            budget,
+            still_as_planned(
+                site,
+                before.as_ref(),
+                to,
+                next.generation,
+                held.records(),
+                diags,
+            ),
         )
         .await?;
         release.records = Some(records.clone());
