@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use acceptance_tests::app::TestApp;
 use acceptance_tests::checks::StateCheck;
+use acceptance_tests::elb::BlueGreenFixture;
 use acceptance_tests::haproxy::{Haproxy, HaproxySettings};
 use acceptance_tests::hcl;
 use acceptance_tests::load::{Load, LoadSettings};
 use acceptance_tests::s3::Bucket;
-use acceptance_tests::terraform::{clis, Needs, On};
+use acceptance_tests::terraform::{clis, Needs, On, Terraform};
 use acceptance_tests::traffic::{self, flat, fleet_config, v1_live, Traffic, TAIL};
 use acceptance_tests::workspace::{Step, Workspace};
 use serde_json::json;
@@ -146,57 +147,81 @@ impl Race {
     }
 }
 
+/// Pairs of applies racing on one listener under load, from two states; `bucket` keeps
+/// the leases in S3 when given. Every pair moves traffic once, no request fails, and the
+/// winner's state names its release.
+async fn race_on_a_listener(
+    tf: &Terraform,
+    name: &str,
+    bucket: Option<&Bucket>,
+) -> (BlueGreenFixture, Race) {
+    let (fx, ws, v1) = v1_live(tf, name).await;
+    let other = Workspace::new(tf, &format!("{name}-b"));
+    std::fs::copy(
+        ws.dir().join("terraform.tfstate"),
+        other.dir().join("terraform.tfstate"),
+    )
+    .unwrap();
+    let (a, b) = (TestApp::start("a").await, TestApp::start("b").await);
+    let config = |release: String, app: &TestApp| {
+        let config = fleet_config(&fx, &release, app, "");
+        match bucket {
+            Some(bucket) => in_s3(config, bucket),
+            None => config,
+        }
+    };
+    let pairs = pairs();
+    let load = Traffic::start(&fx, Duration::from_secs(30 * pairs as u64), None).await;
+    let mut race = Race::default();
+    for i in 0..pairs {
+        let (a_won, _) = race
+            .run(
+                (&ws, config(format!("a{i}"), &a)),
+                (&other, config(format!("b{i}"), &b)),
+            )
+            .await;
+        let live = fx.weights(&fx.listener_arn).await;
+        assert!(
+            live == traffic::weights(100, 0) || live == traffic::weights(0, 100),
+            "all traffic on one colour after pair {i}: {live:?}"
+        );
+        let winner = if a_won { &ws } else { &other };
+        let release = format!("{}{i}", if a_won { "a" } else { "b" });
+        assert!(
+            winner
+                .state()
+                .await
+                .to_string()
+                .contains(&format!("\"active_release\":\"{release}\"")),
+            "the winner's state names its release {release}"
+        );
+    }
+    let seen = load.finish(TAIL).await;
+    println!(
+        "lease-pairs: {name} pairs={pairs} both_moved={} refused_by_lease={} refused_by_plan_check={} requests={} failed={}",
+        race.both_moved,
+        race.refused_by_lease,
+        race.refused_by_plan_check,
+        seen.report.total(),
+        seen.report.failed()
+    );
+    assert_eq!(
+        race.both_moved, 0,
+        "pairs in which both applies moved traffic"
+    );
+    seen.assert_none_failed();
+    drop((v1, a, b));
+    (fx, race)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn two_pipelines_started_together_on_one_listener_move_traffic_once() {
     for tf in clis("writers_lease_pairs", Needs::Any, On::Newest) {
-        let (fx, ws, v1) = v1_live(&tf, "lease-pairs").await;
-        let other = Workspace::new(&tf, "lease-pairs-b");
-        std::fs::copy(
-            ws.dir().join("terraform.tfstate"),
-            other.dir().join("terraform.tfstate"),
-        )
-        .unwrap();
-        let (a, b) = (TestApp::start("a").await, TestApp::start("b").await);
-        let pairs = pairs();
-        let load = Traffic::start(&fx, Duration::from_secs(30 * pairs as u64), None).await;
-        let mut race = Race::default();
-        for i in 0..pairs {
-            let (a_won, _) = race
-                .run(
-                    (&ws, fleet_config(&fx, &format!("a{i}"), &a, "")),
-                    (&other, fleet_config(&fx, &format!("b{i}"), &b, "")),
-                )
-                .await;
-            let live = fx.weights(&fx.listener_arn).await;
-            assert!(
-                live == traffic::weights(100, 0) || live == traffic::weights(0, 100),
-                "all traffic on one colour after pair {i}: {live:?}"
-            );
-            let winner = if a_won { &ws } else { &other };
-            let state = winner.state().await;
-            let release = format!("{}{i}", if a_won { "a" } else { "b" });
-            assert!(
-                state
-                    .to_string()
-                    .contains(&format!("\"active_release\":\"{release}\"")),
-                "the winner's state names its release {release}"
-            );
-        }
-        let seen = load.finish(TAIL).await;
-        println!(
-            "lease-pairs: listener pairs={pairs} both_moved={} refused_by_lease={} refused_by_plan_check={} requests={} failed={}",
-            race.both_moved,
-            race.refused_by_lease,
-            race.refused_by_plan_check,
-            seen.report.total(),
-            seen.report.failed()
+        let (fx, _) = race_on_a_listener(&tf, "lease-pairs", None).await;
+        assert!(
+            !fx.tags(&fx.listener_arn).await.contains_key(LEASE_TAG),
+            "every lease given back"
         );
-        assert_eq!(
-            race.both_moved, 0,
-            "pairs in which both applies moved traffic"
-        );
-        seen.assert_none_failed();
-        drop((v1, a, b));
     }
 }
 
@@ -389,50 +414,8 @@ fn in_s3(config: String, bucket: &Bucket) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn with_leases_in_s3_two_pipelines_started_together_move_traffic_once() {
     for tf in clis("writers_lease_pairs_s3", Needs::Any, On::Newest) {
-        let (fx, ws, v1) = v1_live(&tf, "lease-s3").await;
         let bucket = Bucket::create("lease-s3").await;
-        let other = Workspace::new(&tf, "lease-s3-b");
-        std::fs::copy(
-            ws.dir().join("terraform.tfstate"),
-            other.dir().join("terraform.tfstate"),
-        )
-        .unwrap();
-        let (a, b) = (TestApp::start("a").await, TestApp::start("b").await);
-        let pairs = pairs();
-        let load = Traffic::start(&fx, Duration::from_secs(30 * pairs as u64), None).await;
-        let mut race = Race::default();
-        for i in 0..pairs {
-            race.run(
-                (
-                    &ws,
-                    in_s3(fleet_config(&fx, &format!("a{i}"), &a, ""), &bucket),
-                ),
-                (
-                    &other,
-                    in_s3(fleet_config(&fx, &format!("b{i}"), &b, ""), &bucket),
-                ),
-            )
-            .await;
-            let live = fx.weights(&fx.listener_arn).await;
-            assert!(
-                live == traffic::weights(100, 0) || live == traffic::weights(0, 100),
-                "all traffic on one colour after pair {i}: {live:?}"
-            );
-        }
-        let seen = load.finish(TAIL).await;
-        println!(
-            "lease-pairs: s3 pairs={pairs} both_moved={} refused_by_lease={} refused_by_plan_check={} requests={} failed={}",
-            race.both_moved,
-            race.refused_by_lease,
-            race.refused_by_plan_check,
-            seen.report.total(),
-            seen.report.failed()
-        );
-        assert_eq!(
-            race.both_moved, 0,
-            "pairs in which both applies moved traffic"
-        );
-        seen.assert_none_failed();
+        let (fx, _) = race_on_a_listener(&tf, "lease-s3", Some(&bucket)).await;
         assert_eq!(
             bucket.keys().await,
             Vec::<String>::new(),
@@ -442,7 +425,6 @@ async fn with_leases_in_s3_two_pipelines_started_together_move_traffic_once() {
             !fx.tags(&fx.listener_arn).await.contains_key(LEASE_TAG),
             "no lease beside the records when they are kept in S3"
         );
-        drop((v1, a, b));
     }
 }
 
