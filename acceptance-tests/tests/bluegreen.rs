@@ -158,10 +158,11 @@ async fn baked_image_fleet_release_rollback_and_failed_release() {
         // A broken v3 fails its gate (its 503s, seen by the HTTP checks or the load balancer's):
         // traffic stays on v1, blue gets v2's fleet back so that the rollback to v2 stays
         // instant, state unchanged, and the next plan still shows the pending release.
+        // (Timeouts of 5 s: taking the lease takes 2 s before the gate starts.)
         v3.set(Behavior::Failing(503));
         let failed = ws
             .step(Step {
-                config: fleet_config(&fx, "v3", &v3, "").replace("\"20s\"", "\"2s\""),
+                config: fleet_config(&fx, "v3", &v3, "").replace("\"20s\"", "\"5s\""),
                 expect_error: Some(
                     r"(?s)not deployed to blue.*(503 x\d+|unhealthy \(Target.ResponseCodeMismatch\)).*holds its previous fleet again",
                 ),

@@ -280,8 +280,10 @@ async fn fifty_deployments_in_one_apply_survive_throttling() {
             )
             .await;
         assert!(out.success, "{}", out.text());
+        // Each deployment's own time is bounded by its 2m timeout (an apply that ran past it
+        // would have failed); the whole apply, five waves of ten, within 3 minutes.
         assert!(
-            started.elapsed() < Duration::from_secs(120),
+            started.elapsed() < Duration::from_secs(180),
             "took {:?}",
             started.elapsed()
         );

@@ -78,7 +78,11 @@ impl Site<'_> {
                 format!("Another writer is releasing to this {}", self.noun),
                 why.clone(),
             ),
-            Refused::Failed(e) => self.cannot_read(diags, e),
+            Refused::Failed(e) => diags.attribute_error(
+                self.attr_of(e),
+                format!("Cannot take the lease on the {}", self.noun),
+                format!("{e}\nNothing was changed; traffic was not moved."),
+            ),
         }
     }
 
