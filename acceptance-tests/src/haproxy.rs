@@ -524,6 +524,9 @@ impl Haproxy {
         signal()?;
         let (mut signals, mut last_signal) = (1, Instant::now());
         let deadline = Instant::now() + READY_TIMEOUT;
+        // Answers in a row from a new worker: for a moment after the new worker answers,
+        // the old one may still take a connection to the stats socket (seen in CI).
+        let mut new_answers = 0;
         loop {
             let log = since();
             if log.contains("Loading failure")
@@ -534,11 +537,15 @@ impl Haproxy {
                 ));
             }
             let done = match old_worker {
-                Some(old) => self
-                    .try_command("show info")
-                    .ok()
-                    .and_then(|info| parse_info(&info).get("Pid").and_then(|p| p.parse().ok()))
-                    .is_some_and(|pid: u32| pid != old),
+                Some(old) => {
+                    let answered_new = self
+                        .try_command("show info")
+                        .ok()
+                        .and_then(|info| parse_info(&info).get("Pid").and_then(|p| p.parse().ok()))
+                        .is_some_and(|pid: u32| pid != old);
+                    new_answers = if answered_new { new_answers + 1 } else { 0 };
+                    new_answers >= 3
+                }
                 // Without a socket: the master says so.
                 None => log.contains("Loading success") && self.answers(),
             };
